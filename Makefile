@@ -1,0 +1,39 @@
+# ShopSmart data platform. `make demo` and `make test` do all the set-up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export SHOPSMART_DATA_DIR ?= $(CURDIR)/data
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export SPARK_LOCAL_IP ?= 127.0.0.1
+export PYTHONDONTWRITEBYTECODE = 1
+PYTEST_ARGS ?=
+
+.PHONY: install java demo test ui lint clean
+
+$(VENV)/.installed: pyproject.toml setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+java:
+	@scripts/ensure-java.sh
+
+demo: install java
+	BIN=$(BIN) scripts/demo.sh
+
+test: install java
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+ui: install java
+	mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -h 127.0.0.1 -p $${PORT:-3000}
+
+lint: install
+	$(BIN)/ruff check shopsmart_assets shopsmart_assets_tests
+	$(BIN)/ruff format --check shopsmart_assets shopsmart_assets_tests
+
+clean:
+	rm -rf $(SHOPSMART_DATA_DIR) $(DAGSTER_HOME) spark-warehouse metastore_db
