@@ -8,8 +8,10 @@ from shopsmart_assets.assets import features, lake, ml, raw
 from shopsmart_assets.automation import daily_chain_job, hourly_orders_job
 from shopsmart_assets.resources import build_resources
 
+all_assets = dg.load_assets_from_modules([raw, lake, features, ml])
+
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([raw, lake, features, ml]),
+    assets=all_assets,
     jobs=[hourly_orders_job, daily_chain_job],
     resources=build_resources(),
 )

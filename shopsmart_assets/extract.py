@@ -100,9 +100,7 @@ def _statement(extraction: Extraction, params: Mapping[str, Any]) -> sa.TextClau
     return sa.text(extraction.sql).bindparams(*binds)
 
 
-def coerce_to_contract(
-    frame: pd.DataFrame, extraction: Extraction, partition_key: str
-) -> pa.Table:
+def coerce_to_contract(frame: pd.DataFrame, extraction: Extraction, partition_key: str) -> pa.Table:
     """Cast one chunk to the raw contract, or fail naming source, table, column and partition."""
     where = (
         f"source '{extraction.source}', table '{extraction.source_table}', "

@@ -13,9 +13,7 @@ import pyarrow.parquet as pq
 
 
 def table_schema(schema: pa.Schema) -> dg.TableSchema:
-    return dg.TableSchema(
-        columns=[dg.TableColumn(name=f.name, type=str(f.type)) for f in schema]
-    )
+    return dg.TableSchema(columns=[dg.TableColumn(name=f.name, type=str(f.type)) for f in schema])
 
 
 def count_rows(directory: Path) -> int:

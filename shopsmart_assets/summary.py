@@ -37,14 +37,17 @@ def source_order_lines(orders_url: str, start: date, end: date, tz: str) -> int:
     """Order lines in the orders database for orders placed in [start, end], by plain SQL."""
     zone = ZoneInfo(tz)
     lower = datetime.combine(start, time(), zone).astimezone(timezone.utc).replace(tzinfo=None)
-    upper = datetime.combine(end + timedelta(days=1), time(), zone).astimezone(
-        timezone.utc
-    ).replace(tzinfo=None)
+    upper = (
+        datetime.combine(end + timedelta(days=1), time(), zone)
+        .astimezone(timezone.utc)
+        .replace(tzinfo=None)
+    )
     query = sa.text(
         "SELECT count(*) FROM order_items WHERE order_id IN (SELECT order_id FROM orders "
         "WHERE ordered_at >= :lower AND ordered_at < :upper)"
-    ).bindparams(sa.bindparam("lower", type_=sa.DateTime()), sa.bindparam("upper",
-                                                                          type_=sa.DateTime()))
+    ).bindparams(
+        sa.bindparam("lower", type_=sa.DateTime()), sa.bindparam("upper", type_=sa.DateTime())
+    )
     with sa.create_engine(orders_url).connect() as connection:
         return connection.execute(query, {"lower": lower, "upper": upper}).scalar_one()
 
@@ -72,15 +75,19 @@ def main(argv: list[str] | None = None) -> int:
         f"{_scan(lake, 'quarantine', 'purchases', '*/*.parquet', where)} "
         "GROUP BY reason ORDER BY 2 DESC"
     ).fetchall()
-    print("  quarantined order lines by reason: "
-          + ", ".join(f"{reason} {n:,}" for reason, n in reasons))
+    print(
+        "  quarantined order lines by reason: "
+        + ", ".join(f"{reason} {n:,}" for reason, n in reasons)
+    )
 
     orders_url = os.environ.get(settings.ORDERS_URL_VAR) or settings.default_orders_url()
     source = source_order_lines(orders_url, args.start, args.end, settings.timezone())
     landed = counts[("curated", "purchases")] + counts[("quarantine", "purchases")]
     verdict = "reconciles" if source == landed else "DOES NOT RECONCILE"
-    print(f"  source order lines {source:,} = valid {counts[('curated', 'purchases')]:,} + "
-          f"quarantined {counts[('quarantine', 'purchases')]:,}: {verdict}")
+    print(
+        f"  source order lines {source:,} = valid {counts[('curated', 'purchases')]:,} + "
+        f"quarantined {counts[('quarantine', 'purchases')]:,}: {verdict}"
+    )
 
     store_url = os.environ.get(settings.ONLINE_STORE_URL_VAR) or (
         settings.default_online_store_url()
@@ -92,18 +99,28 @@ def main(argv: list[str] | None = None) -> int:
     if candidate.exists():
         metrics = json.loads(candidate.read_text())
         auc = metrics["metrics"].get("auc")
-        print(f"  model {args.end}: " + (f"AUC {auc:.3f} on {metrics['metrics']['test_rows']:,}"
-              " held-out customers" if auc is not None else f"not trained ({metrics['reason']})"))
+        print(
+            f"  model {args.end}: "
+            + (
+                f"AUC {auc:.3f} on {metrics['metrics']['test_rows']:,} held-out customers"
+                if auc is not None
+                else f"not trained ({metrics['reason']})"
+            )
+        )
     if champion.exists():
         record = json.loads(champion.read_text())
-        print(f"  champion as of {args.end}: model of {record['model_partition']} "
-              f"(AUC {record['auc']}), {record['decision']}")
+        print(
+            f"  champion as of {args.end}: model of {record['model_partition']} "
+            f"(AUC {record['auc']}), {record['decision']}"
+        )
     else:
         print("  champion: none (the model did not pass its promotion check)")
-    print("\nQuery it yourself, e.g. with DuckDB:\n"
-          f"  SELECT * FROM read_parquet('{lake}/curated/purchases/*/*.parquet',"
-          " hive_partitioning = true) LIMIT 5;\n"
-          "Browse runs, assets and partitions: make ui  (http://127.0.0.1:3000)")
+    print(
+        "\nQuery it yourself, e.g. with DuckDB:\n"
+        f"  SELECT * FROM read_parquet('{lake}/curated/purchases/*/*.parquet',"
+        " hive_partitioning = true) LIMIT 5;\n"
+        "Browse runs, assets and partitions: make ui  (http://127.0.0.1:3000)"
+    )
     return 0 if source == landed else 1
 
 

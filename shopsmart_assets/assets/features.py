@@ -13,6 +13,8 @@ from shopsmart_assets.resources import LakeResource, OnlineStoreResource
 from shopsmart_assets.transforms.features import (
     INTERACTION_DAYS,
     LOOKBACK_DAYS,
+)
+from shopsmart_assets.transforms.features import (
     customer_features as compute_customer_features,
 )
 
@@ -40,9 +42,7 @@ def trailing_days(first: date, last: date, window: int) -> list[tuple[date, None
         ),
         dg.AssetDep(
             CRM_INTERACTIONS_KEY,
-            partition_mapping=dg.TimeWindowPartitionMapping(
-                start_offset=-(INTERACTION_DAYS - 1)
-            ),
+            partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-(INTERACTION_DAYS - 1)),
         ),
         CRM_CUSTOMERS_KEY,
     ],

@@ -29,12 +29,12 @@ def hours_of_day(day_key: str) -> list[tuple[date, int]]:
     return [(day_of(k), hour_of(k)) for k in keys]
 
 
-def read_lake(spark: SparkSession, lake: LakeResource, zone: str, table: str,
-              paths: list[Path]) -> DataFrame:
+def read_lake(
+    spark: SparkSession, lake: LakeResource, zone: str, table: str, paths: list[Path]
+) -> DataFrame:
     """Read partitions with their Hive columns (date, hour) from the table's base path."""
-    return (
-        spark.read.option("basePath", str(lake.table_dir(zone, table)))
-        .parquet(*[str(p) for p in paths])
+    return spark.read.option("basePath", str(lake.table_dir(zone, table))).parquet(
+        *[str(p) for p in paths]
     )
 
 
@@ -69,9 +69,7 @@ def write_daily(frame: DataFrame, staged: Path, days: list[date]) -> None:
         )
     ],
 )
-def purchases(
-    context: dg.AssetExecutionContext, pyspark: LazyPySparkResource, lake: LakeResource
-):
+def purchases(context: dg.AssetExecutionContext, pyspark: LazyPySparkResource, lake: LakeResource):
     """Order lines that passed validation, deduplicated (latest version of each order, one
     copy of each line), joined to their order and priced in US dollars (`amount_usd`).
     Lines that fail go to `quarantine/purchases` with a `reason`. Spark; a partition range
@@ -117,8 +115,7 @@ def _write_reconcile_publish(
     balance = []
     for day, key in zip(days, keys, strict=True):
         source_rows = sum(
-            count_rows(lake.partition_dir("raw", "order_items", d, h))
-            for d, h in hours_of_day(key)
+            count_rows(lake.partition_dir("raw", "order_items", d, h)) for d, h in hours_of_day(key)
         )
         valid_rows = count_rows(staging / "curated" / f"date={day}")
         quarantined_rows = count_rows(staging / "quarantine" / f"date={day}")
@@ -156,9 +153,7 @@ def _write_reconcile_publish(
             len(days),
             source_rows_total=totals[0],
             quarantined_rows_total=totals[2],
-            quarantine_path=dg.MetadataValue.path(
-                str(lake.table_dir("quarantine", "purchases"))
-            ),
+            quarantine_path=dg.MetadataValue.path(str(lake.table_dir("quarantine", "purchases"))),
         )
     )
     yield dg.AssetCheckResult(
@@ -170,4 +165,3 @@ def _write_reconcile_publish(
             "quarantined_rows": totals[2],
         },
     )
-

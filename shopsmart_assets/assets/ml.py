@@ -3,7 +3,6 @@
 import json
 import shutil
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -49,7 +48,8 @@ def _read_training(lake: LakeResource, day: date) -> pd.DataFrame:
         dg.AssetDep(
             CUSTOMER_FEATURES_KEY,
             partition_mapping=dg.TimeWindowPartitionMapping(
-                start_offset=-LABEL_DAYS, end_offset=-LABEL_DAYS,
+                start_offset=-LABEL_DAYS,
+                end_offset=-LABEL_DAYS,
                 allow_nonexistent_upstream_partitions=True,
             ),
         ),
@@ -134,8 +134,10 @@ def _train_for(lake: LakeResource, day: date) -> tuple[TrainingOutcome, dict[str
     )
     frames = {d: _read_training(lake, d) for d in [*history, day]}
     versions = {d.isoformat(): frame_fingerprint(f) for d, f in frames.items()}
-    train = pd.concat([frames[d] for d in history], ignore_index=True) if history else (
-        pd.DataFrame(columns=list(TRAINING_COLUMNS))
+    train = (
+        pd.concat([frames[d] for d in history], ignore_index=True)
+        if history
+        else (pd.DataFrame(columns=list(TRAINING_COLUMNS)))
     )
     return train_and_evaluate(train, frames[day]), versions
 
@@ -143,9 +145,11 @@ def _train_for(lake: LakeResource, day: date) -> tuple[TrainingOutcome, dict[str
 def _latest_champion(lake: LakeResource, before: date) -> dict[str, Any] | None:
     """The champion record in force before `before` (the newest earlier partition)."""
     table = lake.table_dir("models", "champion_model")
-    candidates = sorted(
-        p for p in table.glob("date=*") if date.fromisoformat(p.name[5:]) < before
-    ) if table.is_dir() else []
+    candidates = (
+        sorted(p for p in table.glob("date=*") if date.fromisoformat(p.name[5:]) < before)
+        if table.is_dir()
+        else []
+    )
     for directory in reversed(candidates):
         record = json.loads((directory / "champion.json").read_text())
         if record.get("model_partition"):
@@ -264,8 +268,11 @@ def champion_model(
         if promote:
             champion = {"model_partition": key, "auc": candidate["metrics"]["auc"]}
             promoted_days += 1
-        record = {**(champion or {"model_partition": None, "auc": None}), "promoted": promote,
-                  "decision": why}
+        record = {
+            **(champion or {"model_partition": None, "auc": None}),
+            "promoted": promote,
+            "decision": why,
+        }
         with lake.writing_partition("models", "champion_model", day) as staged:
             if champion:
                 source = lake.partition_dir(

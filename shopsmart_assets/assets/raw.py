@@ -42,14 +42,18 @@ def extract_partitions(
         day, hour = day_of(key), (hour_of(key) if hourly else None)
         with lake.writing_partition("raw", extraction.raw_table, day, hour) as staged:
             rows = extract_to_parquet(
-                engine, extraction, window_params(window.start, window.end),
-                staged / "part-0.parquet", partition_key=key,
+                engine,
+                extraction,
+                window_params(window.start, window.end),
+                staged / "part-0.parquet",
+                partition_key=key,
             )
         last_dir = lake.partition_dir("raw", extraction.raw_table, day, hour)
         total += rows
         context.add_asset_metadata(
             partition_metadata(
-                rows, last_dir,
+                rows,
+                last_dir,
                 {"window": f"{window.start.isoformat()} .. {window.end.isoformat()}"},
             ),
             asset_key=asset_key,
@@ -62,7 +66,9 @@ def extract_partitions(
     return dg.MaterializeResult(
         asset_key=asset_key,
         metadata=summary_metadata(
-            last_dir, total, len(context.partition_keys),
+            last_dir,
+            total,
+            len(context.partition_keys),
             source=f"{source.name}.{extraction.source_table}",
         ),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -28,26 +28,46 @@ def _parser() -> argparse.ArgumentParser:
             "$SHOPSMART_DATA_DIR/sources."
         ),
     )
-    parser.add_argument("--crm-url", help="SQLAlchemy URL of the CRM (default: $SHOPSMART_CRM_URL"
-                        " or $SHOPSMART_DATA_DIR/sources/crm.db)")
-    parser.add_argument("--orders-url", help="SQLAlchemy URL of the orders database (default: "
-                        "$SHOPSMART_ORDERS_URL or $SHOPSMART_DATA_DIR/sources/orders.db)")
-    parser.add_argument("--start-date", type=date.fromisoformat, default=None,
-                        help="first day to generate (default: $SHOPSMART_START_DATE, 2026-01-01)")
+    parser.add_argument(
+        "--crm-url",
+        help="SQLAlchemy URL of the CRM (default: $SHOPSMART_CRM_URL"
+        " or $SHOPSMART_DATA_DIR/sources/crm.db)",
+    )
+    parser.add_argument(
+        "--orders-url",
+        help="SQLAlchemy URL of the orders database (default: "
+        "$SHOPSMART_ORDERS_URL or $SHOPSMART_DATA_DIR/sources/orders.db)",
+    )
+    parser.add_argument(
+        "--start-date",
+        type=date.fromisoformat,
+        default=None,
+        help="first day to generate (default: $SHOPSMART_START_DATE, 2026-01-01)",
+    )
     span = parser.add_mutually_exclusive_group()
     span.add_argument("--days", type=int, help="days to generate (default 14)")
     span.add_argument("--hours", type=int, help="hours to generate")
-    parser.add_argument("--orders-per-day", type=int, default=500,
-                        help="average orders per day, from a few hundred to millions (default 500)")
+    parser.add_argument(
+        "--orders-per-day",
+        type=int,
+        default=500,
+        help="average orders per day, from a few hundred to millions (default 500)",
+    )
     parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
-    parser.add_argument("--timezone", default=None,
-                        help="company time zone for days and trading hours "
-                        "(default: $SHOPSMART_TIMEZONE or UTC)")
+    parser.add_argument(
+        "--timezone",
+        default=None,
+        help="company time zone for days and trading hours (default: $SHOPSMART_TIMEZONE or UTC)",
+    )
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--append", action="store_true",
-                      help="continue after the last generated hour (new data arriving)")
-    mode.add_argument("--reset", action="store_true",
-                      help="drop and recreate the source tables first")
+    mode.add_argument(
+        "--append",
+        action="store_true",
+        help="continue after the last generated hour (new data arriving)",
+    )
+    mode.add_argument(
+        "--reset", action="store_true", help="drop and recreate the source tables first"
+    )
     return parser
 
 
@@ -88,8 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     config = DemoConfig(seed=args.seed, orders_per_day=args.orders_per_day, timezone=tz)
     report = generate(crm, orders_db, first_hour, hours, config)
     if report.hours == 0:
-        print(f"shopsmart-demo: nothing to do, all {report.skipped_hours} hours already exist "
-              "(use --reset to regenerate or --append to add more)")
+        print(
+            f"shopsmart-demo: nothing to do, all {report.skipped_hours} hours already exist "
+            "(use --reset to regenerate or --append to add more)"
+        )
         return 0
     c = report.counts
     first = report.first_hour.astimezone(ZoneInfo(tz))

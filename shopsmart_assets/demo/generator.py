@@ -54,7 +54,13 @@ CATEGORIES = ("electronics", "home", "fashion", "beauty", "sports", "toys", "gro
 WEEKDAY_FACTOR = np.array([0.92, 0.95, 0.97, 1.0, 1.06, 1.08, 1.02])
 FIRST_NAMES = ("ana", "ben", "chen", "dana", "eli", "fatima", "george", "hana", "ivan", "jo")
 LAST_NAMES = ("smith", "garcia", "muller", "rossi", "dubois", "kim", "patel", "novak", "silva")
-MALFORMED_EMAIL_SHAPES = ("{n}.example.com", "{n}@", "@example.com", "{n}@@example.com", "{n} @x.io")
+MALFORMED_EMAIL_SHAPES = (
+    "{n}.example.com",
+    "{n}@",
+    "@example.com",
+    "{n}@@example.com",
+    "{n} @x.io",
+)
 
 
 @dataclass(frozen=True)
@@ -209,9 +215,7 @@ def _seed_reference_data(
             ids = np.arange(1, n + 1, dtype=np.int64)
             ages = rng.uniform(1, 730, size=n)
             signups = [
-                (first_hour - timedelta(days=float(a))).replace(tzinfo=None).replace(
-                    microsecond=0
-                )
+                (first_hour - timedelta(days=float(a))).replace(tzinfo=None).replace(microsecond=0)
                 for a in ages
             ]
             rows, _ = _customer_rows(rng, ids, signups, config.rates)
@@ -350,9 +354,7 @@ def _generate_hour(
                 .values(status=update.new_status, updated_at=update.apply_at)
             )
         c.execute(
-            pending_updates.delete().where(
-                pending_updates.c.apply_at < naive + timedelta(hours=1)
-            )
+            pending_updates.delete().where(pending_updates.c.apply_at < naive + timedelta(hours=1))
         )
         c.execute(generated_hours.insert(), {"hour_start": naive})
 

@@ -85,9 +85,13 @@ class OnlineStoreResource(dg.ConfigurableResource):
 
     def get(self, customer_id: int) -> dict[str, Any] | None:
         with self.get_engine().connect() as connection:
-            row = connection.execute(
-                sa.select(online_features).where(online_features.c.customer_id == customer_id)
-            ).mappings().first()
+            row = (
+                connection.execute(
+                    sa.select(online_features).where(online_features.c.customer_id == customer_id)
+                )
+                .mappings()
+                .first()
+            )
         return dict(row) if row else None
 
     def count(self) -> int:
@@ -101,13 +105,19 @@ def main(argv: list[str] | None = None) -> int:
     """`shopsmart-features CUSTOMER_ID …`: print the online features of customers as JSON."""
     parser = argparse.ArgumentParser(prog="shopsmart-features", description=main.__doc__)
     parser.add_argument("customer_ids", type=int, nargs="+")
-    parser.add_argument("--url", default=None, help="online store URL (default: "
-                        "$SHOPSMART_ONLINE_STORE_URL or $SHOPSMART_DATA_DIR/online_store.db)")
+    parser.add_argument(
+        "--url",
+        default=None,
+        help="online store URL (default: "
+        "$SHOPSMART_ONLINE_STORE_URL or $SHOPSMART_DATA_DIR/online_store.db)",
+    )
     args = parser.parse_args(argv)
     import os
 
-    url = args.url or os.environ.get(settings.ONLINE_STORE_URL_VAR) or (
-        settings.default_online_store_url()
+    url = (
+        args.url
+        or os.environ.get(settings.ONLINE_STORE_URL_VAR)
+        or (settings.default_online_store_url())
     )
     store = OnlineStoreResource(url=url)
     missing = 0

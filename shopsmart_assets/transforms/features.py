@@ -82,8 +82,7 @@ def customer_features(
         ),
     )
 
-    contacts = _as_of(interactions.where(F.col("customer_id").isNotNull()), dates,
-                      INTERACTION_DAYS)
+    contacts = _as_of(interactions.where(F.col("customer_id").isNotNull()), dates, INTERACTION_DAYS)
     engagement = contacts.groupBy("as_of_date", "customer_id").agg(
         F.count(F.lit(1)).alias("interactions_30d"),
         F.sum(F.when(F.col("kind") == "support_ticket", 1).otherwise(0)).alias(
@@ -98,9 +97,7 @@ def customer_features(
             "as_of_date",
             "customer_id",
             F.datediff("as_of_date", F.to_date("signup_at")).alias("tenure_days"),
-            F.coalesce(F.col("email").rlike(EMAIL_PATTERN), F.lit(False)).alias(
-                "has_valid_email"
-            ),
+            F.coalesce(F.col("email").rlike(EMAIL_PATTERN), F.lit(False)).alias("has_valid_email"),
             "segment",
             "country",
         )

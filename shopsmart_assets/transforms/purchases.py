@@ -102,8 +102,10 @@ def purchase_lines(orders: DataFrame, items: DataFrame, customers: DataFrame) ->
         .when(F.coalesce(F.col("unit_price") <= 0, F.lit(True)), "non_positive_price")
     )
     amount = F.round(F.col("quantity") * F.col("unit_price") * F.col("usd_per_unit"), 2)
-    return lines.withColumn("reason", reason).withColumn("amount_usd", amount).select(
-        *PURCHASE_COLUMNS, "reason"
+    return (
+        lines.withColumn("reason", reason)
+        .withColumn("amount_usd", amount)
+        .select(*PURCHASE_COLUMNS, "reason")
     )
 
 

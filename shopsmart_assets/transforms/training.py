@@ -91,7 +91,10 @@ def train_and_evaluate(train: pd.DataFrame, test: pd.DataFrame) -> TrainingOutco
         return TrainingOutcome(model=None, metrics=sizes, reason=problem)
 
     model = HistGradientBoostingClassifier(
-        max_iter=150, learning_rate=0.08, max_leaf_nodes=15, random_state=0,
+        max_iter=150,
+        learning_rate=0.08,
+        max_leaf_nodes=15,
+        random_state=0,
         early_stopping=False,
     )
     model.fit(model_matrix(train), train["label"])

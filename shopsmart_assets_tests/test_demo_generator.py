@@ -1,0 +1,136 @@
+"""The demo source generator: deterministic, appendable, realistically dirty."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from shopsmart_assets.demo.cli import main as demo_main
+
+TABLES = {
+    "crm": ["customers", "interactions"],
+    "orders": ["orders", "order_items", "products"],
+}
+
+
+def dump(directory: Path) -> dict[str, list[tuple]]:
+    out = {}
+    for db, tables in TABLES.items():
+        with sqlite3.connect(directory / f"{db}.db") as c:
+            for table in tables:
+                out[table] = sorted(c.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
+    return out
+
+
+def run(directory: Path, *args: str) -> None:
+    assert (
+        demo_main(
+            [
+                "--crm-url",
+                f"sqlite:///{directory / 'crm.db'}",
+                "--orders-url",
+                f"sqlite:///{directory / 'orders.db'}",
+                "--start-date",
+                "2026-01-01",
+                "--orders-per-day",
+                "300",
+                *args,
+            ]
+        )
+        == 0
+    )
+
+
+def test_same_seed_same_data_and_append_equals_one_go(tmp_path):
+    run(tmp_path / "a", "--days", "4")
+    run(tmp_path / "b", "--days", "4")
+    run(tmp_path / "c", "--days", "2")
+    run(tmp_path / "c", "--append", "--hours", "48")
+    a, b, c = dump(tmp_path / "a"), dump(tmp_path / "b"), dump(tmp_path / "c")
+    assert a == b
+    assert a == c
+    run(tmp_path / "d", "--days", "4", "--seed", "8")
+    assert dump(tmp_path / "d")["orders"] != a["orders"]
+
+
+def test_generating_the_same_hours_again_adds_nothing(tmp_path):
+    run(tmp_path, "--days", "1")
+    before = dump(tmp_path)
+    run(tmp_path, "--days", "1")
+    assert dump(tmp_path) == before
+
+
+@pytest.fixture(scope="module")
+def month(tmp_path_factory) -> sqlite3.Connection:
+    directory = tmp_path_factory.mktemp("month")
+    run(directory, "--days", "28")
+    connection = sqlite3.connect(directory / "orders.db")
+    connection.execute(f"ATTACH '{directory / 'crm.db'}' AS crm")
+    return connection
+
+
+def scalar(connection: sqlite3.Connection, sql: str) -> float:
+    return connection.execute(sql).fetchone()[0]
+
+
+def test_volume_and_shape(month):
+    orders = scalar(month, "SELECT count(DISTINCT order_id) FROM orders")
+    assert 28 * 300 * 0.9 < orders < 28 * 300 * 1.1
+    # evenings are busier than nights, weekends busier than Mondays
+    evening = scalar(month, "SELECT count(*) FROM orders WHERE strftime('%H', ordered_at) = '20'")
+    night = scalar(month, "SELECT count(*) FROM orders WHERE strftime('%H', ordered_at) = '04'")
+    assert evening > 3 * night
+    # a few customers buy much more than the median one
+    top = scalar(month, "SELECT max(n) FROM (SELECT count(*) n FROM orders GROUP BY customer_id)")
+    assert top >= 10
+    currencies = {r[0] for r in month.execute("SELECT DISTINCT currency FROM orders")}
+    assert {"USD", "EUR", "GBP", "CAD"} <= currencies
+
+
+@pytest.mark.parametrize(
+    ("sql", "rate"),
+    [
+        (
+            "SELECT 1.0 * (count(*) - count(DISTINCT order_id)) / count(DISTINCT order_id) "
+            "FROM orders",
+            0.01,
+        ),
+        ("SELECT avg(status IN ('refunded', 'cancelled')) FROM orders", 0.03),
+        ("SELECT avg(currency NOT IN ('USD', 'EUR', 'GBP', 'CAD')) FROM orders", 0.005),
+        ("SELECT avg(customer_id >= 900000000) FROM orders", 0.005),
+        ("SELECT avg(customer_id IS NULL) FROM orders", 0.002),
+        ("SELECT avg(unit_price <= 0) FROM order_items", 0.005),
+        ("SELECT avg(product_id IS NULL) FROM order_items", 0.002),
+        (
+            "SELECT avg(email NOT LIKE '%_@_%._%' OR email LIKE '%@%@%' OR email LIKE '% %') "
+            "FROM crm.customers",
+            0.02,
+        ),
+    ],
+)
+def test_dirty_rows_at_known_rates(month, sql, rate):
+    observed = scalar(month, sql)
+    assert rate * 0.4 < observed < rate * 2.0, f"{sql}: {observed:.4f} vs {rate}"
+
+
+def test_late_updates_change_orders_after_their_day(month):
+    late = month.execute(
+        "SELECT ordered_at, updated_at FROM orders WHERE status IN ('refunded','cancelled')"
+    ).fetchall()
+    assert late
+    for ordered_at, updated_at in late:
+        assert datetime.fromisoformat(updated_at) > datetime.fromisoformat(ordered_at)
+
+
+def test_timezone_moves_trading_hours(tmp_path):
+    run(tmp_path, "--days", "7", "--timezone", "America/New_York")
+    with sqlite3.connect(tmp_path / "orders.db") as c:
+        first = datetime.fromisoformat(
+            c.execute("SELECT min(ordered_at) FROM orders").fetchone()[0]
+        )
+    # Days start at midnight New York time, 05:00 UTC.
+    assert first >= datetime(2026, 1, 1, 5, tzinfo=ZoneInfo("UTC")).replace(tzinfo=None)

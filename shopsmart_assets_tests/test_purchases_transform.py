@@ -1,0 +1,100 @@
+"""Purchases transformation on small DataFrames: dedup, currency, validation."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pytest
+
+from shopsmart_assets.transforms.purchases import REASONS, purchase_lines, split_valid
+
+pytestmark = pytest.mark.spark
+
+D = date(2026, 1, 5)
+T0 = datetime(2026, 1, 5, 10, 0)
+T1 = datetime(2026, 1, 7, 9, 0)
+ORDER_SCHEMA = (
+    "date date, hour int, order_id long, customer_id long, ordered_at timestamp, status string,"
+    " currency string, channel string, updated_at timestamp"
+)
+ITEM_SCHEMA = (
+    "date date, hour int, order_id long, line_no long, product_id long, quantity long,"
+    " unit_price double"
+)
+CUSTOMER_SCHEMA = "date date, customer_id long"
+
+
+def order(order_id, customer_id=1, currency="USD", status="placed", updated_at=T0):
+    return (D, 10, order_id, customer_id, T0, status, currency, "web", updated_at)
+
+
+def item(order_id, line_no=1, product_id=100, quantity=1, unit_price=10.0):
+    return (D, 10, order_id, line_no, product_id, quantity, unit_price)
+
+
+def run(spark, orders, items, customers=((D, 1), (D, 2))):
+    lines = purchase_lines(
+        spark.createDataFrame(orders, ORDER_SCHEMA),
+        spark.createDataFrame(items, ITEM_SCHEMA),
+        spark.createDataFrame(list(customers), CUSTOMER_SCHEMA),
+    )
+    return {(r["order_id"], r["line_no"], r["reason"]): r for r in lines.collect()}, lines
+
+
+def test_latest_order_version_wins_and_duplicate_lines_are_quarantined(spark):
+    orders = [
+        order(1),
+        order(1),  # delivered twice
+        order(1, status="refunded", updated_at=T1),  # late update of the same order
+    ]
+    items = [item(1, 1), item(1, 1), item(1, 2, unit_price=5.0)]
+    rows, lines = run(spark, orders, items)
+    valid, quarantined = split_valid(lines)
+    assert valid.count() == 2
+    assert {r["status"] for r in valid.collect()} == {"refunded"}
+    assert [r["reason"] for r in quarantined.collect()] == ["duplicate"]
+    # nothing lost, nothing invented
+    assert valid.count() + quarantined.count() == len(items)
+
+
+def test_amounts_are_converted_to_usd(spark):
+    orders = [order(1, currency="EUR"), order(2, currency="GBP", customer_id=2)]
+    items = [item(1, quantity=3, unit_price=10.0), item(2, quantity=1, unit_price=100.0)]
+    rows, _ = run(spark, orders, items)
+    assert rows[(1, 1, None)]["amount_usd"] == pytest.approx(3 * 10.0 * 1.08)
+    assert rows[(2, 1, None)]["amount_usd"] == pytest.approx(127.0)
+    assert rows[(1, 1, None)]["usd_per_unit"] == pytest.approx(1.08)
+
+
+@pytest.mark.parametrize(
+    ("the_order", "the_item", "reason"),
+    [
+        (order(1, customer_id=None), item(1), "null_customer_id"),
+        (order(1), item(1, product_id=None), "null_product_id"),
+        (order(1, customer_id=999), item(1), "unknown_customer"),
+        (order(1, currency="BTC"), item(1), "unknown_currency"),
+        (order(1), item(1, quantity=0), "non_positive_quantity"),
+        (order(1), item(1, unit_price=0.0), "non_positive_price"),
+        (order(1), item(1, unit_price=-4.5), "non_positive_price"),
+        (order(1), item(1, unit_price=None), "non_positive_price"),
+        (order(2), item(1), "missing_order"),
+    ],
+)
+def test_each_invalid_line_is_quarantined_with_its_reason(spark, the_order, the_item, reason):
+    rows, lines = run(spark, [the_order], [the_item])
+    assert reason in REASONS
+    assert list(rows) == [(1, 1, reason)]
+
+
+def test_first_failing_rule_is_the_reason(spark):
+    # A duplicated line of an order in an unknown currency: duplicate comes first.
+    rows, _ = run(spark, [order(1, currency="XXX")], [item(1), item(1)])
+    assert sorted(k[2] for k in rows) == ["duplicate", "unknown_currency"]
+
+
+def test_customer_must_be_known_on_the_same_day(spark):
+    # Customer 2 is in the snapshot of another day only.
+    rows, _ = run(
+        spark, [order(1, customer_id=2)], [item(1)], customers=[(D, 1), (date(2026, 1, 6), 2)]
+    )
+    assert list(rows) == [(1, 1, "unknown_customer")]
