@@ -27,9 +27,12 @@ demo: install java
 test: install java
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Runs from inside DAGSTER_HOME (holding a copy of dagster.yaml) so that Dagster does not
+# warn about the project's own dagster.yaml sitting in the working directory.
 ui: install java
 	mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -h 127.0.0.1 -p $${PORT:-3000}
+	cd $(DAGSTER_HOME) && $(CURDIR)/$(BIN)/dagster dev -h 127.0.0.1 -p $${PORT:-3000} \
+	  -w $(CURDIR)/workspace.yaml
 
 lint: install
 	$(BIN)/ruff check shopsmart_assets shopsmart_assets_tests

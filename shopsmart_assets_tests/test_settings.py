@@ -1,0 +1,49 @@
+"""Settings: Spark mode and source URLs follow the environment; secrets stay in EnvVar."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from shopsmart_assets import settings
+from shopsmart_assets.resources import build_resources
+from shopsmart_assets.resources.spark import spark_config, spark_resource
+
+
+def test_spark_runs_local_by_default(monkeypatch):
+    monkeypatch.delenv("SHOPSMART_SPARK_MASTER", raising=False)
+    monkeypatch.delenv("SHOPSMART_SPARK_REMOTE", raising=False)
+    config = spark_resource().spark_config
+    assert config["spark.master"] == "local[*]"
+    assert "spark.remote" not in config
+
+
+def test_spark_master_and_connect_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SHOPSMART_SPARK_MASTER", "spark://10.0.0.5:7077")
+    assert spark_resource().spark_config["spark.master"] == "spark://10.0.0.5:7077"
+    monkeypatch.setenv("SHOPSMART_SPARK_REMOTE", "sc://127.0.0.1:15002")
+    config = spark_resource().spark_config
+    assert config["spark.remote"] == "sc://127.0.0.1:15002"
+    assert "spark.master" not in config  # Connect decides where the work runs
+    assert config["spark.sql.session.timeZone"] == "UTC"
+
+
+def test_source_urls_from_the_environment_stay_secret(monkeypatch, tmp_path):
+    secret = "postgresql://etl:s3cr3t@db.internal/crm"
+    monkeypatch.setenv("SHOPSMART_CRM_URL", secret)
+    monkeypatch.setenv("SHOPSMART_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("SHOPSMART_ORDERS_URL", raising=False)
+    resources = build_resources()
+    assert isinstance(resources["crm_db"].url, dg.EnvVar)
+    assert secret not in repr(resources["crm_db"])
+    assert resources["orders_db"].url == f"sqlite:///{tmp_path / 'sources' / 'orders.db'}"
+    assert resources["lake"].root == str(tmp_path / "lake")
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_blank_settings_mean_default(monkeypatch, value):
+    monkeypatch.setenv("SHOPSMART_TIMEZONE", value)
+    monkeypatch.setenv("SHOPSMART_START_DATE", value)
+    assert settings.timezone() == "UTC"
+    assert settings.start_date() == "2026-01-01"
+    assert spark_config()["spark.master"] == "local[*]"
