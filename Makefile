@@ -8,7 +8,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYTHONDONTWRITEBYTECODE = 1
 PYTEST_ARGS ?=
 
-.PHONY: install java demo test ui lint clean
+.PHONY: install java demo test ui backfill lint clean
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ ui: install java
 	mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	cd $(DAGSTER_HOME) && $(CURDIR)/$(BIN)/dagster dev -h 127.0.0.1 -p $${PORT:-3000} \
 	  -w $(CURDIR)/workspace.yaml
+
+# make backfill FROM=2026-01-01 TO=2026-01-14: the whole chain for a date range, as a Dagster
+# backfill (uses the Dagster at SHOPSMART_UI_URL, or starts one for the duration).
+backfill: install java
+	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD"; exit 2; }
+	$(BIN)/shopsmart-backfill --from $(FROM) --to $(TO)
 
 lint: install
 	$(BIN)/ruff check shopsmart_assets shopsmart_assets_tests

@@ -6,7 +6,8 @@ daily partition depends on its 24 hours (Dagster's default time-window mapping).
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 
@@ -28,3 +29,19 @@ def day_of(partition_key: str) -> date:
 def hour_of(partition_key: str) -> int:
     """The hour of an hourly partition key (YYYY-MM-DD-HH:MM)."""
     return int(partition_key[11:13])
+
+
+def _local(at: datetime) -> datetime:
+    zone = ZoneInfo(settings.timezone())
+    return at.astimezone(zone) if at.tzinfo else at.replace(tzinfo=zone)
+
+
+def previous_hour_key(at: datetime) -> str:
+    """The hourly partition that ended at or before `at`."""
+    start = _local(at).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    return start.strftime("%Y-%m-%d-%H:%M")
+
+
+def previous_day_key(at: datetime) -> str:
+    """The daily partition that ended at or before `at` (yesterday, in the company zone)."""
+    return (_local(at).date() - timedelta(days=1)).isoformat()

@@ -44,7 +44,7 @@ def default_online_store_url() -> str:
     return f"sqlite:///{data_dir() / 'online_store.db'}"
 
 
-def url_is_set(var: str) -> bool:
+def is_set(var: str) -> bool:
     return _env(var) is not None
 
 
@@ -66,3 +66,44 @@ def spark_master() -> str | None:
 def spark_remote() -> str | None:
     """SHOPSMART_SPARK_REMOTE: a Spark Connect URL, e.g. sc://127.0.0.1:15002."""
     return _env("SHOPSMART_SPARK_REMOTE")
+
+
+def business_hours() -> tuple[int, int]:
+    """SHOPSMART_BUSINESS_HOURS: trading hours as START-END in local time, default 09-18
+    (orders of 09:00 … 17:59 are extracted hourly, each at the end of its hour)."""
+    raw = _env("SHOPSMART_BUSINESS_HOURS") or "09-18"
+    try:
+        start, end = (int(part) for part in raw.split("-"))
+    except ValueError as error:
+        raise ValueError(f"SHOPSMART_BUSINESS_HOURS must look like 09-18, got {raw!r}") from error
+    if not 0 <= start < end <= 24:
+        raise ValueError(f"SHOPSMART_BUSINESS_HOURS must be within 00-24, got {raw!r}")
+    return start, end
+
+
+def business_days() -> str:
+    """SHOPSMART_BUSINESS_DAYS: cron day-of-week field for trading days, default 1-5 (Mon–Fri)."""
+    return _env("SHOPSMART_BUSINESS_DAYS") or "1-5"
+
+
+SLACK_TOKEN_VAR = "SLACK_BOT_TOKEN"
+
+
+def slack_channel() -> str:
+    """SHOPSMART_SLACK_CHANNEL: where alerts go, default #shopsmart-data-alerts."""
+    return _env("SHOPSMART_SLACK_CHANNEL") or "#shopsmart-data-alerts"
+
+
+def slack_api_url() -> str:
+    """SHOPSMART_SLACK_API_URL: Slack's Web API base URL (a local server in tests)."""
+    return _env("SHOPSMART_SLACK_API_URL") or "https://slack.com/api/"
+
+
+def ui_url() -> str:
+    """SHOPSMART_UI_URL: the Dagster UI's address, for links in alerts."""
+    return (_env("SHOPSMART_UI_URL") or "http://127.0.0.1:3000").rstrip("/")
+
+
+def freshness_deadline() -> str:
+    """SHOPSMART_FRESHNESS_DEADLINE: HH:MM local time by which yesterday must be in."""
+    return _env("SHOPSMART_FRESHNESS_DEADLINE") or "06:00"

@@ -74,6 +74,7 @@ def test_blocking_check_keeps_a_weak_model_out(ten_days):
     assert not result.success
     [gate] = [e for e in result.get_asset_check_evaluations() if e.check_name == MEETS_BAR]
     assert not gate.passed and "below the minimum" in gate.description
+    assert gate.severity == dg.AssetCheckSeverity.ERROR
     champion_steps = [
         e for e in result.all_events if e.step_key == "ml__champion_model" and e.is_step_success
     ]

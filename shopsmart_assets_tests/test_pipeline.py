@@ -6,6 +6,7 @@ the code under test: the rules of docs/lake.md, applied by SQLite to the sources
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import date, datetime, timedelta
 
@@ -65,7 +66,7 @@ def two_days(module_platform: Platform, spark) -> tuple[Platform, dg.ExecuteInPr
 
 def test_every_asset_is_materialized_for_both_days(two_days):
     p, _ = two_days
-    for key in DAILY[:-1]:
+    for key in DAILY:
         assert p.instance.get_materialized_partitions(dg.AssetKey.from_user_string(key)) == {
             str(DAY1),
             str(DAY2),
@@ -75,15 +76,20 @@ def test_every_asset_is_materialized_for_both_days(two_days):
         assert len(hours) == 48 and f"{DAY2}-23:00" in hours
 
 
-def test_no_champion_without_a_model_that_passes_the_blocking_check(two_days):
+def test_without_enough_history_the_gate_warns_and_no_model_is_served(two_days):
     p, result = two_days
+    assert result.success
     evaluations = result.get_asset_check_evaluations()
     gate = [
         e for e in evaluations if e.asset_key == PURCHASE_MODEL_KEY and e.check_name == MEETS_BAR
     ]
     assert len(gate) == 1 and not gate[0].passed
+    assert gate[0].severity == dg.AssetCheckSeverity.WARN
     assert "no candidate model" in gate[0].description
-    assert not p.instance.get_materialized_partitions(dg.AssetKey(["ml", "champion_model"]))
+    for day in (DAY1, DAY2):
+        champion = p.lake.partition_dir("models", "champion_model", day) / "champion.json"
+        assert json.loads(champion.read_text())["model_partition"] is None
+        assert not (champion.parent / "model.joblib").exists()
 
 
 def test_lake_reconciles_with_the_sources(two_days):

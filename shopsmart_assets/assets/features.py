@@ -17,6 +17,7 @@ from shopsmart_assets.transforms.features import (
 from shopsmart_assets.transforms.features import (
     customer_features as compute_customer_features,
 )
+from shopsmart_assets.workers import SPARK_STEP, STANDARD_STEP
 
 CUSTOMER_FEATURES_KEY = dg.AssetKey(["features", "customer_features"])
 ONLINE_STORE_KEY = dg.AssetKey(["features", "online_store"])
@@ -48,7 +49,7 @@ def trailing_days(first: date, last: date, window: int) -> list[tuple[date, None
     ],
     partitions_def=daily_partitions,
     backfill_policy=SINGLE_RUN,
-    pool="spark",
+    **SPARK_STEP,
     group_name="features",
     kinds={"spark", "parquet"},
 )
@@ -106,6 +107,7 @@ def customer_features(
     backfill_policy=SINGLE_RUN,
     group_name="features",
     kinds={"sql"},
+    **STANDARD_STEP,
 )
 def online_store(
     context: dg.AssetExecutionContext, lake: LakeResource, online_store: OnlineStoreResource

@@ -17,6 +17,7 @@ from shopsmart_assets.observability import count_rows, partition_metadata, summa
 from shopsmart_assets.partitions import daily_partitions, day_of, hour_of, hourly_partitions
 from shopsmart_assets.resources import LakeResource
 from shopsmart_assets.transforms.purchases import purchase_lines, split_valid
+from shopsmart_assets.workers import SPARK_STEP
 
 PURCHASES_KEY = dg.AssetKey(["lake", "purchases"])
 RECONCILES = "valid_plus_quarantined_equals_source"
@@ -56,7 +57,7 @@ def write_daily(frame: DataFrame, staged: Path, days: list[date]) -> None:
     deps=[ORDERS_KEY, ORDER_ITEMS_KEY, CRM_CUSTOMERS_KEY],
     partitions_def=daily_partitions,
     backfill_policy=SINGLE_RUN,
-    pool="spark",
+    **SPARK_STEP,
     group_name="lake",
     kinds={"spark", "parquet"},
     check_specs=[

@@ -29,6 +29,7 @@ from shopsmart_assets.transforms.training import (
     should_promote,
     train_and_evaluate,
 )
+from shopsmart_assets.workers import STANDARD_STEP
 
 TRAINING_SET_KEY = dg.AssetKey(["ml", "training_set"])
 PURCHASE_MODEL_KEY = dg.AssetKey(["ml", "purchase_model"])
@@ -62,6 +63,7 @@ def _read_training(lake: LakeResource, day: date) -> pd.DataFrame:
     backfill_policy=SINGLE_RUN,
     group_name="ml",
     kinds={"pandas", "parquet"},
+    **STANDARD_STEP,
 )
 def training_set(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Labelled examples whose 7-day label window ends on this day: each customer's features
@@ -171,14 +173,16 @@ def _latest_champion(lake: LakeResource, before: date) -> dict[str, Any] | None:
     backfill_policy=SINGLE_RUN,
     group_name="ml",
     kinds={"scikitlearn"},
+    **STANDARD_STEP,
     check_specs=[
         dg.AssetCheckSpec(
             MEETS_BAR,
             asset=PURCHASE_MODEL_KEY,
             blocking=True,
             description="The newest model of the run has AUC >= the policy's minimum and is "
-            "no worse than the current champion by more than the allowed margin. Blocks "
-            "ml/champion_model when it fails.",
+            "no worse than the current champion by more than the allowed margin. A model below "
+            "the bar fails it (ERROR), which blocks ml/champion_model; no model at all (too "
+            "little history) only warns, and the champion stays as it is.",
         )
     ],
 )
@@ -228,7 +232,15 @@ def purchase_model(
     yield dg.AssetCheckResult(
         check_name=MEETS_BAR,
         passed=passed,
-        description=why,
+        # No candidate yet (too little labelled history) is a normal state, not an incident:
+        # warn, and let the champion step keep the current champion. A trained candidate
+        # below the bar is an error that blocks promotion, fails the run and alerts.
+        severity=dg.AssetCheckSeverity.WARN
+        if candidate_auc is None
+        else dg.AssetCheckSeverity.ERROR,
+        description=why
+        if candidate_auc is not None
+        else (f"{why}: {outcome.reason if outcome else 'nothing to train'}; the champion stays"),
         metadata={
             "candidate_auc": candidate_auc if candidate_auc is not None else float("nan"),
             "champion_auc": champion_auc if champion_auc is not None else float("nan"),
@@ -245,6 +257,7 @@ def purchase_model(
     backfill_policy=SINGLE_RUN,
     group_name="ml",
     kinds={"scikitlearn"},
+    **STANDARD_STEP,
 )
 def champion_model(
     context: dg.AssetExecutionContext, lake: LakeResource, promotion_policy: PromotionPolicy

@@ -16,6 +16,7 @@ from shopsmart_assets.extract import (
 from shopsmart_assets.observability import partition_metadata, summary_metadata
 from shopsmart_assets.partitions import daily_partitions, day_of, hour_of, hourly_partitions
 from shopsmart_assets.resources import LakeResource, SourceDatabase
+from shopsmart_assets.workers import STANDARD_STEP
 
 # Sources fail for passing reasons (restarts, network blips, lock timeouts): retry 3 times,
 # 2s, 4s, 8s apart with jitter, before the run fails and alerts.
@@ -87,6 +88,7 @@ ORDER_ITEMS_KEY = dg.AssetKey(["raw", "order_items"])
     retry_policy=SOURCE_RETRY,
     group_name="raw",
     kinds={"sql", "parquet"},
+    **STANDARD_STEP,
 )
 def crm_customers(
     context: dg.AssetExecutionContext, crm_db: SourceDatabase, lake: LakeResource
@@ -103,6 +105,7 @@ def crm_customers(
     retry_policy=SOURCE_RETRY,
     group_name="raw",
     kinds={"sql", "parquet"},
+    **STANDARD_STEP,
 )
 def crm_interactions(
     context: dg.AssetExecutionContext, crm_db: SourceDatabase, lake: LakeResource
@@ -131,6 +134,7 @@ def crm_interactions(
     backfill_policy=SINGLE_RUN,
     retry_policy=SOURCE_RETRY,
     group_name="raw",
+    **STANDARD_STEP,
 )
 def orders(context: dg.AssetExecutionContext, orders_db: SourceDatabase, lake: LakeResource):
     """Hourly incremental extraction of orders and their items, one step per run."""

@@ -10,13 +10,14 @@ from shopsmart_assets import settings
 from shopsmart_assets.resources.lake import LakeResource
 from shopsmart_assets.resources.online_store import OnlineStoreResource
 from shopsmart_assets.resources.promotion import PromotionPolicy
+from shopsmart_assets.resources.slack import SlackAlerts, slack_alerts
 from shopsmart_assets.resources.sources import SourceDatabase
 from shopsmart_assets.resources.spark import spark_resource
 
 
 def _url(var: str, default: str) -> str | dg.EnvVar:
     """A URL from the environment through EnvVar (kept out of the UI), else the default."""
-    return dg.EnvVar(var) if settings.url_is_set(var) else default
+    return dg.EnvVar(var) if settings.is_set(var) else default
 
 
 def build_resources() -> dict[str, Any]:
@@ -34,6 +35,7 @@ def build_resources() -> dict[str, Any]:
             url=_url(settings.ONLINE_STORE_URL_VAR, settings.default_online_store_url())
         ),
         "promotion_policy": PromotionPolicy(),
+        "slack_alerts": slack_alerts(),
     }
 
 
@@ -41,6 +43,7 @@ __all__ = [
     "LakeResource",
     "OnlineStoreResource",
     "PromotionPolicy",
+    "SlackAlerts",
     "SourceDatabase",
     "build_resources",
 ]

@@ -1,0 +1,166 @@
+"""Alerts: a Slack message for every failed run and every failed freshness check.
+
+Each message names the job, the failed assets and partitions, the first line of the error and
+links to the run in the UI. Credentials that might hide in an error (URLs with passwords) are
+masked before anything leaves the process.
+"""
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import dagster as dg
+from dagster._core.events import DagsterEventType
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
+)
+from dagster._utils.error import SerializableErrorInfo
+
+from shopsmart_assets import settings
+from shopsmart_assets.resources.slack import SlackAlerts
+
+_CREDENTIALS = re.compile(r"(://[^:/@\s]+):[^@\s]+@")
+
+
+def mask_credentials(text: str) -> str:
+    """`postgresql://etl:secret@db/crm` → `postgresql://etl:***@db/crm`."""
+    return _CREDENTIALS.sub(r"\1:***@", text)
+
+
+def first_error_line(error: SerializableErrorInfo | None) -> str:
+    """The first line of the innermost error: what actually went wrong."""
+    if error is None:
+        return "unknown error"
+    while error.cause is not None:
+        error = error.cause
+    lines = [line for line in error.message.splitlines() if line.strip()]
+    return mask_credentials(lines[0].strip() if lines else error.cls_name or "error")
+
+
+def partitions_of(tags: dict[str, str]) -> str:
+    if ASSET_PARTITION_RANGE_START_TAG in tags:
+        start = tags[ASSET_PARTITION_RANGE_START_TAG]
+        end = tags.get(ASSET_PARTITION_RANGE_END_TAG, start)
+        return start if start == end else f"{start} … {end}"
+    return tags.get(PARTITION_NAME_TAG, "unpartitioned")
+
+
+@dataclass(frozen=True)
+class FailureAlert:
+    job: str
+    run_id: str
+    assets: Sequence[str]
+    partitions: str
+    error: str
+    ui_url: str
+
+    @property
+    def run_link(self) -> str:
+        return f"{self.ui_url}/runs/{self.run_id}"
+
+    @property
+    def text(self) -> str:
+        assets = ", ".join(self.assets) or "(no asset step started)"
+        return (
+            f":rotating_light: ShopSmart run failed: job {self.job}\n"
+            f"Assets: {assets}\n"
+            f"Partitions: {self.partitions}\n"
+            f"Error: {self.error}\n"
+            f"Run: {self.run_link}"
+        )
+
+
+def failed_assets(instance: dg.DagsterInstance, run_id: str, failed_steps: Iterable[str]) -> list:
+    """Asset keys planned in the run by the steps that failed."""
+    steps = set(failed_steps)
+    records = instance.get_records_for_run(
+        run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+    ).records
+    keys = {
+        record.event_log_entry.dagster_event.asset_key.to_user_string()
+        for record in records
+        if record.event_log_entry.dagster_event
+        and record.event_log_entry.dagster_event.step_key in steps
+    }
+    return sorted(keys)
+
+
+def build_failure_alert(context: dg.RunFailureSensorContext, ui_url: str) -> FailureAlert:
+    run = context.dagster_run
+    step_failures = context.get_step_failure_events()
+    if step_failures:
+        error = first_error_line(step_failures[0].event_specific_data.error)
+    else:
+        error = mask_credentials((context.failure_event.message or "run failed").splitlines()[0])
+    return FailureAlert(
+        job=run.job_name,
+        run_id=run.run_id,
+        assets=failed_assets(context.instance, run.run_id, (e.step_key for e in step_failures)),
+        partitions=partitions_of(dict(run.tags)),
+        error=error,
+        ui_url=ui_url,
+    )
+
+
+def _sensor_status(slack: SlackAlerts) -> tuple[dg.DefaultSensorStatus, str]:
+    if slack.enabled:
+        return dg.DefaultSensorStatus.RUNNING, f"Posts failed runs to Slack {slack.channel}."
+    return dg.DefaultSensorStatus.STOPPED, (
+        f"Off: {settings.SLACK_TOKEN_VAR} is not set. Set it (and SHOPSMART_SLACK_CHANNEL) in "
+        "the environment of the Dagster daemon and reload to post failed runs to Slack."
+    )
+
+
+def build_alert_sensors(slack: SlackAlerts) -> list[dg.SensorDefinition]:
+    status, description = _sensor_status(slack)
+
+    @dg.run_failure_sensor(
+        name="slack_on_run_failure",
+        description=description,
+        default_status=status,
+        minimum_interval_seconds=30,
+    )
+    def slack_on_run_failure(context: dg.RunFailureSensorContext, slack_alerts: SlackAlerts):
+        if not slack_alerts.enabled:
+            context.log.info(description)
+            return
+        alert = build_failure_alert(context, settings.ui_url())
+        slack_alerts.post(alert.text)
+        context.log.info(f"Alerted Slack {slack_alerts.channel} about run {alert.run_id}")
+
+    @dg.sensor(
+        name="slack_on_failed_freshness",
+        description=description.replace("failed runs", "failed freshness checks"),
+        default_status=status,
+        minimum_interval_seconds=60,
+    )
+    def slack_on_failed_freshness(context: dg.SensorEvaluationContext, slack_alerts: SlackAlerts):
+        """Posts each failed freshness-check evaluation once."""
+        from shopsmart_assets.checks import freshness_check_keys
+
+        seen: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
+        storage = context.instance.event_log_storage
+        for check_key in freshness_check_keys():
+            history = storage.get_asset_check_execution_history(check_key, limit=1)
+            if not history:
+                continue
+            latest = history[0]
+            name = check_key.to_user_string()
+            if latest.id <= seen.get(name, 0):
+                continue
+            seen[name] = latest.id
+            evaluation = latest.evaluation
+            if evaluation is not None and not evaluation.passed and slack_alerts.enabled:
+                slack_alerts.post(
+                    f":hourglass: ShopSmart data is late: {check_key.asset_key.to_user_string()}"
+                    f" ({check_key.name})\n{evaluation.description or ''}\n"
+                    f"Asset: {settings.ui_url()}/assets/"
+                    f"{'/'.join(check_key.asset_key.path)}"
+                )
+        context.update_cursor(json.dumps(seen, sort_keys=True))
+        return dg.SkipReason("freshness alerts sent" if seen else "no freshness checks yet")
+
+    return [slack_on_run_failure, slack_on_failed_freshness]
