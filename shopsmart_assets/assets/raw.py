@@ -18,8 +18,9 @@ from shopsmart_assets.partitions import daily_partitions, day_of, hour_of, hourl
 from shopsmart_assets.resources import LakeResource, SourceDatabase
 from shopsmart_assets.workers import STANDARD_STEP
 
-# Sources fail for passing reasons (restarts, network blips, lock timeouts): retry 3 times,
-# 2s, 4s, 8s apart with jitter, before the run fails and alerts.
+# Sources fail for passing reasons (restarts, network blips, lock timeouts): retry 3 times
+# with exponential backoff and jitter, about 2 s, 6 s and 14 s later (each ± 2 s), before the
+# step fails, the run fails and Slack is alerted.
 SOURCE_RETRY = dg.RetryPolicy(
     max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )

@@ -1,0 +1,97 @@
+"""Slack alerts for failed runs, against a local Slack-compatible HTTP server."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.events import DagsterEventType
+
+from shopsmart_assets.alerts import build_alert_sensors, mask_credentials
+from shopsmart_assets.resources import SlackAlerts
+from shopsmart_assets_tests.conftest import START, Platform
+from shopsmart_assets_tests.slack_server import SlackServer
+
+TOKEN = "xoxb-shopsmart-test-0123456789"
+
+
+def failure_context(p: Platform, run_id: str) -> dg.RunFailureSensorContext:
+    run = p.instance.get_run_by_id(run_id)
+    [failure] = p.instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE)
+    return dg.build_run_status_sensor_context(
+        sensor_name="slack_on_run_failure",
+        dagster_instance=p.instance,
+        dagster_run=run,
+        dagster_event=failure.dagster_event,
+    ).for_run_failure()
+
+
+def files_containing(root: Path, needle: str) -> list[Path]:
+    return [f for f in root.rglob("*") if f.is_file() and needle.encode() in f.read_bytes()]
+
+
+@pytest.fixture
+def failed_run(platform: Platform) -> str:
+    """lake/purchases for a day whose raw orders were never extracted: a real failure."""
+    platform.generate(START, days=1, orders_per_day=20)
+    day = START + timedelta(days=1)
+    result = platform.materialize(["lake/purchases"], str(day), raise_on_error=False)
+    assert not result.success
+    return result.run_id
+
+
+def test_a_failed_run_posts_exactly_one_message_with_what_failed(platform, failed_run, monkeypatch):
+    monkeypatch.setenv("SHOPSMART_UI_URL", "http://dagster.shopsmart.test:3000")
+    with SlackServer(TOKEN) as slack:
+        alerts = SlackAlerts(token=TOKEN, channel="#data-alerts", api_url=slack.url)
+        run_failure_sensor = build_alert_sensors(alerts)[0]
+        run_failure_sensor(failure_context(platform, failed_run), slack_alerts=alerts)
+        assert slack.rejected == []
+        [message] = slack.messages
+    text = message["text"]
+    assert message["channel"] == "#data-alerts"
+    assert "job __ephemeral_asset_job__" in text
+    assert "Assets: lake/purchases" in text
+    assert "Partitions: 2026-01-02" in text
+    error_line = next(line for line in text.splitlines() if line.startswith("Error: "))
+    assert "MissingPartitionError" in error_line
+    assert "needs raw/orders for 2026-01-02 hour 00" in error_line
+    assert f"Run: http://dagster.shopsmart.test:3000/runs/{failed_run}" in text
+    assert TOKEN not in text
+    # the token is nowhere in the instance's storage (event log, run storage, logs)
+    assert files_containing(Path(platform.instance.root_directory), TOKEN) == []
+
+
+def test_without_a_token_the_sensors_are_off_and_say_why(platform, failed_run):
+    sensors = build_alert_sensors(SlackAlerts(token=None))
+    for sensor in sensors:
+        assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
+        assert "Off: SLACK_BOT_TOKEN is not set" in sensor.description
+    with SlackServer(TOKEN) as slack:
+        sensors[0](
+            failure_context(platform, failed_run),
+            slack_alerts=SlackAlerts(token=None, api_url=slack.url),
+        )
+        assert slack.messages == [] and slack.rejected == []
+
+
+def test_with_a_token_the_sensors_start_running():
+    for sensor in build_alert_sensors(SlackAlerts(token=TOKEN)):
+        assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+@pytest.mark.parametrize(
+    ("raw", "masked"),
+    [
+        (
+            "could not connect to postgresql://etl:s3cr3t@db:5432/crm",
+            "could not connect to postgresql://etl:***@db:5432/crm",
+        ),
+        ("no url here", "no url here"),
+        ("sqlite:////data/crm.db failed", "sqlite:////data/crm.db failed"),
+    ],
+)
+def test_credentials_in_errors_are_masked(raw, masked):
+    assert mask_credentials(raw) == masked

@@ -1,0 +1,98 @@
+"""Retries against a real source that is unreachable: a SQLite database file that is not
+there (opened read-only, so SQLite cannot create it), then comes back."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.events import DagsterEventType
+
+from shopsmart_assets.assets.raw import SOURCE_RETRY
+from shopsmart_assets.resources import SourceDatabase
+from shopsmart_assets_tests.conftest import START, Platform
+
+STEP = "raw__crm_customers"
+
+
+def unreachable_crm(p: Platform) -> tuple[SourceDatabase, Path, Path]:
+    real = p.root / "crm.db"
+    offline = p.root / "crm.offline"
+    os.rename(real, offline)
+    url = f"sqlite:///file:{real}?mode=ro&uri=true"
+    return SourceDatabase(name="crm", url=url), real, offline
+
+
+def step_events(instance: dg.DagsterInstance, run_id: str, kind: DagsterEventType) -> list:
+    return [
+        e
+        for e in instance.all_logs(run_id, of_type=kind)
+        if e.dagster_event and e.dagster_event.step_key == STEP
+    ]
+
+
+def bring_back_after(p: Platform, retries: int, real: Path, offline: Path) -> threading.Thread:
+    """Restore the source once the step has asked for `retries` retries."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            runs = p.instance.get_runs(limit=1)
+            if (
+                runs
+                and len(step_events(p.instance, runs[0].run_id, DagsterEventType.STEP_UP_FOR_RETRY))
+                >= retries
+            ):
+                os.rename(offline, real)
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_policy_is_three_retries_with_exponential_backoff_and_jitter():
+    assert SOURCE_RETRY.max_retries == 3
+    assert SOURCE_RETRY.backoff == dg.Backoff.EXPONENTIAL
+    assert SOURCE_RETRY.jitter == dg.Jitter.PLUS_MINUS
+    delays = [SOURCE_RETRY.calculate_delay(n) for n in (1, 2, 3)]
+    assert 0 <= delays[0] <= 4 and 4 <= delays[1] <= 8 and 12 <= delays[2] <= 16
+
+
+def test_source_failing_twice_then_recovering_succeeds_on_the_third_attempt(platform):
+    platform.generate(START, days=1, orders_per_day=30)
+    crm, real, offline = unreachable_crm(platform)
+    watcher = bring_back_after(platform, 2, real, offline)
+    result = platform.materialize(["raw/crm_customers"], str(START), crm_db=crm)
+    watcher.join(timeout=5)
+    assert result.success
+    run_id = result.run_id
+    assert len(step_events(platform.instance, run_id, DagsterEventType.STEP_UP_FOR_RETRY)) == 2
+    assert len(step_events(platform.instance, run_id, DagsterEventType.STEP_RESTARTED)) == 2
+    assert len(step_events(platform.instance, run_id, DagsterEventType.STEP_SUCCESS)) == 1
+    assert platform.lake.has_partition("raw", "crm_customers", START)
+
+
+def test_source_that_stays_down_fails_after_four_attempts(platform):
+    platform.generate(START, days=1, orders_per_day=30)
+    crm, _, _ = unreachable_crm(platform)
+    started = time.monotonic()
+    result = platform.materialize(
+        ["raw/crm_customers"], str(START), crm_db=crm, raise_on_error=False
+    )
+    elapsed = time.monotonic() - started
+    assert not result.success
+    run_id = result.run_id
+    assert len(step_events(platform.instance, run_id, DagsterEventType.STEP_UP_FOR_RETRY)) == 3
+    failures = step_events(platform.instance, run_id, DagsterEventType.STEP_FAILURE)
+    assert len(failures) == 1
+    error = failures[0].dagster_event.event_specific_data.error
+    while error.cause:
+        error = error.cause
+    assert "unable to open database file" in error.message
+    assert elapsed >= 2 + 6 + 14 - 3 * 2  # the backoff was really waited out
+    assert not platform.lake.has_partition("raw", "crm_customers", START)
