@@ -1,14 +1,13 @@
 """The whole chain for 2 days on small generated sources, through Dagster, on real Spark.
 
-The lake is reconciled against the source databases with SQL written here, independently of
-the code under test: the rules of docs/lake.md, applied by SQLite to the sources.
+The lake is reconciled against the source databases independently of the code under test
+(reconcile.py: the rules of docs/lake.md, applied by SQLite to the sources).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 import dagster as dg
 import duckdb
@@ -16,45 +15,20 @@ import pandas as pd
 import pytest
 
 from shopsmart_assets.assets.ml import MEETS_BAR, PURCHASE_MODEL_KEY
+from shopsmart_assets_tests import reconcile
 from shopsmart_assets_tests.conftest import DAILY, HOURLY, START, Platform
 
 pytestmark = [pytest.mark.spark, pytest.mark.e2e]
 
 DAY1, DAY2 = START, START + timedelta(days=1)
-# The finance team's reference rates, restated here so the check does not trust the code.
-RATES = {"USD": 1.0, "EUR": 1.08, "GBP": 1.27, "CAD": 0.73}
-
-EXPECTED_VALID_SQL = """
-WITH versions AS (
-  SELECT *, ROW_NUMBER() OVER (PARTITION BY order_id ORDER BY updated_at DESC, status) AS v
-  FROM orders WHERE ordered_at >= :lo AND ordered_at < :hi AND order_id IS NOT NULL),
-latest AS (SELECT * FROM versions WHERE v = 1),
-lines AS (
-  SELECT i.*, ROW_NUMBER() OVER (PARTITION BY i.order_id, i.line_no) AS copy
-  FROM order_items i WHERE i.order_id IN (SELECT order_id FROM latest))
-SELECT count(*), sum(round(l.quantity * l.unit_price * CASE h.currency {rates} END, 2))
-FROM lines l JOIN latest h ON h.order_id = l.order_id
-WHERE l.copy = 1 AND h.customer_id IS NOT NULL AND l.product_id IS NOT NULL
-  AND h.customer_id IN (SELECT customer_id FROM crm.customers WHERE signup_at < :hi)
-  AND h.currency IN ({currencies}) AND l.quantity > 0 AND l.unit_price > 0
-""".format(
-    rates=" ".join(f"WHEN '{c}' THEN {r}" for c, r in RATES.items()),
-    currencies=", ".join(f"'{c}'" for c in RATES),
-)
-
-
-def window(day: date) -> dict[str, str]:
-    return {"lo": f"{day} 00:00:00", "hi": f"{day + timedelta(days=1)} 00:00:00"}
-
-
-def sources(p: Platform) -> sqlite3.Connection:
-    connection = sqlite3.connect(p.orders_url.removeprefix("sqlite:///"))
-    connection.execute("ATTACH ? AS crm", (p.crm_url.removeprefix("sqlite:///"),))
-    return connection
 
 
 def lake_sql(p: Platform, sql: str) -> list[tuple]:
-    return duckdb.connect().execute(sql.replace("LAKE", str(p.root / "lake"))).fetchall()
+    return reconcile.lake_sql(p.root / "lake", sql)
+
+
+def sources(p: Platform):
+    return reconcile.sources(p.root / "crm.db", p.root / "orders.db")
 
 
 @pytest.fixture(scope="module")
@@ -94,44 +68,11 @@ def test_without_enough_history_the_gate_warns_and_no_model_is_served(two_days):
 
 def test_lake_reconciles_with_the_sources(two_days):
     p, _ = two_days
-    db = sources(p)
     for day in (DAY1, DAY2):
-        source_lines = db.execute(
-            "SELECT count(*) FROM order_items WHERE order_id IN (SELECT order_id FROM orders "
-            "WHERE ordered_at >= :lo AND ordered_at < :hi)",
-            window(day),
-        ).fetchone()[0]
-        expected_valid, expected_usd = db.execute(EXPECTED_VALID_SQL, window(day)).fetchone()
-        [(valid, usd)] = lake_sql(
-            p,
-            "SELECT count(*), sum(amount_usd) FROM read_parquet("
-            f"'LAKE/curated/purchases/date={day}/*.parquet')",
-        )
-        [(quarantined,)] = lake_sql(
-            p,
-            f"SELECT count(*) FROM read_parquet('LAKE/quarantine/purchases/date={day}/*.parquet')",
+        source_lines = reconcile.assert_lake_reconciles(
+            p.root / "lake", p.root / "crm.db", p.root / "orders.db", day
         )
         assert source_lines > 100
-        assert valid == expected_valid
-        assert usd == pytest.approx(expected_usd, abs=0.01)
-        assert valid + quarantined == source_lines
-        # raw zone: every hour holds exactly the source's orders of that hour
-        per_hour = dict(
-            db.execute(
-                "SELECT CAST(strftime('%H', ordered_at) AS INT), count(*) FROM orders "
-                "WHERE ordered_at >= :lo AND ordered_at < :hi GROUP BY 1",
-                window(day),
-            ).fetchall()
-        )
-        landed = dict(
-            lake_sql(
-                p,
-                "SELECT CAST(hour AS INT), count(*) FROM read_parquet("
-                f"'LAKE/raw/orders/date={day}/*/*.parquet', hive_partitioning=true)"
-                " GROUP BY 1",
-            )
-        )
-        assert {h: n for h, n in landed.items() if n} == per_hour
 
 
 def test_every_materialization_reports_what_it_did(two_days):

@@ -66,6 +66,12 @@ def test_amounts_are_converted_to_usd(spark):
     assert rows[(1, 1, None)]["usd_per_unit"] == pytest.approx(1.08)
 
 
+def test_amounts_round_half_up_to_the_cent_exactly(spark):
+    # 14.50 CAD x 0.73 = 10.585 exactly, but 10.58499... in binary floating point
+    rows, _ = run(spark, [order(1, currency="CAD")], [item(1, quantity=1, unit_price=14.5)])
+    assert rows[(1, 1, None)]["amount_usd"] == 10.59
+
+
 @pytest.mark.parametrize(
     ("the_order", "the_item", "reason"),
     [

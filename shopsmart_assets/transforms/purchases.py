@@ -101,7 +101,14 @@ def purchase_lines(orders: DataFrame, items: DataFrame, customers: DataFrame) ->
         .when(F.coalesce(F.col("quantity") <= 0, F.lit(True)), "non_positive_quantity")
         .when(F.coalesce(F.col("unit_price") <= 0, F.lit(True)), "non_positive_price")
     )
-    amount = F.round(F.col("quantity") * F.col("unit_price") * F.col("usd_per_unit"), 2)
+    # Money in exact decimal arithmetic, rounded half up to the cent (binary doubles would
+    # turn 14.50 x 0.73 = 10.585 into 10.58); stored as double for readers' convenience.
+    amount = F.round(
+        F.col("quantity").cast("decimal(12,0)")
+        * F.col("unit_price").cast("decimal(14,2)")
+        * F.col("usd_per_unit").cast("decimal(10,6)"),
+        2,
+    ).cast("double")
     return (
         lines.withColumn("reason", reason)
         .withColumn("amount_usd", amount)

@@ -1,0 +1,176 @@
+"""Operating the pipeline from the command line, as its users do: a date range of the Spark
+chain with `dagster asset materialize --partition-range` is one run with one step per asset,
+independent steps run in parallel, and steps ask for the workers they need."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.events import DagsterEventType
+from dagster._core.instance.ref import InstanceRef
+
+from shopsmart_assets.definitions import defs
+from shopsmart_assets.demo.cli import main as demo_main
+from shopsmart_assets.workers import SPARK_POOL
+from shopsmart_assets_tests import reconcile
+from shopsmart_assets_tests.conftest import START
+
+ROOT = Path(__file__).resolve().parents[1]
+DAYS = [START + timedelta(days=k) for k in range(3)]
+SPARK_CHAIN = "raw/crm_customers,raw/crm_interactions,lake/purchases,features/customer_features"
+
+
+def cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    dagster = Path(sys.executable).with_name("dagster")
+    done = subprocess.run(
+        [str(dagster), "asset", "materialize", "-m", "shopsmart_assets.definitions", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def cli_runs(tmp_path_factory) -> tuple[Path, dg.DagsterInstance]:
+    root = tmp_path_factory.mktemp("cli")
+    home = root / "home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    sources = root / "data" / "sources"
+    demo_main(
+        [
+            "--crm-url",
+            f"sqlite:///{sources}/crm.db",
+            "--orders-url",
+            f"sqlite:///{sources}/orders.db",
+            "--start-date",
+            str(START),
+            "--days",
+            "3",
+            "--orders-per-day",
+            "4000",
+        ]
+    )
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "SHOPSMART_DATA_DIR": str(root / "data"),
+        "SHOPSMART_TIMEZONE": "UTC",
+        "SHOPSMART_START_DATE": str(START),
+    }
+    cli(
+        env,
+        root,
+        "--select",
+        "raw/orders,raw/order_items",
+        "--partition-range",
+        f"{DAYS[0]}-00:00...{DAYS[-1]}-23:00",
+    )
+    cli(env, root, "--select", SPARK_CHAIN, "--partition-range", f"{DAYS[0]}...{DAYS[-1]}")
+    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    yield root, instance
+    instance.dispose()
+
+
+def step_times(instance: dg.DagsterInstance, run_id: str, kind: DagsterEventType) -> dict:
+    return {
+        e.dagster_event.step_key: e.timestamp
+        for e in instance.all_logs(run_id, of_type=kind)
+        if e.dagster_event and e.dagster_event.step_key
+    }
+
+
+@pytest.mark.spark
+def test_a_range_of_the_spark_chain_is_one_run_with_one_step_per_asset(cli_runs):
+    root, instance = cli_runs
+    runs = instance.get_runs()
+    assert len(runs) == 2  # the hourly extraction and the daily chain, nothing per day
+    daily = next(
+        r for r in runs if "lake/purchases" in {k.to_user_string() for k in r.asset_selection}
+    )
+    assert daily.tags["dagster/asset_partition_range_start"] == str(DAYS[0])
+    assert daily.tags["dagster/asset_partition_range_end"] == str(DAYS[-1])
+    starts = [
+        e.dagster_event.step_key
+        for e in instance.all_logs(daily.run_id, of_type=DagsterEventType.STEP_START)
+    ]
+    assert starts.count("lake__purchases") == 1
+    assert starts.count("features__customer_features") == 1
+    materialized = [
+        (e.dagster_event.asset_key.to_user_string(), e.dagster_event.partition)
+        for e in instance.all_logs(daily.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
+    ]
+    for day in DAYS:
+        assert ("lake/purchases", str(day)) in materialized
+        assert ("features/customer_features", str(day)) in materialized
+        reconcile.assert_lake_reconciles(
+            root / "data" / "lake",
+            root / "data/sources/crm.db",
+            root / "data/sources/orders.db",
+            day,
+        )
+
+
+@pytest.mark.spark
+def test_independent_extractions_run_in_parallel(cli_runs):
+    _, instance = cli_runs
+    daily = next(
+        r
+        for r in instance.get_runs()
+        if "lake/purchases" in {k.to_user_string() for k in r.asset_selection}
+    )
+    started = step_times(instance, daily.run_id, DagsterEventType.STEP_START)
+    finished = step_times(instance, daily.run_id, DagsterEventType.STEP_SUCCESS)
+    a, b = "raw__crm_customers", "raw__crm_interactions"
+    assert started[a] < finished[b] and started[b] < finished[a], (started, finished)
+    # and Spark waits for both
+    assert started["lake__purchases"] >= finished[a]
+
+
+def test_spark_steps_use_the_spark_pool_and_bigger_workers():
+    graph = defs.resolve_asset_graph()
+    spark_assets = {"lake/purchases", "features/customer_features"}
+    for key in graph.get_all_asset_keys():
+        op = graph.get(key).assets_def.op
+        k8s = json.loads(op.tags["dagster-k8s/config"])  # Dagster stores dict tags as JSON
+        requests = k8s["container_config"]["resources"]["requests"]
+        if key.to_user_string() in spark_assets:
+            assert op.pool == SPARK_POOL
+            assert op.tags["shopsmart/worker"] == "spark"
+            assert requests == {"cpu": "4", "memory": "16Gi"}
+        else:
+            assert op.pool is None, key
+            assert op.tags["shopsmart/worker"] == "standard"
+            assert requests == {"cpu": "500m", "memory": "1Gi"}
+
+
+def test_instance_config_limits_spark_and_retries_crashed_runs(tmp_path):
+    shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    code = (
+        "import json, dagster as dg; i = dg.DagsterInstance.get();"
+        "c = i.get_concurrency_config();"
+        "print(json.dumps([c.pool_config.default_pool_limit, i.run_retries_enabled,"
+        " i.run_retries_max_retries, i.run_retries_retry_on_asset_or_op_failure,"
+        " i.run_monitoring_enabled, type(i.run_coordinator).__name__]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [1, True, 1, False, True, "QueuedRunCoordinator"]
