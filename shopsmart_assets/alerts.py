@@ -16,12 +16,14 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
     PARTITION_NAME_TAG,
+    SCHEDULE_NAME_TAG,
 )
 from dagster._utils.error import SerializableErrorInfo
 
 from shopsmart_assets import settings
 from shopsmart_assets.resources.slack import SlackAlerts
 
+FRESHNESS_SCHEDULE = "freshness_schedule"
 _CREDENTIALS = re.compile(r"(://[^:/@\s]+):[^@\s]+@")
 
 
@@ -105,6 +107,15 @@ def build_failure_alert(context: dg.RunFailureSensorContext, ui_url: str) -> Fai
     )
 
 
+def freshness_text(check_key: dg.AssetCheckKey, description: str | None) -> str:
+    asset = check_key.asset_key
+    return (
+        f":hourglass: ShopSmart data is late: {asset.to_user_string()}\n"
+        f"{description or check_key.name}\n"
+        f"Asset: {settings.ui_url()}/assets/{'/'.join(asset.path)}"
+    )
+
+
 def _sensor_status(slack: SlackAlerts) -> tuple[dg.DefaultSensorStatus, str]:
     if slack.enabled:
         return dg.DefaultSensorStatus.RUNNING, f"Posts failed runs to Slack {slack.channel}."
@@ -133,34 +144,39 @@ def build_alert_sensors(slack: SlackAlerts) -> list[dg.SensorDefinition]:
 
     @dg.sensor(
         name="slack_on_failed_freshness",
-        description=description.replace("failed runs", "failed freshness checks"),
+        description=description.replace("failed runs", "freshness checks failed at the deadline"),
         default_status=status,
         minimum_interval_seconds=60,
     )
     def slack_on_failed_freshness(context: dg.SensorEvaluationContext, slack_alerts: SlackAlerts):
-        """Posts each failed freshness-check evaluation once."""
+        """Posts each failed freshness evaluation of a `freshness_schedule` run once.
+        Evaluations in other runs (a backfill, a manual run) show in the UI but page no one."""
         from shopsmart_assets.checks import freshness_check_keys
 
         seen: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
         storage = context.instance.event_log_storage
+        posted = 0
         for check_key in freshness_check_keys():
-            history = storage.get_asset_check_execution_history(check_key, limit=1)
-            if not history:
-                continue
-            latest = history[0]
             name = check_key.to_user_string()
-            if latest.id <= seen.get(name, 0):
-                continue
-            seen[name] = latest.id
-            evaluation = latest.evaluation
-            if evaluation is not None and not evaluation.passed and slack_alerts.enabled:
-                slack_alerts.post(
-                    f":hourglass: ShopSmart data is late: {check_key.asset_key.to_user_string()}"
-                    f" ({check_key.name})\n{evaluation.description or ''}\n"
-                    f"Asset: {settings.ui_url()}/assets/"
-                    f"{'/'.join(check_key.asset_key.path)}"
-                )
+            for record in storage.get_asset_check_execution_history(check_key, limit=20):
+                if record.id <= seen.get(name, 0):
+                    break
+                evaluation = record.evaluation
+                run = context.instance.get_run_by_id(record.run_id)
+                if (
+                    evaluation is None
+                    or evaluation.passed
+                    or run is None
+                    or run.tags.get(SCHEDULE_NAME_TAG) != FRESHNESS_SCHEDULE
+                ):
+                    continue
+                if slack_alerts.enabled:
+                    slack_alerts.post(freshness_text(check_key, evaluation.description))
+                    posted += 1
+            history = storage.get_asset_check_execution_history(check_key, limit=1)
+            if history:
+                seen[name] = max(seen.get(name, 0), history[0].id)
         context.update_cursor(json.dumps(seen, sort_keys=True))
-        return dg.SkipReason("freshness alerts sent" if seen else "no freshness checks yet")
+        return dg.SkipReason(f"{posted} freshness alerts posted")
 
     return [slack_on_run_failure, slack_on_failed_freshness]

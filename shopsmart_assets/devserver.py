@@ -79,9 +79,11 @@ def dagster_dev(
     port: int | None = None,
     log: Path | None = None,
     startup_timeout: float = 180,
+    env: dict[str, str] | None = None,
 ) -> Iterator[str]:
     """Run `dagster dev` (webserver and daemon) on 127.0.0.1 in its own process group, with
-    the project's instance configuration; yields its URL and stops everything on exit."""
+    the project's instance configuration; yields its URL and stops everything on exit.
+    `env` adds to (or overrides) this process's environment for the server."""
     dagster_home.mkdir(parents=True, exist_ok=True)
     if not (dagster_home / "dagster.yaml").exists():
         shutil.copy(INSTANCE_CONFIG, dagster_home / "dagster.yaml")
@@ -93,7 +95,7 @@ def dagster_dev(
     process = subprocess.Popen(
         [str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
         cwd=dagster_home,
-        env={**os.environ, "DAGSTER_HOME": str(dagster_home)},
+        env={**os.environ, **(env or {}), "DAGSTER_HOME": str(dagster_home)},
         stdout=output,
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -95,3 +95,42 @@ def test_with_a_token_the_sensors_start_running():
 )
 def test_credentials_in_errors_are_masked(raw, masked):
     assert mask_credentials(raw) == masked
+
+
+def test_freshness_failures_page_once_at_the_deadline_only(platform):
+    from dagster._core.storage.tags import SCHEDULE_NAME_TAG
+
+    from shopsmart_assets.definitions import defs
+
+    job = defs.resolve_job_def("freshness_job")
+    with SlackServer(TOKEN) as slack:
+        alerts = SlackAlerts(token=TOKEN, api_url=slack.url)
+        sensor = build_alert_sensors(alerts)[1]
+
+        def evaluate(cursor):
+            context = dg.build_sensor_context(
+                instance=platform.instance, cursor=cursor, resources={"slack_alerts": alerts}
+            )
+            return sensor.evaluate_tick(context).cursor
+
+        # a manual evaluation (nothing is in): red in the UI, but it pages no one
+        assert (
+            not job.execute_in_process(instance=platform.instance, raise_on_error=False)
+            .get_asset_check_evaluations()[0]
+            .passed
+        )
+        cursor = evaluate(None)
+        assert slack.messages == []
+        # the deadline's evaluation pages once per late asset
+        job.execute_in_process(
+            instance=platform.instance, tags={SCHEDULE_NAME_TAG: "freshness_schedule"}
+        )
+        cursor = evaluate(cursor)
+        assert len(slack.messages) == 3
+        assert {m["text"].splitlines()[0] for m in slack.messages} == {
+            ":hourglass: ShopSmart data is late: lake/purchases",
+            ":hourglass: ShopSmart data is late: features/customer_features",
+            ":hourglass: ShopSmart data is late: ml/champion_model",
+        }
+        evaluate(cursor)
+        assert len(slack.messages) == 3  # nothing twice

@@ -1,0 +1,112 @@
+"""End to end, the way users work: a real `dagster dev` (webserver + daemon) with its own
+DAGSTER_HOME on a free port of 127.0.0.1, a partition backfill of the whole chain launched
+with the GraphQL mutation the UI's backfill launcher uses, and a failure alerted to a local
+Slack-compatible server by the daemon's run-failure sensor."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.instance.ref import InstanceRef
+
+from shopsmart_assets.backfill import LAUNCH, launch, succeeded, wait
+from shopsmart_assets.demo.cli import main as demo_main
+from shopsmart_assets.devserver import dagster_dev, graphql, is_up
+from shopsmart_assets_tests import reconcile
+from shopsmart_assets_tests.conftest import DAILY, HOURLY, START
+from shopsmart_assets_tests.slack_server import SlackServer
+
+pytestmark = [pytest.mark.spark, pytest.mark.e2e]
+
+TOKEN = "xoxb-e2e-secret-9876543210"
+DAY1, DAY2, DAY3 = (START + timedelta(days=k) for k in range(3))
+
+
+def files_containing(root: Path, needle: str) -> list[Path]:
+    return [f for f in root.rglob("*") if f.is_file() and needle.encode() in f.read_bytes()]
+
+
+def test_ui_backfill_of_the_whole_chain_and_a_slack_alert(tmp_path):
+    data, home = tmp_path / "data", tmp_path / "home"
+    sources = data / "sources"
+    demo_main(
+        [
+            "--crm-url",
+            f"sqlite:///{sources}/crm.db",
+            "--orders-url",
+            f"sqlite:///{sources}/orders.db",
+            "--start-date",
+            str(START),
+            "--days",
+            "2",
+            "--orders-per-day",
+            "150",
+        ]
+    )
+    with SlackServer(TOKEN) as slack:
+        env = {
+            "SHOPSMART_DATA_DIR": str(data),
+            "SHOPSMART_TIMEZONE": "UTC",
+            "SHOPSMART_START_DATE": str(START),
+            "SLACK_BOT_TOKEN": TOKEN,
+            "SHOPSMART_SLACK_API_URL": slack.url,
+            "SHOPSMART_SLACK_CHANNEL": "#e2e-alerts",
+            "SHOPSMART_UI_URL": "http://ui.shopsmart.test",
+        }
+        with dagster_dev(home, env=env) as url:
+            backfill_id = launch(url, DAY1, DAY2)
+            state = wait(url, backfill_id, timeout=900)
+            assert succeeded(state), state
+
+            instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+            for key in DAILY:
+                assert instance.get_materialized_partitions(dg.AssetKey.from_user_string(key)) == {
+                    str(DAY1),
+                    str(DAY2),
+                }, key
+            for key in HOURLY:
+                assert (
+                    len(instance.get_materialized_partitions(dg.AssetKey.from_user_string(key)))
+                    == 48
+                ), key
+            assert instance.get_backfill(backfill_id) is not None  # recorded in the instance
+            for day in (DAY1, DAY2):
+                reconcile.assert_lake_reconciles(
+                    data / "lake", sources / "crm.db", sources / "orders.db", day
+                )
+
+            # A day whose orders were never extracted: the run fails, Slack hears once.
+            failing = graphql(
+                url,
+                LAUNCH,
+                {
+                    "params": {
+                        "partitionsByAssets": [
+                            {
+                                "assetKey": {"path": ["lake", "purchases"]},
+                                "partitions": {"range": {"start": str(DAY3), "end": str(DAY3)}},
+                            }
+                        ]
+                    }
+                },
+            )
+            assert failing["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess"
+            slack.wait_for_messages(1, timeout=240)
+            time.sleep(40)  # another sensor interval: still exactly one message
+            assert len(slack.messages) == 1, [m["text"] for m in slack.messages]
+            assert slack.rejected == []
+            [message] = slack.messages
+            instance.dispose()
+        assert not is_up(url)  # dagster dev and its process group are gone
+
+    text = message["text"]
+    assert message["channel"] == "#e2e-alerts"
+    assert "Assets: lake/purchases" in text and f"Partitions: {DAY3}" in text
+    assert f"needs raw/orders for {DAY3} hour 00" in text
+    assert "Run: http://ui.shopsmart.test/runs/" in text
+    assert files_containing(home, TOKEN) == []
+    assert files_containing(data, TOKEN) == []
