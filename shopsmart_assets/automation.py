@@ -57,6 +57,16 @@ def missing_order_hours(instance: dg.DagsterInstance, day_key: str) -> list[str]
     return [key for key in hours if key not in present]
 
 
+SCHEDULE_STATUS = (
+    dg.DefaultScheduleStatus.RUNNING
+    if settings.automation_on()
+    else dg.DefaultScheduleStatus.STOPPED
+)
+SENSOR_STATUS = (
+    dg.DefaultSensorStatus.RUNNING if settings.automation_on() else dg.DefaultSensorStatus.STOPPED
+)
+
+
 def trading_hours_cron() -> str:
     """Runs at the end of every trading hour: 10:00 … 18:00 for 09-18."""
     start, end = settings.business_hours()
@@ -67,6 +77,7 @@ def trading_hours_cron() -> str:
     cron_schedule=trading_hours_cron(),
     job=hourly_orders_job,
     execution_timezone=settings.timezone(),
+    default_status=SCHEDULE_STATUS,
     description="During trading hours, extract each hour's orders when the hour ends "
     "(SHOPSMART_BUSINESS_HOURS, SHOPSMART_BUSINESS_DAYS).",
 )
@@ -79,6 +90,7 @@ def hourly_orders_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunReque
     cron_schedule="0 0 * * *",
     job=hourly_orders_job,
     execution_timezone=settings.timezone(),
+    default_status=SCHEDULE_STATUS,
     description="At midnight, extract in one run every hour of the day just ended that is "
     "still missing, so that the daily chain can start.",
 )
@@ -117,6 +129,7 @@ freshness_job = dg.define_asset_job(
     cron_schedule=deadline_cron(),
     job=freshness_job,
     execution_timezone=settings.timezone(),
+    default_status=SCHEDULE_STATUS,
     description="At the freshness deadline (SHOPSMART_FRESHNESS_DEADLINE, default 06:00), "
     "check that yesterday's partitions are in; failures alert like a failed run.",
 )
@@ -127,6 +140,7 @@ def freshness_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
 @dg.sensor(
     job=daily_chain_job,
     minimum_interval_seconds=60,
+    default_status=SENSOR_STATUS,
     description="Starts the daily chain for yesterday as soon as all 24 hours of its orders "
     "are in the lake; never on an incomplete day.",
 )

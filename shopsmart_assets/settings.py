@@ -107,3 +107,9 @@ def ui_url() -> str:
 def freshness_deadline() -> str:
     """SHOPSMART_FRESHNESS_DEADLINE: HH:MM local time by which yesterday must be in."""
     return _env("SHOPSMART_FRESHNESS_DEADLINE") or "06:00"
+
+
+def automation_on() -> bool:
+    """SHOPSMART_AUTOMATION=on: schedules and the daily-chain sensor start running as soon as
+    the code location loads (production). Default off: turn them on in the UI (Automation)."""
+    return (_env("SHOPSMART_AUTOMATION") or "off").lower() in {"on", "true", "1", "yes"}

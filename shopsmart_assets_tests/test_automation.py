@@ -166,3 +166,24 @@ def test_timezone_and_trading_hours_come_from_the_environment():
         "Europe/Berlin",
         "30 7 * * *",
     ]
+
+
+@pytest.mark.parametrize(("value", "status"), [("", "STOPPED"), ("on", "RUNNING")])
+def test_automation_switch_starts_schedules_and_the_daily_sensor(value, status):
+    code = (
+        "import json; from shopsmart_assets.definitions import defs;"
+        "r = defs.get_repository_def();"
+        "print(json.dumps(sorted({s.name: s.default_status.value for s in r.schedule_defs}"
+        ".items()) + [r.get_sensor_def('daily_chain_sensor').default_status.value]))"
+    )
+    env = {**os.environ, "SHOPSMART_AUTOMATION": value}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [
+        ["freshness_schedule", status],
+        ["hourly_orders_schedule", status],
+        ["midnight_catchup_schedule", status],
+        status,
+    ]

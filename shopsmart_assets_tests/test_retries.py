@@ -96,3 +96,20 @@ def test_source_that_stays_down_fails_after_four_attempts(platform):
     assert "unable to open database file" in error.message
     assert elapsed >= 2 + 6 + 14 - 3 * 2  # the backoff was really waited out
     assert not platform.lake.has_partition("raw", "crm_customers", START)
+
+
+def test_schema_drift_is_not_retried_and_writes_nothing(platform):
+    import sqlite3
+
+    platform.generate(START, days=1, orders_per_day=30)
+    with sqlite3.connect(platform.root / "crm.db") as c:
+        c.execute("ALTER TABLE customers RENAME COLUMN segment TO customer_segment")
+    result = platform.materialize(["raw/crm_customers"], str(START), raise_on_error=False)
+    assert not result.success
+    run_id = result.run_id
+    assert step_events(platform.instance, run_id, DagsterEventType.STEP_UP_FOR_RETRY) == []
+    [failure] = step_events(platform.instance, run_id, DagsterEventType.STEP_FAILURE)
+    message = failure.dagster_event.event_specific_data.error.message
+    for part in ("raw/crm_customers", "table 'customers'", "column 'segment'", str(START)):
+        assert part in message, message
+    assert not platform.lake.has_partition("raw", "crm_customers", START)

@@ -10,6 +10,7 @@ from shopsmart_assets.extract import (
     ORDER_ITEMS,
     ORDERS,
     Extraction,
+    SourceSchemaError,
     extract_to_parquet,
     window_params,
 )
@@ -42,14 +43,20 @@ def extract_partitions(
     for key in context.partition_keys:
         window = partitions_def.time_window_for_partition_key(key)
         day, hour = day_of(key), (hour_of(key) if hourly else None)
-        with lake.writing_partition("raw", extraction.raw_table, day, hour) as staged:
-            rows = extract_to_parquet(
-                engine,
-                extraction,
-                window_params(window.start, window.end),
-                staged / "part-0.parquet",
-                partition_key=key,
-            )
+        try:
+            with lake.writing_partition("raw", extraction.raw_table, day, hour) as staged:
+                rows = extract_to_parquet(
+                    engine,
+                    extraction,
+                    window_params(window.start, window.end),
+                    staged / "part-0.parquet",
+                    partition_key=key,
+                )
+        except SourceSchemaError as drift:
+            # A drifted source does not heal by waiting: fail now, without retries.
+            raise dg.Failure(
+                description=f"{asset_key.to_user_string()}: {drift}", allow_retries=False
+            ) from drift
         last_dir = lake.partition_dir("raw", extraction.raw_table, day, hour)
         total += rows
         context.add_asset_metadata(
