@@ -124,24 +124,50 @@ def days(first: date, last: date) -> list[date]:
     return [first + timedelta(days=k) for k in range((last - first).days + 1)]
 
 
+def platform_at(root: Path, instance: dg.DagsterInstance) -> Platform:
+    return Platform(
+        root=root,
+        crm_url=f"sqlite:///{root / 'crm.db'}",
+        orders_url=f"sqlite:///{root / 'orders.db'}",
+        instance=instance,
+    )
+
+
+def generate_sources(directory: Path, days: int, orders_per_day: int) -> None:
+    """crm.db and orders.db in `directory`, written by the `shopsmart-demo` command."""
+    from shopsmart_assets.demo.cli import main as demo_main
+
+    assert (
+        demo_main(
+            [
+                "--crm-url",
+                f"sqlite:///{directory}/crm.db",
+                "--orders-url",
+                f"sqlite:///{directory}/orders.db",
+                "--start-date",
+                str(START),
+                "--days",
+                str(days),
+                "--orders-per-day",
+                str(orders_per_day),
+            ]
+        )
+        == 0
+    )
+
+
+def files_containing(root: Path, needle: str) -> list[Path]:
+    """Every file under `root` whose bytes contain `needle` (secrets must be in none)."""
+    return [f for f in root.rglob("*") if f.is_file() and needle.encode() in f.read_bytes()]
+
+
 @pytest.fixture
 def platform(tmp_path: Path) -> Iterator[Platform]:
     with dg.instance_for_test() as instance:
-        yield Platform(
-            root=tmp_path,
-            crm_url=f"sqlite:///{tmp_path / 'crm.db'}",
-            orders_url=f"sqlite:///{tmp_path / 'orders.db'}",
-            instance=instance,
-        )
+        yield platform_at(tmp_path, instance)
 
 
 @pytest.fixture(scope="module")
 def module_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    root = tmp_path_factory.mktemp("platform")
     with dg.instance_for_test() as instance:
-        yield Platform(
-            root=root,
-            crm_url=f"sqlite:///{root / 'crm.db'}",
-            orders_url=f"sqlite:///{root / 'orders.db'}",
-            instance=instance,
-        )
+        yield platform_at(tmp_path_factory.mktemp("platform"), instance)

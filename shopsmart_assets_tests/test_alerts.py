@@ -11,7 +11,7 @@ from dagster._core.events import DagsterEventType
 
 from shopsmart_assets.alerts import build_alert_sensors, mask_credentials
 from shopsmart_assets.resources import SlackAlerts
-from shopsmart_assets_tests.conftest import START, Platform
+from shopsmart_assets_tests.conftest import START, Platform, files_containing
 from shopsmart_assets_tests.slack_server import SlackServer
 
 TOKEN = "xoxb-shopsmart-test-0123456789"
@@ -26,10 +26,6 @@ def failure_context(p: Platform, run_id: str) -> dg.RunFailureSensorContext:
         dagster_run=run,
         dagster_event=failure.dagster_event,
     ).for_run_failure()
-
-
-def files_containing(root: Path, needle: str) -> list[Path]:
-    return [f for f in root.rglob("*") if f.is_file() and needle.encode() in f.read_bytes()]
 
 
 @pytest.fixture

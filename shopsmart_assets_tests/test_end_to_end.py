@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import dagster as dg
 import pytest
 from dagster._core.instance.ref import InstanceRef
 
-from shopsmart_assets.backfill import LAUNCH, launch, succeeded, wait
-from shopsmart_assets.demo.cli import main as demo_main
+from shopsmart_assets.backfill import LAUNCH
+from shopsmart_assets.backfill import main as backfill_main
 from shopsmart_assets.devserver import dagster_dev, graphql, is_up
 from shopsmart_assets_tests import reconcile
-from shopsmart_assets_tests.conftest import DAILY, HOURLY, START
+from shopsmart_assets_tests.conftest import DAILY, HOURLY, START, files_containing, generate_sources
 from shopsmart_assets_tests.slack_server import SlackServer
 
 pytestmark = [pytest.mark.spark, pytest.mark.e2e]
@@ -26,27 +25,10 @@ TOKEN = "xoxb-e2e-secret-9876543210"
 DAY1, DAY2, DAY3 = (START + timedelta(days=k) for k in range(3))
 
 
-def files_containing(root: Path, needle: str) -> list[Path]:
-    return [f for f in root.rglob("*") if f.is_file() and needle.encode() in f.read_bytes()]
-
-
 def test_ui_backfill_of_the_whole_chain_and_a_slack_alert(tmp_path):
     data, home = tmp_path / "data", tmp_path / "home"
     sources = data / "sources"
-    demo_main(
-        [
-            "--crm-url",
-            f"sqlite:///{sources}/crm.db",
-            "--orders-url",
-            f"sqlite:///{sources}/orders.db",
-            "--start-date",
-            str(START),
-            "--days",
-            "2",
-            "--orders-per-day",
-            "150",
-        ]
-    )
+    generate_sources(sources, days=2, orders_per_day=150)
     with SlackServer(TOKEN) as slack:
         env = {
             "SHOPSMART_DATA_DIR": str(data),
@@ -58,9 +40,8 @@ def test_ui_backfill_of_the_whole_chain_and_a_slack_alert(tmp_path):
             "SHOPSMART_UI_URL": "http://ui.shopsmart.test",
         }
         with dagster_dev(home, env=env) as url:
-            backfill_id = launch(url, DAY1, DAY2)
-            state = wait(url, backfill_id, timeout=900)
-            assert succeeded(state), state
+            # the one-command backfill, talking to this Dagster like `make backfill` does
+            assert backfill_main(["--from", str(DAY1), "--to", str(DAY2), "--url", url]) == 0
 
             instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
             for key in DAILY:
@@ -73,7 +54,8 @@ def test_ui_backfill_of_the_whole_chain_and_a_slack_alert(tmp_path):
                     len(instance.get_materialized_partitions(dg.AssetKey.from_user_string(key)))
                     == 48
                 ), key
-            assert instance.get_backfill(backfill_id) is not None  # recorded in the instance
+            [backfill] = instance.get_backfills()  # recorded in the instance, like the UI's
+            assert {k.to_user_string() for k in backfill.asset_selection} == set(DAILY + HOURLY)
             for day in (DAY1, DAY2):
                 reconcile.assert_lake_reconciles(
                     data / "lake", sources / "crm.db", sources / "orders.db", day

@@ -18,10 +18,9 @@ from dagster._core.events import DagsterEventType
 from dagster._core.instance.ref import InstanceRef
 
 from shopsmart_assets.definitions import defs
-from shopsmart_assets.demo.cli import main as demo_main
 from shopsmart_assets.workers import SPARK_POOL
 from shopsmart_assets_tests import reconcile
-from shopsmart_assets_tests.conftest import START
+from shopsmart_assets_tests.conftest import START, generate_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 DAYS = [START + timedelta(days=k) for k in range(3)]
@@ -49,20 +48,7 @@ def cli_runs(tmp_path_factory) -> tuple[Path, dg.DagsterInstance]:
     home.mkdir()
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     sources = root / "data" / "sources"
-    demo_main(
-        [
-            "--crm-url",
-            f"sqlite:///{sources}/crm.db",
-            "--orders-url",
-            f"sqlite:///{sources}/orders.db",
-            "--start-date",
-            str(START),
-            "--days",
-            "3",
-            "--orders-per-day",
-            "4000",
-        ]
-    )
+    generate_sources(sources, days=3, orders_per_day=4000)
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
