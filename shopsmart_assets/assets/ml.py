@@ -85,7 +85,9 @@ def training_set(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ma
             features = lake.read_daily("features", "customer_features", [as_of]).rename(
                 columns={"date": "as_of_date"}
             )
-            later = lake.read_daily("curated", "purchases", label_days(day))
+            later = lake.read_daily(
+                "curated", "purchases", label_days(day), columns=["customer_id", "status"]
+            )
             examples = label_examples(features, later)
             note = f"features as of {as_of}, labels from purchases {label_days(day)[0]}..{day}"
         table = _examples_table(examples)
@@ -123,9 +125,11 @@ def _examples_table(examples: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
 
 
-def _train_for(lake: LakeResource, day: date) -> tuple[TrainingOutcome, dict[str, str]]:
+def _train_for(
+    lake: LakeResource, day: date, read: dict[date, pd.DataFrame]
+) -> tuple[TrainingOutcome, dict[str, str]]:
     """Train on the training-set partitions before `day` (up to the window), evaluate on
-    `day`: an out-of-time holdout."""
+    `day`: an out-of-time holdout. `read` caches partitions across the days of a run."""
     history = [
         day - timedelta(days=k)
         for k in range(TRAINING_WINDOW_DAYS - 1, 0, -1)
@@ -134,7 +138,10 @@ def _train_for(lake: LakeResource, day: date) -> tuple[TrainingOutcome, dict[str
     lake.require_partitions(
         "features", "training_set", [(d, None) for d in [*history, day]], f"ml/purchase_model {day}"
     )
-    frames = {d: _read_training(lake, d) for d in [*history, day]}
+    for d in [*history, day]:
+        if d not in read:
+            read[d] = _read_training(lake, d)
+    frames = {d: read[d] for d in [*history, day]}
     versions = {d.isoformat(): frame_fingerprint(f) for d, f in frames.items()}
     train = (
         pd.concat([frames[d] for d in history], ignore_index=True)
@@ -194,9 +201,10 @@ def purchase_model(
     day's examples. Metadata: AUC, log loss, and the exact partitions and data versions it
     was trained on. No model while there are too few labelled examples."""
     outcome: TrainingOutcome | None = None
+    read: dict[date, pd.DataFrame] = {}
     for key in context.partition_keys:
         day = day_of(key)
-        outcome, versions = _train_for(lake, day)
+        outcome, versions = _train_for(lake, day, read)
         record = {
             "partition": key,
             "trained": outcome.trained,

@@ -115,12 +115,14 @@ class LakeResource(dg.ConfigurableResource):
                 raise FileNotFoundError(f"{zone}/{table}: nothing was staged for {day}")
             self.publish(staged, self.partition_dir(zone, table, day))
 
-    def read_daily(self, zone: str, table: str, days: Iterable[date]) -> pd.DataFrame:
-        """Read daily partitions with pandas, adding the `date` column (as a date)."""
+    def read_daily(
+        self, zone: str, table: str, days: Iterable[date], columns: list[str] | None = None
+    ) -> pd.DataFrame:
+        """Read daily partitions (only `columns`, if given) with pandas, adding `date`."""
         frames = []
         for day in days:
             path = self.partition_dir(zone, table, day)
-            frame = ds.dataset(path, format="parquet").to_table().to_pandas()
+            frame = ds.dataset(path, format="parquet").to_table(columns=columns).to_pandas()
             frame.insert(0, "date", day)
             frames.append(frame)
         if not frames:
