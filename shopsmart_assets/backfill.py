@@ -156,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(os.environ.get("DAGSTER_HOME", ".dagster_home")).resolve()
     print(f"no Dagster at {args.url}: starting dagster dev with DAGSTER_HOME={home}", flush=True)
     with dagster_dev(home) as url:
-        return run(url)
+        code = run(url)
+    print("(that Dagster has stopped; `make ui` shows the backfill under Overview → Backfills)")
+    return code
 
 
 if __name__ == "__main__":
