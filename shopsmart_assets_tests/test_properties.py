@@ -1,0 +1,103 @@
+"""Property-based tests: arbitrary rows, including every kind of garbage a source can send,
+never crash the validation and labelling functions and never lose or invent a row."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shopsmart_assets.transforms.features import FEATURE_COLUMNS
+from shopsmart_assets.transforms.purchases import REASONS, purchase_lines, split_valid
+from shopsmart_assets.transforms.training import label_examples
+
+DAY = date(2026, 2, 3)
+T = datetime(2026, 2, 3, 12)
+ids = st.one_of(st.none(), st.integers(min_value=-3, max_value=6))
+money = st.one_of(
+    st.none(),
+    st.decimals(min_value=-1000, max_value=100000, places=2, allow_nan=False).map(float),
+)
+currency = st.one_of(st.none(), st.sampled_from(["USD", "EUR", "GBP", "CAD", "XXX", "usd", ""]))
+status = st.one_of(st.none(), st.sampled_from(["placed", "refunded", "cancelled", "??"]))
+
+orders = st.lists(
+    st.tuples(ids, ids, currency, status, st.integers(min_value=0, max_value=5)),
+    max_size=12,
+)
+items = st.lists(
+    st.tuples(
+        ids,
+        st.one_of(st.none(), st.integers(1, 3)),
+        ids,
+        st.one_of(st.none(), st.integers(-2, 5)),
+        money,
+    ),
+    max_size=25,
+)
+customers = st.lists(ids, max_size=6)
+
+ORDER_SCHEMA = (
+    "date date, hour int, order_id long, customer_id long, ordered_at timestamp, status string,"
+    " currency string, channel string, updated_at timestamp"
+)
+ITEM_SCHEMA = (
+    "date date, hour int, order_id long, line_no long, product_id long, quantity long,"
+    " unit_price double"
+)
+
+
+@pytest.mark.spark
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(orders=orders, items=items, customers=customers)
+def test_validation_keeps_every_line_exactly_once(spark, orders, items, customers):
+    order_rows = [
+        (DAY, 12, oid, cid, T, st_, cur, "web", T.replace(minute=minute))
+        for oid, cid, cur, st_, minute in orders
+    ]
+    item_rows = [(DAY, 12, *row) for row in items]
+    lines = purchase_lines(
+        spark.createDataFrame(order_rows, ORDER_SCHEMA),
+        spark.createDataFrame(item_rows, ITEM_SCHEMA),
+        spark.createDataFrame([(DAY, c) for c in customers], "date date, customer_id long"),
+    )
+    valid, quarantined = split_valid(lines)
+    valid_rows, bad_rows = valid.collect(), quarantined.collect()
+    assert len(valid_rows) + len(bad_rows) == len(items)  # nothing lost, nothing invented
+    assert {r["reason"] for r in bad_rows} <= set(REASONS)
+    keys = [(r["order_id"], r["line_no"]) for r in valid_rows]
+    assert len(keys) == len(set(keys))  # one copy of each valid line
+    for row in valid_rows:
+        assert row["quantity"] > 0 and row["unit_price"] > 0
+        assert row["amount_usd"] is not None and row["amount_usd"] >= 0
+        assert row["customer_id"] in customers
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    customer_ids=st.lists(st.integers(-5, 50), max_size=40, unique=True),
+    buyers=st.lists(st.tuples(st.one_of(st.none(), st.integers(-5, 60)), status), max_size=60),
+)
+def test_labels_never_lose_or_invent_an_example(customer_ids, buyers):
+    features = pd.DataFrame(
+        [
+            {c: 0 for c in FEATURE_COLUMNS} | {"customer_id": cid, "as_of_date": DAY}
+            for cid in customer_ids
+        ],
+        columns=list(FEATURE_COLUMNS),
+    )
+    later = pd.DataFrame(buyers, columns=["customer_id", "status"])
+    examples = label_examples(features, later)
+    assert list(examples["customer_id"]) == customer_ids
+    assert set(examples["label"]) <= {0, 1}
+    stood = {c for c, s in buyers if c is not None and s not in ("cancelled", "refunded")}
+    assert {c for c, y in zip(examples["customer_id"], examples["label"], strict=True) if y} == (
+        stood & set(customer_ids)
+    )
