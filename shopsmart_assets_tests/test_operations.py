@@ -160,3 +160,56 @@ def test_instance_config_limits_spark_and_retries_crashed_runs(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [1, True, 1, False, True, "QueuedRunCoordinator"]
+
+
+def test_two_runs_of_the_same_partition_at_once_leave_it_whole(tmp_path):
+    """Two `dagster asset materialize` processes for the same partition, started together:
+    both finish, and the partition is exactly what one clean run writes."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    sources = tmp_path / "data" / "sources"
+    generate_sources(sources, days=1, orders_per_day=20000)
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "SHOPSMART_DATA_DIR": str(tmp_path / "data"),
+        "SHOPSMART_TIMEZONE": "UTC",
+        "SHOPSMART_START_DATE": str(START),
+    }
+    # the instance exists already, as it always does outside a first-ever start
+    dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))).dispose()
+    dagster = Path(sys.executable).with_name("dagster")
+    command = [
+        str(dagster),
+        "asset",
+        "materialize",
+        "-m",
+        "shopsmart_assets.definitions",
+        "--select",
+        "raw/crm_customers",
+        "--partition",
+        str(START),
+    ]
+    runs = [
+        subprocess.Popen(
+            command,
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=600)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    [(landed,)] = reconcile.lake_sql(
+        tmp_path / "data" / "lake",
+        f"SELECT count(*) FROM read_parquet('LAKE/raw/crm_customers/date={START}/*.parquet')",
+    )
+    with reconcile.sources(sources / "crm.db", sources / "orders.db") as db:
+        [(expected,)] = db.execute(
+            "SELECT count(*) FROM crm.customers WHERE signup_at < ?", (f"{DAYS[1]} 00:00:00",)
+        ).fetchall()
+    assert landed == expected > 100_000

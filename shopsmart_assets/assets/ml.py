@@ -17,6 +17,7 @@ from shopsmart_assets.assets.raw import SINGLE_RUN
 from shopsmart_assets.observability import partition_metadata
 from shopsmart_assets.partitions import daily_partitions, day_of
 from shopsmart_assets.resources import LakeResource, PromotionPolicy
+from shopsmart_assets.resources.lake import part_file_name
 from shopsmart_assets.transforms.training import (
     LABEL_DAYS,
     TRAINING_COLUMNS,
@@ -38,9 +39,7 @@ MEETS_BAR = "meets_promotion_bar"
 
 
 def _read_training(lake: LakeResource, day: date) -> pd.DataFrame:
-    return pq.read_table(
-        lake.partition_dir("features", "training_set", day) / "part-0.parquet"
-    ).to_pandas()
+    return pq.read_table(lake.partition_dir("features", "training_set", day)).to_pandas()
 
 
 @dg.asset(
@@ -92,7 +91,7 @@ def training_set(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ma
             note = f"features as of {as_of}, labels from purchases {label_days(day)[0]}..{day}"
         table = _examples_table(examples)
         with lake.writing_partition("features", "training_set", day) as staged:
-            pq.write_table(table, staged / "part-0.parquet")
+            pq.write_table(table, staged / part_file_name())
         total += table.num_rows
         context.add_asset_metadata(
             partition_metadata(

@@ -17,6 +17,7 @@ from shopsmart_assets.extract import (
 from shopsmart_assets.observability import partition_metadata, summary_metadata
 from shopsmart_assets.partitions import daily_partitions, day_of, hour_of, hourly_partitions
 from shopsmart_assets.resources import LakeResource, SourceDatabase
+from shopsmart_assets.resources.lake import part_file_name
 from shopsmart_assets.workers import STANDARD_STEP
 
 # Sources fail for passing reasons (restarts, network blips, lock timeouts): retry 3 times
@@ -49,7 +50,7 @@ def extract_partitions(
                     engine,
                     extraction,
                     window_params(window.start, window.end),
-                    staged / "part-0.parquet",
+                    staged / part_file_name(),
                     partition_key=key,
                 )
         except SourceSchemaError as drift:

@@ -4,16 +4,21 @@ Layout (an interface: DuckDB, pandas and Spark users read it directly)::
 
     <root>/<zone>/<table>/date=YYYY-MM-DD/[hour=HH/]*.parquet
 
-A partition is written into `<root>/_staging/<id>/` and then swapped into place with two
-renames on one filesystem (the old partition moved aside, the new one moved in), so a reader
-sees the old partition or the new one, never a half-written one, and re-running a partition
-replaces it instead of appending to it.
+A partition is written into `<root>/_staging/<id>/` and then swapped into place in one
+atomic exchange on the same filesystem, so a reader sees the old partition or the new one,
+never a half-written one or none, and re-running a partition replaces it instead of
+appending to it. Writers of the same table publish one at a time; file names are never
+reused, and a replaced version is deleted only after a grace period.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import fcntl
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -27,6 +32,31 @@ import pyarrow.dataset as ds
 ZONES = ("raw", "curated", "features", "quarantine", "models")
 
 
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 with RENAME_EXCHANGE). False where the
+    kernel, libc or filesystem does not offer it; the caller then falls back to renames."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def part_file_name() -> str:
+    """A file name no earlier version of a partition used: a reader that lists a partition
+    and opens its files after a swap gets a clean 'not found', never a mix of versions."""
+    return f"part-{uuid.uuid4().hex}.parquet"
+
+
 class MissingPartitionError(FileNotFoundError):
     """An upstream partition the step needs is not in the lake."""
 
@@ -35,6 +65,8 @@ class LakeResource(dg.ConfigurableResource):
     """The lake's root directory and the rules for reading and writing its partitions."""
 
     root: str
+    # How long a replaced partition version is kept for reads already under way.
+    retired_grace_seconds: int = 300
 
     @property
     def root_path(self) -> Path:
@@ -86,16 +118,50 @@ class LakeResource(dg.ConfigurableResource):
             _remove_if_empty(path.parent)
 
     def publish(self, staged: Path, target: Path) -> None:
-        """Swap a fully written directory into place as `target`."""
+        """Swap a fully written directory into place as `target`.
+
+        Publishers of the same table take turns (a file lock), the swap itself is one atomic
+        exchange where the kernel offers it (Linux renameat2), so readers always find a whole
+        partition, and the replaced version is kept `retired_grace_seconds` for reads that
+        were already under way.
+        """
         target.parent.mkdir(parents=True, exist_ok=True)
-        trash = None
-        if target.exists():
-            trash = self.root_path / "_trash" / uuid.uuid4().hex
-            trash.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(target, trash)
-        os.rename(staged, target)
-        if trash is not None:
-            shutil.rmtree(trash, ignore_errors=True)
+        with self._table_lock(target):
+            if not target.exists():
+                os.rename(staged, target)
+            else:
+                # named by its retirement time, for the grace period
+                retired = self._trash_dir() / f"{time.time_ns()}-{uuid.uuid4().hex}"
+                if _exchange(staged, target):
+                    os.rename(staged, retired)  # `staged` now holds the old version
+                else:
+                    os.rename(target, retired)
+                    os.rename(staged, target)
+        self._empty_trash()
+
+    def _trash_dir(self) -> Path:
+        path = self.root_path / "_trash"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _empty_trash(self) -> None:
+        cutoff = time.time_ns() - self.retired_grace_seconds * 1_000_000_000
+        for retired in self._trash_dir().iterdir():
+            retired_at = retired.name.split("-", 1)[0]
+            if retired_at.isdigit() and int(retired_at) <= cutoff:
+                shutil.rmtree(retired, ignore_errors=True)
+
+    @contextmanager
+    def _table_lock(self, target: Path) -> Iterator[None]:
+        zone, table = target.relative_to(self.root_path).parts[:2]
+        locks = self.root_path / "_locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with open(locks / f"{zone}__{table}.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     @contextmanager
     def writing_partition(
