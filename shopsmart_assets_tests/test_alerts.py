@@ -104,10 +104,10 @@ def test_freshness_failures_page_once_at_the_deadline_only(platform):
         sensor = build_alert_sensors(alerts)[1]
 
         def evaluate(cursor):
-            context = dg.build_sensor_context(
+            with dg.build_sensor_context(
                 instance=platform.instance, cursor=cursor, resources={"slack_alerts": alerts}
-            )
-            return sensor.evaluate_tick(context).cursor
+            ) as context:
+                return sensor.evaluate_tick(context).cursor
 
         # a manual evaluation (nothing is in): red in the UI, but it pages no one
         assert (

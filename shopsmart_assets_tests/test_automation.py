@@ -42,11 +42,13 @@ def materialize_hours(
             )
 
 
-def tick(schedule: dg.ScheduleDefinition, at: datetime, instance=None):
-    context = dg.build_schedule_context(
+def tick(schedule: dg.ScheduleDefinition, at: datetime, instance=None) -> list[dg.RunRequest]:
+    """The run requests of one evaluation of `schedule` at `at`. The context is closed on the
+    way out: an unclosed one leaves its instance registered for Dagster's later loads."""
+    with dg.build_schedule_context(
         instance=instance, scheduled_execution_time=at, repository_def=defs.get_repository_def()
-    )
-    return list(schedule.evaluate_tick(context).run_requests or []), context
+    ) as context:
+        return list(schedule.evaluate_tick(context).run_requests or [])
 
 
 def test_hourly_extraction_fires_at_the_end_of_each_trading_hour():
@@ -70,7 +72,7 @@ def test_hourly_extraction_fires_at_the_end_of_each_trading_hour():
     ],
 )
 def test_hourly_extraction_requests_the_hour_that_just_ended(at, partition):
-    [request], _ = tick(hourly_orders_schedule, at)
+    [request] = tick(hourly_orders_schedule, at)
     assert request.partition_key == partition
     assert request.run_key == partition
 
@@ -79,19 +81,19 @@ def test_midnight_catches_up_exactly_the_missing_hours():
     with dg.instance_for_test() as instance:
         materialize_hours(instance, "2026-03-03", range(9, 18))  # trading hours came in
         materialize_hours(instance, "2026-03-03", [20], keys=(ORDERS_KEY,))  # half an hour
-        [request], _ = tick(midnight_catchup_schedule, TUESDAY + timedelta(days=1), instance)
+        [request] = tick(midnight_catchup_schedule, TUESDAY + timedelta(days=1), instance)
         assert request.tags[ASSET_PARTITION_RANGE_START_TAG] == "2026-03-03-00:00"
         assert request.tags[ASSET_PARTITION_RANGE_END_TAG] == "2026-03-03-23:00"
         assert request.run_key == "catchup-2026-03-03"
 
         materialize_hours(instance, "2026-03-03", range(0, 9))
-        [request], _ = tick(midnight_catchup_schedule, TUESDAY + timedelta(days=1), instance)
+        [request] = tick(midnight_catchup_schedule, TUESDAY + timedelta(days=1), instance)
         # 18:00..23:00 are missing (20:00 lacks its items): one run for that range
         assert request.tags[ASSET_PARTITION_RANGE_START_TAG] == "2026-03-03-18:00"
         assert request.tags[ASSET_PARTITION_RANGE_END_TAG] == "2026-03-03-23:00"
 
         materialize_hours(instance, "2026-03-03", range(18, 24))
-        requests, context = tick(midnight_catchup_schedule, TUESDAY + timedelta(days=1), instance)
+        requests = tick(midnight_catchup_schedule, TUESDAY + timedelta(days=1), instance)
         assert requests == []
 
 
@@ -117,8 +119,8 @@ def test_daily_chain_waits_for_all_24_hours_then_requests_yesterday():
 
 def test_daily_chain_sensor_runs_against_the_instance():
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(instance=instance, definitions=defs)
-        result = daily_chain_sensor.evaluate_tick(context)
+        with dg.build_sensor_context(instance=instance, definitions=defs) as context:
+            result = daily_chain_sensor.evaluate_tick(context)
         assert result.skip_message and "waiting for 24 hourly order partitions" in (
             result.skip_message
         )
