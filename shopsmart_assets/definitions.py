@@ -16,6 +16,7 @@ from shopsmart_assets.automation import (
     midnight_catchup_schedule,
 )
 from shopsmart_assets.checks import freshness_checks
+from shopsmart_assets.recovery import late_orders_sensor, recovery_sensor
 from shopsmart_assets.resources import build_resources
 
 all_assets = dg.load_assets_from_modules([raw, lake, features, ml])
@@ -28,6 +29,8 @@ defs = dg.Definitions(
     schedules=[hourly_orders_schedule, midnight_catchup_schedule, freshness_schedule],
     sensors=[
         daily_chain_sensor,
+        recovery_sensor,
+        late_orders_sensor,
         *build_alert_sensors(resources["slack_alerts"]),
     ],
     resources=resources,

@@ -113,3 +113,11 @@ def automation_on() -> bool:
     """SHOPSMART_AUTOMATION=on: schedules and the daily-chain sensor start running as soon as
     the code location loads (production). Default off: turn them on in the UI (Automation)."""
     return (_env("SHOPSMART_AUTOMATION") or "off").lower() in {"on", "true", "1", "yes"}
+
+
+def recovery_days() -> int:
+    """SHOPSMART_RECOVERY_DAYS: how many past days the recovery and late-data sensors watch."""
+    raw = _env("SHOPSMART_RECOVERY_DAYS") or "7"
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"SHOPSMART_RECOVERY_DAYS must be a whole number of days, got {raw!r}")
+    return int(raw)
