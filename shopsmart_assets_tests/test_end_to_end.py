@@ -5,6 +5,7 @@ Slack-compatible server by the daemon's run-failure sensor."""
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from datetime import timedelta
 
@@ -25,6 +26,25 @@ TOKEN = "xoxb-e2e-secret-9876543210"
 DAY1, DAY2, DAY3 = (START + timedelta(days=k) for k in range(3))
 
 
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses on which some process listens on TCP `port` (/proc/net/tcp{,6})."""
+    found = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        with open(table) as lines:
+            next(lines)
+            for line in lines:
+                local, state = line.split()[1], line.split()[3]
+                address, hex_port = local.split(":")
+                if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                    raw = bytes.fromhex(address)
+                    if width == 8:
+                        found.add(ipaddress.IPv4Address(raw[::-1]).compressed)
+                    else:  # four little-endian 32-bit words
+                        words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+                        found.add(ipaddress.IPv6Address(words).compressed)
+    return found
+
+
 def test_ui_backfill_of_the_whole_chain_and_a_slack_alert(tmp_path):
     data, home = tmp_path / "data", tmp_path / "home"
     sources = data / "sources"
@@ -40,6 +60,8 @@ def test_ui_backfill_of_the_whole_chain_and_a_slack_alert(tmp_path):
             "SHOPSMART_UI_URL": "http://ui.shopsmart.test",
         }
         with dagster_dev(home, env=env) as url:
+            # the UI listens on loopback only, unless told otherwise
+            assert listening_addresses(int(url.rsplit(":", 1)[1])) == {"127.0.0.1"}
             # the one-command backfill, talking to this Dagster like `make backfill` does
             assert backfill_main(["--from", str(DAY1), "--to", str(DAY2), "--url", url]) == 0
 

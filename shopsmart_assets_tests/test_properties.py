@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shopsmart_assets.extract import ORDERS, SourceSchemaError, coerce_to_contract
 from shopsmart_assets.transforms.features import FEATURE_COLUMNS
 from shopsmart_assets.transforms.purchases import REASONS, purchase_lines, split_valid
 from shopsmart_assets.transforms.training import label_examples
@@ -101,3 +102,38 @@ def test_labels_never_lose_or_invent_an_example(customer_ids, buyers):
     assert {c for c, y in zip(examples["customer_id"], examples["label"], strict=True) if y} == (
         stood & set(customer_ids)
     )
+
+
+# What a drifting or sloppy source can put in a column: numbers, text, dates, blanks, NULLs.
+cell = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(cell, max_size=15),
+    column=st.sampled_from(list(ORDERS.schema.names)),
+)
+def test_extraction_keeps_every_row_or_names_the_column(values, column):
+    """Arbitrary values in one column of an otherwise valid chunk of orders: the chunk lands
+    whole, or extraction stops with an error naming source, table, column and partition."""
+    valid = (1, 2, T, "placed", "USD", "web", T)
+    frame = pd.DataFrame(
+        [dict(zip(ORDERS.schema.names, valid, strict=True)) for _ in values],
+        columns=ORDERS.schema.names,
+    )
+    frame[column] = pd.Series(values, dtype=object)
+    try:
+        table = coerce_to_contract(frame, ORDERS, "2026-02-03-12:00")
+    except SourceSchemaError as error:
+        message = str(error)
+        for part in ("source 'orders'", "table 'orders'", f"column '{column}'", "2026-02-03-12:00"):
+            assert part in message, message
+    else:
+        assert table.num_rows == len(values)  # nothing lost, nothing invented
+        assert table.schema == ORDERS.schema
