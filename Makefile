@@ -7,6 +7,8 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYTHONDONTWRITEBYTECODE = 1
 PYTEST_ARGS ?=
+# The UI listens on loopback only; HOST=0.0.0.0 make ui to expose it (behind auth, please).
+HOST ?= 127.0.0.1
 
 .PHONY: install java demo test ui backfill lint clean
 
@@ -31,7 +33,7 @@ test: install java
 # warn about the project's own dagster.yaml sitting in the working directory.
 ui: install java
 	mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-	cd $(DAGSTER_HOME) && $(CURDIR)/$(BIN)/dagster dev -h 127.0.0.1 -p $${PORT:-3000} \
+	cd $(DAGSTER_HOME) && $(CURDIR)/$(BIN)/dagster dev -h $(HOST) -p $${PORT:-3000} \
 	  -w $(CURDIR)/workspace.yaml
 
 # make backfill FROM=2026-01-01 TO=2026-01-14: the whole chain for a date range, as a Dagster
