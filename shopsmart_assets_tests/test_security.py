@@ -1,0 +1,56 @@
+"""Security defaults: the UI listens on loopback, secrets only enter through EnvVar."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import dagster as dg
+
+from shopsmart_assets.resources import build_resources
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ui_command(**env: str) -> str:
+    done = subprocess.run(
+        ["make", "-s", "-n", "ui"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return next(line for line in done.stdout.splitlines() if "dagster dev" in line)
+
+
+def test_make_ui_binds_loopback_unless_told_otherwise():
+    assert " dev -h 127.0.0.1 " in ui_command()
+    assert " dev -h 0.0.0.0 " in ui_command(HOST="0.0.0.0")
+
+
+def test_every_secret_is_an_env_var_and_absent_from_the_resource_config(monkeypatch, tmp_path):
+    secrets = {
+        "SHOPSMART_CRM_URL": "postgresql+psycopg://etl:crm-pw-81@db.internal/crm",
+        "SHOPSMART_ORDERS_URL": "postgresql+psycopg://etl:orders-pw-82@db.internal/orders",
+        "SHOPSMART_ONLINE_STORE_URL": "postgresql+psycopg://app:store-pw-83@db.internal/store",
+        "SLACK_BOT_TOKEN": "xoxb-security-test-84",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SHOPSMART_DATA_DIR", str(tmp_path))
+    resources = build_resources()
+    env_vars = [
+        value
+        for resource in resources.values()
+        for value in resource.__dict__.values()
+        if isinstance(value, dg.EnvVar)
+    ]
+    assert sorted(env_vars) == sorted(secrets)  # each secret once, by its variable's name
+    shown = repr(resources) + str(
+        {key: getattr(resource, "__dict__", {}) for key, resource in resources.items()}
+    )
+    for value in secrets.values():
+        assert value not in shown
