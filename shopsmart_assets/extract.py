@@ -147,12 +147,18 @@ def read_chunks(
     params: Mapping[str, Any],
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> Iterator[pd.DataFrame]:
-    """Stream the query's rows in DataFrames of at most `chunk_rows` rows."""
-    with engine.connect().execution_options(stream_results=True) as connection:
+    """Stream the query's rows in DataFrames of at most `chunk_rows` rows.
+
+    `yield_per` turns on `stream_results`: on PostgreSQL (psycopg) the query runs in a
+    server-side cursor and rows cross the wire `chunk_rows` at a time; SQLite steps its cursor.
+    """
+    with engine.connect() as connection:
         bound = _bound(extraction, params)
-        result = connection.execute(_statement(extraction, bound), bound)
+        result = connection.execution_options(yield_per=chunk_rows).execute(
+            _statement(extraction, bound), bound
+        )
         columns = list(result.keys())
-        while rows := result.fetchmany(chunk_rows):
+        for rows in result.partitions(chunk_rows):
             yield pd.DataFrame.from_records(rows, columns=columns)
 
 

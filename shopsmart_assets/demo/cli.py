@@ -16,6 +16,7 @@ from shopsmart_assets.demo.generator import (
     generate,
     last_generated_hour,
 )
+from shopsmart_assets.resources.sources import source_engine
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,7 +26,8 @@ def _parser() -> argparse.ArgumentParser:
             "Generate ShopSmart's demo source databases: a CRM (customers, interactions) and an "
             "orders system (orders, order_items, products), with realistic dirty rows. "
             "Deterministic from --seed. By default writes SQLite files under "
-            "$SHOPSMART_DATA_DIR/sources."
+            "$SHOPSMART_DATA_DIR/sources; any SQLAlchemy URL works, e.g. "
+            "postgresql+psycopg://user:password@host:5432/crm (the database must exist)."
         ),
     )
     parser.add_argument(
@@ -78,11 +80,13 @@ def _url(explicit: str | None, var: str, default: str) -> str:
 
 
 def _engine(url: str) -> sa.Engine:
+    """An engine for a source URL: SQLite (its directory is created) or PostgreSQL and others
+    by SQLAlchemy URL (`postgresql://` gets the psycopg 3 driver; the databases must exist)."""
     if url.startswith("sqlite:///"):
         from pathlib import Path
 
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return sa.create_engine(url)
+    return source_engine(url)
 
 
 def main(argv: list[str] | None = None) -> int:

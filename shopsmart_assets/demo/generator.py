@@ -115,7 +115,13 @@ class _State:
 
     def __init__(self, crm: sa.Engine, orders_db: sa.Engine) -> None:
         with crm.connect() as c:
-            rows = c.execute(sa.select(customers.c.customer_id, customers.c.country)).all()
+            # In id order: draws index this array, and a database (PostgreSQL) may return
+            # rows in any order without ORDER BY.
+            rows = c.execute(
+                sa.select(customers.c.customer_id, customers.c.country).order_by(
+                    customers.c.customer_id
+                )
+            ).all()
             self.next_interaction_id = (
                 c.execute(sa.select(sa.func.max(interactions.c.interaction_id))).scalar() or 0
             ) + 1
