@@ -1,0 +1,451 @@
+"""Crash safety, end to end: `kill -9` of the run worker in the middle of the Spark write of
+`lake/purchases`, under a real `dagster dev` (webserver + daemon) with its own DAGSTER_HOME.
+
+What it shows:
+(a) while the killed run is dead, every partition of `curated/purchases` and
+    `quarantine/purchases` reads back (DuckDB over the table's glob, as users read it) exactly
+    as before the run, same files and same rows; the day never written before is absent; no
+    staging or temporary file is visible in the tables;
+(b) Dagster marks the run FAILURE, and `run_retries` re-executes it once: the retry SUCCEEDS.
+    With the default run launcher it is the code server that notices its run worker died and
+    fails the run (run monitoring has no worker health check for that launcher); run
+    monitoring frees the `spark` pool slot the killed step held, which the retry waits for;
+(c) the run-failure sensor posts exactly one Slack message, for the crashed run;
+(d) after recovery the tables hold exactly the rows of the uninterrupted run, no duplicates.
+
+How the kill lands mid-write: the test waits for the run's `lake__purchases` STEP_START in the
+event log, then polls the filesystem every 0.05 s for the first new Parquet file of the
+purchases output anywhere in the output's trees (`lake/_staging/…` where the platform stages,
+or the tables themselves, so an in-place writer would be caught the same way). Spark opens a
+partition's Parquet file when it starts writing it, so that moment is inside the Spark write,
+seconds before anything can be published (two Spark writes, then a reconciliation, come
+first). The run worker (its pid is in its "Started process for run" engine event) and its
+whole subtree (the step process and the Spark JVM under it) are frozen with SIGSTOP, walked
+again so no child escapes, then SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import date, timedelta
+from pathlib import Path
+from typing import TypeVar
+
+import dagster as dg
+import duckdb
+import pytest
+import yaml
+from dagster._core.events import DagsterEventType
+from dagster._core.instance.ref import InstanceRef
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    AUTO_RETRY_RUN_ID_TAG,
+    PARENT_RUN_ID_TAG,
+    RETRY_NUMBER_TAG,
+    WILL_RETRY_TAG,
+)
+
+from shopsmart_assets.devserver import INSTANCE_CONFIG, dagster_dev, graphql, is_up
+from shopsmart_assets_tests import reconcile
+from shopsmart_assets_tests.conftest import START, generate_sources
+from shopsmart_assets_tests.slack_server import SlackServer
+
+pytestmark = [pytest.mark.spark, pytest.mark.e2e]
+
+TOKEN = "xoxb-crash-secret-2468013579"
+DAYS = [START + timedelta(days=k) for k in range(4)]
+WRITTEN_BEFORE, NEW_DAY = DAYS[:3], DAYS[3]  # NEW_DAY: purchases never written before the crash
+TABLES = ("curated/purchases", "quarantine/purchases")
+STEP = "lake__purchases"
+MONITORING_POLL_SECONDS = 5
+
+LAUNCH_RUN = """
+mutation LaunchRun($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on Error { message }
+  }
+}
+"""
+
+Snapshot = dict[str, tuple[Counter, frozenset[str]]]
+T = TypeVar("T")
+
+
+def write_instance_config(home: Path) -> None:
+    """The project's dagster.yaml with run monitoring polling every 5 s instead of 30 s."""
+    config = yaml.safe_load(INSTANCE_CONFIG.read_text())
+    config["run_monitoring"]["poll_interval_seconds"] = MONITORING_POLL_SECONDS
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def materialize(home: Path, env: dict[str, str], select: str, first: str, last: str) -> None:
+    """`dagster asset materialize --partition-range`, as a user would (one uninterrupted run)."""
+    dagster = Path(sys.executable).with_name("dagster")
+    command = [str(dagster), "asset", "materialize", "-m", "shopsmart_assets.definitions"]
+    done = subprocess.run(
+        [*command, "--select", select, "--partition-range", f"{first}...{last}"],
+        cwd=home,
+        env={**os.environ, **env, "DAGSTER_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def read_table(lake: Path, table: str) -> tuple[Counter, frozenset[str]]:
+    """A table as users read it (DuckDB over `<table>/*/*.parquet`): its rows, as a multiset,
+    and the files the glob lists (relative to the table)."""
+    try:
+        found = duckdb.connect().execute(
+            f"SELECT * FROM read_parquet('{lake / table}/*/*.parquet', hive_partitioning = true, "
+            "filename = true)"
+        )
+    except duckdb.IOException as error:
+        if "No files found" not in str(error):
+            raise
+        return Counter(), frozenset()  # an empty table (all its partitions gone)
+    names = [d[0] for d in found.description]
+    at, day = names.index("filename"), names.index("date")
+    rows, files = Counter(), set()
+    for row in found.fetchall():
+        files.add(str(Path(row[at]).relative_to(lake / table)))
+        rest = (repr(v) for i, v in enumerate(row) if i not in (at, day))
+        rows[(str(row[day]), *rest)] += 1
+    return rows, frozenset(files)
+
+
+def snapshot(lake: Path) -> Snapshot:
+    """Rows and files of the purchases tables, as a reader sees them now."""
+    return {table: read_table(lake, table) for table in TABLES}
+
+
+def on_days(snap: Snapshot, days: list[date]) -> Snapshot:
+    """The part of a snapshot in `days` (rows start with their `date`)."""
+    keep = {str(d) for d in days}
+    prefixes = tuple(f"date={d}/" for d in days)
+    return {
+        table: (
+            Counter({r: n for r, n in rows.items() if r[0] in keep}),
+            frozenset(f for f in files if f.startswith(prefixes)),
+        )
+        for table, (rows, files) in snap.items()
+    }
+
+
+def assert_no_debris_in_tables(lake: Path) -> None:
+    """Only `date=YYYY-MM-DD` partitions in the tables, holding only Parquet files."""
+    for table in TABLES:
+        for partition in (lake / table).iterdir():
+            assert re.fullmatch(r"date=\d{4}-\d{2}-\d{2}", partition.name), partition
+            for item in partition.iterdir():
+                assert item.is_file() and item.name.startswith("part-"), item
+                assert item.name.endswith(".parquet"), item
+
+
+def output_files(lake: Path) -> set[Path]:
+    """Every Parquet file, hidden or temporary ones included, where purchases output can be."""
+    roots = [lake / "_staging", *(lake / table for table in TABLES)]
+    found = set()
+    for root in roots:
+        for directory, _, names in os.walk(root):
+            found.update(Path(directory, n) for n in names if ".parquet" in n)
+    return found
+
+
+def proc_stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, parent pid, process group) of a live process, or None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return fields[0], int(fields[1]), int(fields[2])
+
+
+def alive(pid: int) -> bool:
+    stat = proc_stat(pid)
+    return stat is not None and stat[0] != "Z"
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
+
+
+def descendants(root: int) -> set[int]:
+    """Every process below `root` in the process tree, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (stat := proc_stat(int(entry))):
+            children.setdefault(stat[1], []).append(int(entry))
+    found, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def live_processes_in_group(group: int) -> list[int]:
+    """Processes of a process group that still live (zombies only wait for init's reaping)."""
+    pids = map(int, filter(str.isdigit, os.listdir("/proc")))
+    return [pid for pid in pids if (stat := proc_stat(pid)) and stat[2] == group and alive(pid)]
+
+
+def kill_tree(root: int) -> dict[int, str]:
+    """SIGKILL a process and all its descendants: freeze them first (SIGSTOP, top down, until
+    the tree stops changing) so none forks or is reparented away, then kill every one."""
+    frozen: set[int] = set()
+    tree = {root}
+    while tree - frozen:
+        for pid in tree - frozen:
+            os.kill(pid, signal.SIGSTOP)
+            frozen.add(pid)
+        tree = {root} | descendants(root)
+    commands = {pid: command_line(pid) for pid in tree}
+    for pid in tree:
+        os.kill(pid, signal.SIGKILL)
+    return commands
+
+
+def events(
+    instance: dg.DagsterInstance, run_id: str, kind: DagsterEventType
+) -> list[dg.EventLogEntry]:
+    return [e for e in instance.all_logs(run_id, of_type=kind) if e.dagster_event]
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, poll: float, what: str) -> T:
+    """Poll until `predicate` returns something truthy, and return it."""
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()):
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(poll)
+    return result
+
+
+def launch_purchases(url: str, first: date, last: date) -> str:
+    """One run of `lake/purchases` (with its blocking check) over first..last, as the UI's
+    "Materialize" does for a partition range of a single-run asset."""
+    key = {"path": ["lake", "purchases"]}
+    params = {
+        "selector": {
+            "repositoryLocationName": "shopsmart",
+            "repositoryName": "__repository__",
+            "jobName": "daily_chain_job",
+            "assetSelection": [key],
+            "assetCheckSelection": [
+                {"assetKey": key, "name": "valid_plus_quarantined_equals_source"}
+            ],
+        },
+        "executionMetadata": {
+            "tags": [
+                {"key": ASSET_PARTITION_RANGE_START_TAG, "value": str(first)},
+                {"key": ASSET_PARTITION_RANGE_END_TAG, "value": str(last)},
+            ]
+        },
+    }
+    answer = graphql(url, LAUNCH_RUN, {"params": params})["launchRun"]
+    assert answer["__typename"] == "LaunchRunSuccess", answer
+    return answer["run"]["runId"]
+
+
+def test_kill_9_mid_spark_write_is_invisible_failed_alerted_and_recovered(tmp_path: Path):
+    began = time.monotonic()
+    data, home = tmp_path / "data", tmp_path / "home"
+    lake, sources = data / "lake", data / "sources"
+    # Enough orders that the Spark write of 4 days takes seconds on 2 cores.
+    generate_sources(sources, days=len(DAYS), orders_per_day=400)
+    write_instance_config(home)
+    env = {
+        "SHOPSMART_DATA_DIR": str(data),
+        "SHOPSMART_TIMEZONE": "UTC",
+        "SHOPSMART_START_DATE": str(START),
+        "SHOPSMART_UI_URL": "http://ui.shopsmart.test",
+    }
+
+    # The uninterrupted run: raw zone for 4 days, purchases for the first 3.
+    materialize(home, env, "raw/orders,raw/order_items", f"{DAYS[0]}-00:00", f"{NEW_DAY}-23:00")
+    materialize(home, env, "raw/crm_customers", str(DAYS[0]), str(NEW_DAY))
+    materialize(home, env, "lake/purchases", str(DAYS[0]), str(WRITTEN_BEFORE[-1]))
+    before = snapshot(lake)
+    assert on_days(before, WRITTEN_BEFORE) == before
+    for table in TABLES:
+        assert not (lake / table / f"date={NEW_DAY}").exists()
+    print(
+        f"\nuninterrupted run of {WRITTEN_BEFORE[0]}..{WRITTEN_BEFORE[-1]}: "
+        + ", ".join(f"{t} {sum(before[t][0].values())} rows" for t in TABLES)
+        + f" ({time.monotonic() - began:.0f}s)"
+    )
+
+    with SlackServer(TOKEN) as slack:
+        env |= {
+            "SLACK_BOT_TOKEN": TOKEN,
+            "SHOPSMART_SLACK_API_URL": slack.url,
+            "SHOPSMART_SLACK_CHANNEL": "#crash-alerts",
+        }
+        with dagster_dev(home, env=env) as url:
+            instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+            assert (
+                instance.run_monitoring_settings["poll_interval_seconds"] == MONITORING_POLL_SECONDS
+            )
+            existing = output_files(lake)
+            run_id = launch_purchases(url, DAYS[0], NEW_DAY)
+
+            [step_start] = wait_for(
+                lambda: [
+                    e
+                    for e in events(instance, run_id, DagsterEventType.STEP_START)
+                    if e.step_key == STEP
+                ],
+                timeout=180,
+                poll=0.2,
+                what=f"{STEP} to start in run {run_id}",
+            )
+            [started] = [
+                int(m.group(1))
+                for e in events(instance, run_id, DagsterEventType.ENGINE_EVENT)
+                if (m := re.match(r"Started process for run \(pid: (\d+)\)", e.message))
+            ]
+            assert alive(started)
+            group = proc_stat(started)[2]
+
+            # Wait for Spark to open the first Parquet file of the output, reading the tables
+            # as a user would every half second meanwhile: always the previous version.
+            deadline, next_read, reads = time.monotonic() + 120, 0.0, 0
+            while not (written := output_files(lake) - existing):
+                assert time.monotonic() < deadline, "the purchases write never began"
+                if time.monotonic() >= next_read:
+                    assert not instance.get_run_by_id(run_id).is_finished, "missed the write"
+                    assert snapshot(lake) == before
+                    reads, next_read = reads + 1, time.monotonic() + 0.5
+                time.sleep(0.05)
+            killed = kill_tree(started)
+            killed_at, killed_wall = time.monotonic(), time.time()
+            staged = sorted(str(p.relative_to(lake)) for p in written if p.suffix == ".parquet")
+            print(
+                f"killed {len(killed)} processes {killed_wall - step_start.timestamp:.1f}s after "
+                f"STEP_START, as {len(staged)} Parquet files were being written, e.g. "
+                f"{staged[0]}; the tables read back unchanged {reads} times until then"
+            )
+            assert any(c.split()[0].endswith("java") for c in killed.values()), killed
+
+            # (a) dead run: every partition is the previous version, the new day is absent.
+            wait_for(lambda: not any(alive(p) for p in killed), 10, 0.05, "killed processes")
+            assert snapshot(lake) == before
+            assert_no_debris_in_tables(lake)
+            for table in TABLES:
+                assert not (lake / table / f"date={NEW_DAY}").exists()
+
+            # (b) the run is marked FAILURE, then retried once, and the retry succeeds.
+            wait_for(
+                lambda: instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE,
+                timeout=120,
+                poll=0.2,
+                what="the killed run to be marked FAILURE",
+            )
+            failed_after = time.monotonic() - killed_at
+            assert snapshot(lake) == before  # still dead, nothing re-ran yet
+            crashed = instance.get_run_by_id(run_id)
+            explanation = [
+                e.message
+                for e in events(instance, run_id, DagsterEventType.ENGINE_EVENT)
+                if "was terminated by signal 9" in e.message
+            ]
+            assert explanation, "the failure does not say the worker was killed"
+            assert crashed.tags.get(WILL_RETRY_TAG) == "true"
+            retry_id = wait_for(
+                lambda: instance.get_run_by_id(run_id).tags.get(AUTO_RETRY_RUN_ID_TAG),
+                timeout=60,
+                poll=0.5,
+                what="the automatic retry to be launched",
+            )
+            retry = wait_for(
+                lambda: (r := instance.get_run_by_id(retry_id)).is_finished and r,
+                timeout=240,
+                poll=1,
+                what=f"retry run {retry_id} to finish",
+            )
+            recovered_after = time.monotonic() - killed_at
+            assert retry.status == dg.DagsterRunStatus.SUCCESS, retry.status
+            assert retry.tags[PARENT_RUN_ID_TAG] == run_id and retry.tags[RETRY_NUMBER_TAG] == "1"
+            assert retry.tags[ASSET_PARTITION_RANGE_START_TAG] == str(DAYS[0])
+            assert retry.tags[ASSET_PARTITION_RANGE_END_TAG] == str(NEW_DAY)
+            runs = {r.run_id: r.status for r in instance.get_runs()}
+            assert runs.pop(run_id) == dg.DagsterRunStatus.FAILURE
+            assert runs.pop(retry_id) == dg.DagsterRunStatus.SUCCESS
+            # nothing else ran: only the three uninterrupted runs before
+            assert list(runs.values()) == [dg.DagsterRunStatus.SUCCESS] * 3, runs
+            # The retry waited in the queue for the `spark` pool slot the killed step still
+            # held; run monitoring frees it (free_slots_after_run_end_seconds) and nothing
+            # of the crashed run is left claimed or pending in the pool.
+            record = instance.get_run_record_by_id(retry_id)
+            queued_for = record.start_time - record.create_timestamp.timestamp()
+            retry_launched_after = record.create_timestamp.timestamp() - killed_wall
+            pool = instance.event_log_storage.get_concurrency_info("spark")
+            assert pool.claimed_slots == [] and pool.pending_steps == [], pool
+
+            # (c) exactly one Slack message, for the crashed run (the sensor has ticked at least
+            # twice since the failure: the retry alone takes longer than that).
+            slack.wait_for_messages(1, timeout=60)
+            assert len(slack.messages) == 1, [m["text"] for m in slack.messages]
+            assert slack.rejected == []
+            [message] = slack.messages
+            instance.dispose()
+        assert not is_up(url)  # dagster dev and its process group are gone
+        time.sleep(0.5)
+        leftovers = live_processes_in_group(group)
+        assert leftovers == [], [command_line(p) for p in leftovers]
+
+    assert message["channel"] == "#crash-alerts"
+    assert f"Run: http://ui.shopsmart.test/runs/{run_id}" in message["text"]
+
+    # (d) the recovered tables: exactly the uninterrupted run's rows, re-published; the new
+    # day reconciles with the sources (independent SQL); no line twice.
+    after = snapshot(lake)
+    assert_no_debris_in_tables(lake)
+    for table in TABLES:
+        rows_before, files_before = before[table]
+        rows_after, files_after = on_days(after, WRITTEN_BEFORE)[table]
+        assert rows_after == rows_before, table
+        assert files_after and not files_after & files_before, table  # a new version
+    for day in DAYS:
+        reconcile.assert_lake_reconciles(lake, sources / "crm.db", sources / "orders.db", day)
+    [(lines, distinct)] = reconcile.lake_sql(
+        lake,
+        "SELECT count(*), count(DISTINCT (order_id, line_no)) FROM "
+        "read_parquet('LAKE/curated/purchases/*/*.parquet')",
+    )
+    assert lines == distinct
+
+    print(
+        "rows before: "
+        + ", ".join(f"{t} {sum(before[t][0].values())}" for t in TABLES)
+        + f"; after, {WRITTEN_BEFORE[0]}..{WRITTEN_BEFORE[-1]}: "
+        + ", ".join(f"{t} {sum(on_days(after, WRITTEN_BEFORE)[t][0].values())}" for t in TABLES)
+        + f"; {NEW_DAY}: "
+        + ", ".join(f"{t} {sum(on_days(after, [NEW_DAY])[t][0].values())}" for t in TABLES)
+    )
+    debris = sorted(p.name for p in (lake / "_staging").iterdir())
+    print(
+        f"run {run_id}: {crashed.status.value} {failed_after:.1f}s after the kill "
+        f"({explanation[0].split('. ')[0]}); retry {retry_id} launched "
+        f"{retry_launched_after:.1f}s after the kill, queued {queued_for:.0f}s for the spark "
+        f"pool slot, {retry.status.value} {recovered_after:.1f}s after the kill; "
+        f"Slack messages: {len(slack.messages)}: {message['text']!r}; crashed writer's staging "
+        f"left in lake/_staging: {debris}; {time.monotonic() - began:.0f}s in all"
+    )
