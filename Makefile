@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # The UI listens on loopback only; HOST=0.0.0.0 make ui to expose it (behind auth, please).
 HOST ?= 127.0.0.1
 
-.PHONY: install java demo test ui backfill lint clean
+.PHONY: install java demo test ui backfill lint clean spark-up spark-down
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,17 @@ ui: install java
 backfill: install java
 	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD"; exit 2; }
 	$(BIN)/shopsmart-backfill --from $(FROM) --to $(TO)
+
+# make spark-up: a Spark Connect server from the installed pyspark on 127.0.0.1 (logs and pid
+# in .spark_services/); then SHOPSMART_SPARK_REMOTE=sc://127.0.0.1:15002 runs the Spark assets
+# through it. SPARK_CONNECT_PORT=… to change the port. make spark-down stops it.
+SPARK_CONNECT_PORT ?= 15002
+spark-up: install java
+	VENV_PYTHON=$(BIN)/python scripts/spark.sh connect-up $(SPARK_CONNECT_PORT)
+	@echo "export SHOPSMART_SPARK_REMOTE=sc://127.0.0.1:$(SPARK_CONNECT_PORT)"
+
+spark-down:
+	VENV_PYTHON=$(BIN)/python scripts/spark.sh connect-down
 
 lint: install
 	$(BIN)/ruff check shopsmart_assets shopsmart_assets_tests

@@ -17,6 +17,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
     PARTITION_NAME_TAG,
     SCHEDULE_NAME_TAG,
+    WILL_RETRY_TAG,
 )
 from dagster._utils.error import SerializableErrorInfo
 
@@ -90,17 +91,49 @@ def failed_assets(instance: dg.DagsterInstance, run_id: str, failed_steps: Itera
     return sorted(keys)
 
 
+def unfinished_steps(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """Steps that started and never finished: what a crashed run worker was doing."""
+
+    def steps(kind: DagsterEventType) -> set[str]:
+        return {
+            record.event_log_entry.dagster_event.step_key
+            for record in instance.get_records_for_run(run_id, of_type=kind).records
+            if record.event_log_entry.dagster_event
+        }
+
+    finished = steps(DagsterEventType.STEP_SUCCESS) | steps(DagsterEventType.STEP_FAILURE)
+    return sorted(steps(DagsterEventType.STEP_START) - finished)
+
+
+def crash_reason(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """Why the run's process died, as Dagster recorded it ("… terminated by signal 9
+    (SIGKILL)"), if it did."""
+    records = instance.get_records_for_run(run_id, of_type=DagsterEventType.ENGINE_EVENT).records
+    for record in reversed(records):
+        message = record.event_log_entry.dagster_event.message or ""
+        if message.startswith("Run execution process"):
+            return message.split(". ", 1)[0].rstrip(".")
+    return None
+
+
 def build_failure_alert(context: dg.RunFailureSensorContext, ui_url: str) -> FailureAlert:
     run = context.dagster_run
     step_failures = context.get_step_failure_events()
     if step_failures:
         error = first_error_line(step_failures[0].event_specific_data.error)
-    else:
-        error = mask_credentials((context.failure_event.message or "run failed").splitlines()[0])
+        steps = [e.step_key for e in step_failures]
+    else:  # the run died around its steps: a crashed worker, a lost node, a cancelled run
+        reason = crash_reason(context.instance, run.run_id)
+        error = mask_credentials(
+            reason or (context.failure_event.message or "run failed").splitlines()[0]
+        )
+        steps = unfinished_steps(context.instance, run.run_id)
+    if run.tags.get(WILL_RETRY_TAG) == "true":
+        error += " (Dagster retries the run automatically)"
     return FailureAlert(
         job=run.job_name,
         run_id=run.run_id,
-        assets=failed_assets(context.instance, run.run_id, (e.step_key for e in step_failures)),
+        assets=failed_assets(context.instance, run.run_id, steps),
         partitions=partitions_of(dict(run.tags)),
         error=error,
         ui_url=ui_url,

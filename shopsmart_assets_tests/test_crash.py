@@ -413,6 +413,10 @@ def test_kill_9_mid_spark_write_is_invisible_failed_alerted_and_recovered(tmp_pa
 
     assert message["channel"] == "#crash-alerts"
     assert f"Run: http://ui.shopsmart.test/runs/{run_id}" in message["text"]
+    # what a person paged at 2 AM needs: what was running, why it died, that a retry is coming
+    assert "Assets: lake/purchases" in message["text"], message["text"]
+    assert "terminated by signal 9 (SIGKILL)" in message["text"], message["text"]
+    assert "Dagster retries the run automatically" in message["text"], message["text"]
 
     # (d) the recovered tables: exactly the uninterrupted run's rows, re-published; the new
     # day reconciles with the sources (independent SQL); no line twice.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from datetime import date
 
 import pyarrow as pa
@@ -121,3 +122,16 @@ def test_missing_upstream_partition_is_named(tmp_path):
     lake = LakeResource(root=str(tmp_path))
     with pytest.raises(FileNotFoundError, match=r"raw/orders for 2026-01-02 hour 07"):
         lake.require_partitions("raw", "orders", [(DAY, 7)], "lake/purchases 2026-01-02")
+
+
+def test_staging_left_by_a_dead_writer_is_swept_once_abandoned(tmp_path):
+    lake = LakeResource(root=str(tmp_path), abandoned_staging_seconds=3600)
+    dead, recent = tmp_path / "_staging" / "dead", tmp_path / "_staging" / "recent"
+    for directory in (dead, recent):
+        (directory / "date=2026-01-02").mkdir(parents=True)
+        (directory / "date=2026-01-02" / "part-x.parquet").write_bytes(b"half a file")
+    two_hours_ago = time.time() - 7200
+    os.utime(dead, (two_hours_ago, two_hours_ago))
+    write(lake, [1])
+    assert sorted(p.name for p in (tmp_path / "_staging").iterdir()) == ["recent"]
+    assert pq.read_table(lake.partition_dir("raw", "t", DAY, 5)).column("x").to_pylist() == [1]

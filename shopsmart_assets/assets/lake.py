@@ -39,14 +39,23 @@ def read_lake(
     )
 
 
+# Per write, so that no Spark (a Connect server or cluster started without the project's
+# settings) leaves _SUCCESS markers in the lake.
+NO_SUCCESS_MARKER = {"mapreduce.fileoutputcommitter.marksuccessfuljobs": "false"}
+
+
 def write_daily(frame: DataFrame, staged: Path, days: list[date]) -> None:
     """Write a DataFrame partitioned by date, one file per day; days without rows get an
     empty file so that every partition of the run exists (and replaces what was there)."""
-    frame.repartition("date").write.mode("overwrite").partitionBy("date").parquet(str(staged))
+    frame.repartition("date").write.options(**NO_SUCCESS_MARKER).mode("overwrite").partitionBy(
+        "date"
+    ).parquet(str(staged))
     for day in days:
         directory = staged / f"date={day.isoformat()}"
         if not directory.is_dir():
-            frame.drop("date").limit(0).coalesce(1).write.parquet(str(directory))
+            frame.drop("date").limit(0).coalesce(1).write.options(**NO_SUCCESS_MARKER).parquet(
+                str(directory)
+            )
     # Hadoop's local checksum files are no part of the lake contract.
     for checksum in staged.rglob(".*.crc"):
         checksum.unlink()

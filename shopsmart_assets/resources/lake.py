@@ -67,6 +67,9 @@ class LakeResource(dg.ConfigurableResource):
     root: str
     # How long a replaced partition version is kept for reads already under way.
     retired_grace_seconds: int = 300
+    # A staging directory untouched this long belongs to a writer that died (kill -9, lost
+    # node): the next write removes it. No partition write takes anywhere near a day.
+    abandoned_staging_seconds: int = 86_400
 
     @property
     def root_path(self) -> Path:
@@ -108,7 +111,9 @@ class LakeResource(dg.ConfigurableResource):
 
     @contextmanager
     def staging(self) -> Iterator[Path]:
-        """A fresh directory beside the lake's zones, removed afterwards whatever happens."""
+        """A fresh directory beside the lake's zones, removed afterwards whatever happens
+        (and, should the process die first, by a later write once it is abandoned)."""
+        self._sweep_abandoned_staging()
         path = self.root_path / "_staging" / uuid.uuid4().hex
         path.mkdir(parents=True)
         try:
@@ -143,6 +148,14 @@ class LakeResource(dg.ConfigurableResource):
         path = self.root_path / "_trash"
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def _sweep_abandoned_staging(self) -> None:
+        cutoff = time.time() - self.abandoned_staging_seconds
+        with suppress(FileNotFoundError):
+            for staged in (self.root_path / "_staging").iterdir():
+                with suppress(FileNotFoundError):
+                    if staged.stat().st_mtime < cutoff:
+                        shutil.rmtree(staged, ignore_errors=True)
 
     def _empty_trash(self) -> None:
         cutoff = time.time_ns() - self.retired_grace_seconds * 1_000_000_000

@@ -1,0 +1,167 @@
+"""The same Spark assets on real Spark services: through a Spark Connect server
+(SHOPSMART_SPARK_REMOTE) and on a standalone cluster (SHOPSMART_SPARK_MASTER), each started by
+`scripts/spark.sh` on free ports of 127.0.0.1 and stopped afterwards. The daily chain for two days
+through the `dagster` command line must leave a lake equal, row for row, to a local-mode run's;
+the per-step Spark start cost of each mode is measured and printed."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from shopsmart_assets_tests import spark_services
+from shopsmart_assets_tests.conftest import DAILY, HOURLY, START, generate_sources
+from shopsmart_assets_tests.spark_services import (
+    ChainRun,
+    SparkService,
+    assert_same_lake,
+    listening_addresses,
+    run_chain,
+    spark_start_cost,
+)
+
+pytestmark = [pytest.mark.spark_services, pytest.mark.spark]
+
+LAST = START + timedelta(days=1)
+# The fixtures, from spark_services (class-scoped: one service at a time on 2 cores).
+spark_connect = spark_services.spark_connect
+spark_cluster = spark_services.spark_cluster
+
+
+def assert_loopback_only(service: SparkService, expected_processes: int) -> None:
+    """The service's processes listen on 127.0.0.1 only, the URL's port among them."""
+    pids = service.pids()
+    assert len(pids) == expected_processes, pids
+    sockets = {s for pid in pids for s in listening_addresses(pid)}
+    assert ("127.0.0.1", int(service.url.rsplit(":", 1)[1])) in sockets
+    assert {address for address, _ in sockets} == {"127.0.0.1"}, sockets
+
+
+def report(capsys: pytest.CaptureFixture[str], line: str) -> None:
+    """Print a measured figure past pytest's capture, so that every run shows it."""
+    with capsys.disabled():
+        print(f"\n[spark services] {line}")
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two days of demo sources (crm.db, orders.db), copied into each run's data dir."""
+    directory = tmp_path_factory.mktemp("sources")
+    generate_sources(directory, days=2, orders_per_day=500)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory: pytest.TempPathFactory, sources: Path) -> ChainRun:
+    """The reference: hourly orders and the whole daily chain in local mode."""
+    return run_chain(tmp_path_factory.mktemp("local"), sources, HOURLY, DAILY, START, LAST)
+
+
+def test_the_lake_comparison_sees_a_changed_row(local_run: ChainRun, tmp_path: Path) -> None:
+    """The comparison the service tests rely on fails on one changed amount."""
+    changed = tmp_path / "lake"
+    shutil.copytree(local_run.lake, changed)
+    [part] = (changed / "curated" / "purchases" / f"date={START}").glob("*.parquet")
+    edited = tmp_path / "edited.parquet"
+    duckdb.execute(
+        "COPY (SELECT * REPLACE (CASE WHEN row_number() OVER () = 1 THEN amount_usd + 0.01 "
+        f"ELSE amount_usd END AS amount_usd) FROM read_parquet('{part}')) "
+        f"TO '{edited}' (FORMAT parquet)"
+    )
+    edited.replace(part)
+    with pytest.raises(AssertionError, match="curated/purchases: 1 rows"):
+        assert_same_lake(local_run.lake, changed)
+
+
+class TestSparkConnect:
+    """SHOPSMART_SPARK_REMOTE=sc://127.0.0.1:PORT, a server started by scripts/spark.sh."""
+
+    def test_the_daily_chain_through_connect_equals_local_mode(
+        self,
+        spark_connect: SparkService,
+        local_run: ChainRun,
+        sources: Path,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        assert_loopback_only(spark_connect, expected_processes=1)
+        remote = run_chain(
+            tmp_path,
+            sources,
+            HOURLY,
+            DAILY,
+            START,
+            LAST,
+            raw_orders_from=local_run.lake,
+            SHOPSMART_SPARK_REMOTE=spark_connect.url,
+        )
+        rows = assert_same_lake(local_run.lake, remote.lake)
+        # the server did the work: it read the raw orders (lake/purchases) and the curated
+        # purchases (features/customer_features) of this run's lake
+        server_log = "".join(p.read_text(errors="replace") for p in spark_connect.logs.iterdir())
+        for table in ("raw/order_items", "curated/purchases"):
+            assert f"{remote.lake}/{table}/" in server_log, table
+        report(capsys, f"lake rows, Connect = local: {rows}")
+        report(
+            capsys,
+            f"chain seconds local {local_run.seconds}, Connect {remote.seconds}; Spark steps "
+            f"local {local_run.step_seconds()}, Connect {remote.step_seconds()}",
+        )
+
+    def test_a_connect_step_starts_no_jvm_and_starts_faster(
+        self, spark_connect: SparkService, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        local = spark_start_cost(tmp_path)
+        remote = spark_start_cost(tmp_path, SHOPSMART_SPARK_REMOTE=spark_connect.url)
+        report(capsys, f"Spark start cost in a fresh process: local {local}")
+        report(capsys, f"Spark start cost in a fresh process: Connect {remote}")
+        assert local["sum"] == remote["sum"] == 499500
+        assert local["jvm_in_process"] and local["session_type"] == "pyspark.sql.session"
+        assert not remote["jvm_in_process"]
+        assert remote["session_type"] == "pyspark.sql.connect.session"
+        # a JVM per step against a connection to a running one
+        assert remote["total_s"] < local["total_s"]
+
+
+class TestStandaloneCluster:
+    """SHOPSMART_SPARK_MASTER=spark://127.0.0.1:PORT, a master and a worker started by
+    scripts/spark.sh from pyspark's own spark-class."""
+
+    def test_the_daily_chain_on_a_standalone_cluster_equals_local_mode(
+        self,
+        spark_cluster: SparkService,
+        local_run: ChainRun,
+        sources: Path,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        assert_loopback_only(spark_cluster, expected_processes=2)  # master and worker
+        clustered = run_chain(
+            tmp_path,
+            sources,
+            HOURLY,
+            DAILY,
+            START,
+            LAST,
+            raw_orders_from=local_run.lake,
+            SHOPSMART_SPARK_MASTER=spark_cluster.url,
+        )
+        rows = assert_same_lake(local_run.lake, clustered.lake)
+        # both Spark steps ran as applications of the cluster, on the worker's executors
+        applications = sorted((spark_cluster.state / "work").glob("app-*"))
+        assert len(applications) == 2, applications
+        executor_logs = "".join(
+            p.read_text(errors="replace") for p in spark_cluster.state.glob("work/app-*/*/stderr")
+        )
+        for table in ("raw/order_items", "curated/purchases"):
+            assert f"{clustered.lake}/{table}/" in executor_logs, table
+        report(capsys, f"lake rows, standalone cluster = local: {rows}")
+        report(
+            capsys,
+            f"chain seconds cluster {clustered.seconds}; "
+            f"Spark steps cluster {clustered.step_seconds()}",
+        )
