@@ -110,9 +110,10 @@ def crash_reason(instance: dg.DagsterInstance, run_id: str) -> str | None:
     (SIGKILL)"), if it did."""
     records = instance.get_records_for_run(run_id, of_type=DagsterEventType.ENGINE_EVENT).records
     for record in reversed(records):
-        message = record.event_log_entry.dagster_event.message or ""
-        if message.startswith("Run execution process"):
-            return message.split(". ", 1)[0].rstrip(".")
+        message = record.event_log_entry.message or ""
+        at = message.find("Run execution process")  # after a "[DagsterApiServer] " prefix
+        if at >= 0:
+            return message[at:].split(". ", 1)[0].rstrip(".")
     return None
 
 

@@ -29,6 +29,7 @@ from shopsmart_assets.resources import (  # noqa: E402
     SourceDatabase,
 )
 from shopsmart_assets.resources.spark import spark_config  # noqa: E402
+from shopsmart_assets_tests.postgres_server import postgres_fixture  # noqa: E402
 
 START = date(2026, 1, 1)
 HOURLY = ["raw/orders", "raw/order_items"]
@@ -55,6 +56,10 @@ def spark():
     session = builder.getOrCreate()
     yield session
     session.stop()
+
+
+# One PostgreSQL server for the whole test run (scripts/postgres.sh), started on first use.
+pg = postgres_fixture(databases=("crm", "orders", "dagster"))
 
 
 @dataclass

@@ -187,8 +187,9 @@ def test_late_order_changes_rerun_exactly_the_days_they_touch(platform: Platform
     with sqlite3.connect(platform.root / "orders.db") as connection:
         for day, status in ((DAY1, "refunded"), (DAY3, "cancelled")):
             connection.execute(
-                "UPDATE orders SET status = ?, updated_at = ? WHERE order_id = (SELECT min(order_id)"
-                " FROM orders WHERE status = 'placed' AND substr(ordered_at, 1, 10) = ?)",
+                "UPDATE orders SET status = ?, updated_at = ? WHERE order_id = ("
+                "SELECT min(order_id) FROM orders"
+                " WHERE status = 'placed' AND substr(ordered_at, 1, 10) = ?)",
                 (status, f"{horizon + timedelta(hours=5):%Y-%m-%d %H:%M:%S}", str(day)),
             )
     expected = source_changed_days(str(platform.root / "orders.db"), horizon, horizon)
