@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # The UI listens on loopback only; HOST=0.0.0.0 make ui to expose it (behind auth, please).
 HOST ?= 127.0.0.1
 
-.PHONY: install java demo test ui backfill lint clean spark-up spark-down
+.PHONY: install java demo test bench ui backfill lint clean spark-up spark-down
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ demo: install java
 
 test: install java
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Speed and memory of extraction and the Spark transform at volume, against targets
+# (BENCH_ORDERS_PER_DAY=100000 by default); results in bench-results/.
+bench: install java
+	$(BIN)/python scripts/bench.py
 
 # Runs from inside DAGSTER_HOME (holding a copy of dagster.yaml) so that Dagster does not
 # warn about the project's own dagster.yaml sitting in the working directory.

@@ -4,6 +4,8 @@ helper that materializes partition ranges through Dagster exactly as the CLI doe
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -159,6 +161,24 @@ def generate_sources(directory: Path, days: int, orders_per_day: int) -> None:
         )
         == 0
     )
+
+
+def materialize_cli(
+    env: dict[str, str], cwd: Path, *args: str, timeout: float = 900
+) -> subprocess.CompletedProcess:
+    """`dagster asset materialize -m shopsmart_assets.definitions ARGS`, as users run it, in
+    `env` (a whole environment); fails the test with the command's output unless it succeeds."""
+    dagster = Path(sys.executable).with_name("dagster")
+    done = subprocess.run(
+        [str(dagster), "asset", "materialize", "-m", "shopsmart_assets.definitions", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
 
 
 def files_containing(root: Path, needle: str) -> list[Path]:

@@ -29,6 +29,8 @@ import pytest
 from dagster._core.events import DagsterEventType
 from dagster._core.instance.ref import InstanceRef
 
+from shopsmart_assets_tests.conftest import materialize_cli
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "spark.sh"
 HOST = "127.0.0.1"
@@ -204,26 +206,7 @@ def platform_env(data_dir: Path, home: Path, **spark: str) -> dict[str, str]:
 
 def materialize(env: dict[str, str], cwd: Path, selection: Sequence[str], partitions: str) -> None:
     """`dagster asset materialize` of a partition range, as users run it."""
-    dagster = Path(sys.executable).with_name("dagster")
-    done = subprocess.run(
-        [
-            str(dagster),
-            "asset",
-            "materialize",
-            "-m",
-            "shopsmart_assets.definitions",
-            "--select",
-            ",".join(selection),
-            "--partition-range",
-            partitions,
-        ],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    materialize_cli(env, cwd, "--select", ",".join(selection), "--partition-range", partitions)
 
 
 @dataclass

@@ -29,8 +29,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -55,7 +53,12 @@ from dagster._core.storage.tags import (
 
 from shopsmart_assets.devserver import INSTANCE_CONFIG, dagster_dev, graphql, is_up
 from shopsmart_assets_tests import reconcile
-from shopsmart_assets_tests.conftest import START, files_containing, generate_sources
+from shopsmart_assets_tests.conftest import (
+    START,
+    files_containing,
+    generate_sources,
+    materialize_cli,
+)
 from shopsmart_assets_tests.slack_server import SlackServer
 
 pytestmark = [pytest.mark.spark, pytest.mark.e2e]
@@ -91,17 +94,8 @@ def write_instance_config(home: Path) -> None:
 
 def materialize(home: Path, env: dict[str, str], select: str, first: str, last: str) -> None:
     """`dagster asset materialize --partition-range`, as a user would (one uninterrupted run)."""
-    dagster = Path(sys.executable).with_name("dagster")
-    command = [str(dagster), "asset", "materialize", "-m", "shopsmart_assets.definitions"]
-    done = subprocess.run(
-        [*command, "--select", select, "--partition-range", f"{first}...{last}"],
-        cwd=home,
-        env={**os.environ, **env, "DAGSTER_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_env = {**os.environ, **env, "DAGSTER_HOME": str(home)}
+    materialize_cli(run_env, home, "--select", select, "--partition-range", f"{first}...{last}")
 
 
 def read_table(lake: Path, table: str) -> tuple[Counter, frozenset[str]]:

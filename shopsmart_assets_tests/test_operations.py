@@ -20,7 +20,7 @@ from dagster._core.instance.ref import InstanceRef
 from shopsmart_assets.definitions import defs
 from shopsmart_assets.workers import SPARK_POOL
 from shopsmart_assets_tests import reconcile
-from shopsmart_assets_tests.conftest import START, generate_sources
+from shopsmart_assets_tests.conftest import START, generate_sources, materialize_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DAYS = [START + timedelta(days=k) for k in range(3)]
@@ -28,17 +28,7 @@ SPARK_CHAIN = "raw/crm_customers,raw/crm_interactions,lake/purchases,features/cu
 
 
 def cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    dagster = Path(sys.executable).with_name("dagster")
-    done = subprocess.run(
-        [str(dagster), "asset", "materialize", "-m", "shopsmart_assets.definitions", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
+    return materialize_cli(env, cwd, *args)
 
 
 @pytest.fixture(scope="module")
