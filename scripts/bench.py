@@ -6,7 +6,7 @@ orders), then, each in a fresh process so that peak memory is its own:
   2. `lake/purchases` on Spark for the day, through `dagster asset materialize`.
 Prints a table, writes bench-results/<timestamp>.json, and exits 1 when a target is missed.
 Targets: extraction ≥ 20,000 rows/s with peak memory under 1 GiB, whatever the volume (it
-streams); lake/purchases ≥ 10,000 order lines/s.
+streams); lake/purchases ≥ 5,000 order lines/s for the whole command, Spark start included.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ DAY = "2026-01-01"
 TARGETS = {
     "extract_rows_per_s": 20_000,
     "extract_peak_mib": 1024,
-    "purchases_lines_per_s": 10_000,
+    "purchases_lines_per_s": 5_000,
 }
 
 EXTRACT = """
