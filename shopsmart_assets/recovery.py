@@ -176,9 +176,8 @@ def outage_recovery(
         for key in DAILY_CHAIN_KEYS
     }
     gaps = chain_gaps(statuses, days, previous_day_key(now))
-    hours = [
-        hour for day in sorted({d for ds in gaps.values() for d in ds}) for hour in hour_keys(day)
-    ]
+    gap_days = sorted({day for keys in gaps.values() for day in keys})
+    hours = [hour for day in gap_days for hour in hour_keys(day)]
     for key in HOURLY_KEYS:
         status = instance.get_status_by_partition(key, hours, hourly_partitions) or {}
         missing = [h for h in hours if status.get(h) != AssetPartitionStatus.MATERIALIZED]
