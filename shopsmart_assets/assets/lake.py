@@ -39,8 +39,8 @@ def read_lake(
     )
 
 
-# Per write, so that no Spark (a Connect server or cluster started without the project's
-# settings) leaves _SUCCESS markers in the lake.
+# No _SUCCESS markers in the lake: set on every write (all Spark writes go through
+# write_daily), so that it holds on any Spark, Connect servers and clusters included.
 NO_SUCCESS_MARKER = {"mapreduce.fileoutputcommitter.marksuccessfuljobs": "false"}
 
 

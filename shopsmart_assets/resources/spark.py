@@ -27,8 +27,6 @@ def spark_config(master: str | None = None, remote: str | None = None) -> dict[s
         "spark.ui.enabled": "false",
         "spark.driver.memory": "2g",
         "spark.ui.showConsoleProgress": "false",
-        # Spark writes no _SUCCESS markers into the lake.
-        "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
         **SQL_CONFIG,
     }
 
