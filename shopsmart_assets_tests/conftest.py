@@ -3,6 +3,7 @@ helper that materializes partition ranges through Dagster exactly as the CLI doe
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 import sys
@@ -179,6 +180,26 @@ def materialize_cli(
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
+
+
+def listening_sockets() -> set[tuple[str, int, str]]:
+    """(address, port, socket inode) of every TCP socket listening on this machine, from
+    /proc/net/tcp{,6}; IPv4-mapped IPv6 addresses are given as IPv4."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A":  # 0A: LISTEN
+                continue
+            address, port = fields[1].split(":")
+            raw = bytes.fromhex(address)
+            # the kernel prints 32-bit words in host (little-endian) order
+            words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+            ip = ipaddress.ip_address(words)
+            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+                ip = ip.ipv4_mapped
+            found.add((ip.compressed, int(port, 16), fields[9]))
+    return found
 
 
 def files_containing(root: Path, needle: str) -> list[Path]:

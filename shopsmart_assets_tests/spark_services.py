@@ -9,7 +9,6 @@ that does not start is a failure (with the script's output and the log's tail), 
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import shutil
@@ -29,7 +28,7 @@ import pytest
 from dagster._core.events import DagsterEventType
 from dagster._core.instance.ref import InstanceRef
 
-from shopsmart_assets_tests.conftest import materialize_cli
+from shopsmart_assets_tests.conftest import listening_sockets, materialize_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "spark.sh"
@@ -77,28 +76,14 @@ class SparkService:
 
 
 def listening_addresses(pid: int) -> set[tuple[str, int]]:
-    """(address, port) of every TCP socket process `pid` listens on (/proc/net/tcp{,6})."""
+    """(address, port) of every TCP socket process `pid` listens on."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         with suppress(OSError):
             target = os.readlink(fd)
             if target.startswith("socket:["):
                 inodes.add(target[8:-1])
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
-                continue
-            address, port = fields[1].split(":")
-            raw = bytes.fromhex(address)
-            # the kernel prints 32-bit words in host (little-endian) order
-            words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
-            ip = ipaddress.ip_address(words)
-            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-                ip = ip.ipv4_mapped
-            found.add((ip.compressed, int(port, 16)))
-    return found
+    return {(address, port) for address, port, inode in listening_sockets() if inode in inodes}
 
 
 def _script(state: Path, *args: str, timeout: float = START_TIMEOUT + 60) -> str:

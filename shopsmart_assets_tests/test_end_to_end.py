@@ -5,7 +5,6 @@ Slack-compatible server by the daemon's run-failure sensor."""
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from datetime import timedelta
 
@@ -17,7 +16,14 @@ from shopsmart_assets.backfill import LAUNCH
 from shopsmart_assets.backfill import main as backfill_main
 from shopsmart_assets.devserver import dagster_dev, graphql, is_up
 from shopsmart_assets_tests import reconcile
-from shopsmart_assets_tests.conftest import DAILY, HOURLY, START, files_containing, generate_sources
+from shopsmart_assets_tests.conftest import (
+    DAILY,
+    HOURLY,
+    START,
+    files_containing,
+    generate_sources,
+    listening_sockets,
+)
 from shopsmart_assets_tests.slack_server import SlackServer
 
 pytestmark = [pytest.mark.spark, pytest.mark.e2e]
@@ -27,22 +33,8 @@ DAY1, DAY2, DAY3 = (START + timedelta(days=k) for k in range(3))
 
 
 def listening_addresses(port: int) -> set[str]:
-    """The local addresses on which some process listens on TCP `port` (/proc/net/tcp{,6})."""
-    found = set()
-    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
-        with open(table) as lines:
-            next(lines)
-            for line in lines:
-                local, state = line.split()[1], line.split()[3]
-                address, hex_port = local.split(":")
-                if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
-                    raw = bytes.fromhex(address)
-                    if width == 8:
-                        found.add(ipaddress.IPv4Address(raw[::-1]).compressed)
-                    else:  # four little-endian 32-bit words
-                        words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
-                        found.add(ipaddress.IPv6Address(words).compressed)
-    return found
+    """The local addresses on which some process listens on TCP `port`."""
+    return {address for address, bound, _ in listening_sockets() if bound == port}
 
 
 def test_ui_backfill_of_the_whole_chain_and_a_slack_alert(tmp_path):
