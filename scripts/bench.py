@@ -36,15 +36,15 @@ import json, resource, sys, time
 from pathlib import Path
 import sqlalchemy as sa
 from shopsmart_assets.extract import ORDER_ITEMS, ORDERS, extract_to_parquet, window_params
-from shopsmart_assets.partitions import daily_partitions
+from shopsmart_assets.partitions import build_partitions
 data = Path(sys.argv[1])
 engine = sa.create_engine(f"sqlite:///{data / 'sources' / 'orders.db'}")
-window = daily_partitions.time_window_for_partition_key(sys.argv[2])
+window = build_partitions().daily.time_window_for_partition_key(sys.argv[2])
 started, rows = time.perf_counter(), 0
 for extraction in (ORDERS, ORDER_ITEMS):
     out = data / f"{extraction.raw_table}.parquet"
     rows += extract_to_parquet(engine, extraction, window_params(window.start, window.end), out,
-                               partition_key=sys.argv[2])
+                               partition_key=sys.argv[2]).rows
 seconds = time.perf_counter() - started
 peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"rows": rows, "seconds": seconds, "peak_mib": peak_mib}))

@@ -31,9 +31,14 @@ materialize() {  # name, selection, partition range
   fi
 }
 
-materialize hourly-orders "raw/orders,raw/order_items" "$START-00:00...$END-23:00"
-materialize daily-chain "raw/crm_customers,raw/crm_interactions,lake/purchases,\
-features/customer_features,features/online_store,ml/training_set,ml/purchase_model,\
-ml/champion_model" "$START...$END"
+# The chain's assets and partition ranges come from the definitions: the hourly extracts over
+# every hour of those days (23 or 25 on DST days), then the daily chain, each in one run.
+ranges=$("$BIN/shopsmart-backfill" --from "$START" --to "$END" --print-ranges)
+names=(hourly-orders daily-chain)
+step=0
+while read -r selection range; do
+  materialize "${names[$step]:-chain-$step}" "$selection" "$range"
+  step=$((step + 1))
+done <<< "$ranges"
 
 "$BIN/shopsmart-summary" --start "$START" --end "$END"

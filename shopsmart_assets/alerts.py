@@ -5,27 +5,33 @@ links to the run in the UI. Credentials that might hide in an error (URLs with p
 masked before anything leaves the process.
 """
 
-import json
+from __future__ import annotations
+
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import dagster as dg
-from dagster._core.events import DagsterEventType
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-    PARTITION_NAME_TAG,
-    SCHEDULE_NAME_TAG,
-    WILL_RETRY_TAG,
-)
-from dagster._utils.error import SerializableErrorInfo
 
 from shopsmart_assets import settings
+from shopsmart_assets.automation import PARTITION_RANGE_END, PARTITION_RANGE_START
+from shopsmart_assets.checks import FRESHNESS_SENSOR
 from shopsmart_assets.resources.slack import SlackAlerts
 
-FRESHNESS_SCHEDULE = "freshness_schedule"
+# Dagster's documented run tags.
+PARTITION_TAG = "dagster/partition"
+SENSOR_NAME_TAG = "dagster/sensor_name"
+WILL_RETRY_TAG = "dagster/will_retry"
 _CREDENTIALS = re.compile(r"(://[^:/@\s]+):[^@\s]+@")
+
+
+class ErrorInfo(Protocol):
+    """What Dagster records of an error (its serializable error info)."""
+
+    message: str
+    cls_name: str | None
+    cause: Any
 
 
 def mask_credentials(text: str) -> str:
@@ -33,7 +39,7 @@ def mask_credentials(text: str) -> str:
     return _CREDENTIALS.sub(r"\1:***@", text)
 
 
-def first_error_line(error: SerializableErrorInfo | None) -> str:
+def first_error_line(error: ErrorInfo | None) -> str:
     """The first line of the innermost error: what actually went wrong."""
     if error is None:
         return "unknown error"
@@ -44,11 +50,11 @@ def first_error_line(error: SerializableErrorInfo | None) -> str:
 
 
 def partitions_of(tags: dict[str, str]) -> str:
-    if ASSET_PARTITION_RANGE_START_TAG in tags:
-        start = tags[ASSET_PARTITION_RANGE_START_TAG]
-        end = tags.get(ASSET_PARTITION_RANGE_END_TAG, start)
+    if PARTITION_RANGE_START in tags:
+        start = tags[PARTITION_RANGE_START]
+        end = tags.get(PARTITION_RANGE_END, start)
         return start if start == end else f"{start} … {end}"
-    return tags.get(PARTITION_NAME_TAG, "unpartitioned")
+    return tags.get(PARTITION_TAG, "unpartitioned")
 
 
 @dataclass(frozen=True)
@@ -80,7 +86,7 @@ def failed_assets(instance: dg.DagsterInstance, run_id: str, failed_steps: Itera
     """Asset keys planned in the run by the steps that failed."""
     steps = set(failed_steps)
     records = instance.get_records_for_run(
-        run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
     ).records
     keys = {
         record.event_log_entry.dagster_event.asset_key.to_user_string()
@@ -94,21 +100,21 @@ def failed_assets(instance: dg.DagsterInstance, run_id: str, failed_steps: Itera
 def unfinished_steps(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     """Steps that started and never finished: what a crashed run worker was doing."""
 
-    def steps(kind: DagsterEventType) -> set[str]:
+    def steps(kind: dg.DagsterEventType) -> set[str]:
         return {
             record.event_log_entry.dagster_event.step_key
             for record in instance.get_records_for_run(run_id, of_type=kind).records
             if record.event_log_entry.dagster_event
         }
 
-    finished = steps(DagsterEventType.STEP_SUCCESS) | steps(DagsterEventType.STEP_FAILURE)
-    return sorted(steps(DagsterEventType.STEP_START) - finished)
+    finished = steps(dg.DagsterEventType.STEP_SUCCESS) | steps(dg.DagsterEventType.STEP_FAILURE)
+    return sorted(steps(dg.DagsterEventType.STEP_START) - finished)
 
 
 def crash_reason(instance: dg.DagsterInstance, run_id: str) -> str | None:
     """Why the run's process died, as Dagster recorded it ("… terminated by signal 9
     (SIGKILL)"), if it did."""
-    records = instance.get_records_for_run(run_id, of_type=DagsterEventType.ENGINE_EVENT).records
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records
     for record in reversed(records):
         message = record.event_log_entry.message or ""
         at = message.find("Run execution process")  # after a "[DagsterApiServer] " prefix
@@ -150,6 +156,20 @@ def freshness_text(check_key: dg.AssetCheckKey, description: str | None) -> str:
     )
 
 
+def failed_freshness(
+    instance: dg.DagsterInstance, run_id: str
+) -> list[tuple[dg.AssetCheckKey, str]]:
+    """The freshness checks that failed in a run, with what they said."""
+    failed = []
+    for record in instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    ).records:
+        evaluation = record.event_log_entry.dagster_event.event_specific_data
+        if not evaluation.passed:
+            failed.append((evaluation.asset_check_key, evaluation.description or ""))
+    return failed
+
+
 def _sensor_status(slack: SlackAlerts) -> tuple[dg.DefaultSensorStatus, str]:
     if slack.enabled:
         return dg.DefaultSensorStatus.RUNNING, f"Posts failed runs to Slack {slack.channel}."
@@ -176,41 +196,21 @@ def build_alert_sensors(slack: SlackAlerts) -> list[dg.SensorDefinition]:
         slack_alerts.post(alert.text)
         context.log.info(f"Alerted Slack {slack_alerts.channel} about run {alert.run_id}")
 
-    @dg.sensor(
+    @dg.run_status_sensor(
         name="slack_on_failed_freshness",
+        run_status=dg.DagsterRunStatus.SUCCESS,
         description=description.replace("failed runs", "freshness checks failed at the deadline"),
         default_status=status,
         minimum_interval_seconds=60,
     )
-    def slack_on_failed_freshness(context: dg.SensorEvaluationContext, slack_alerts: SlackAlerts):
-        """Posts each failed freshness evaluation of a `freshness_schedule` run once.
-        Evaluations in other runs (a backfill, a manual run) show in the UI but page no one."""
-        from shopsmart_assets.checks import freshness_check_keys
-
-        seen: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
-        storage = context.instance.event_log_storage
-        posted = 0
-        for check_key in freshness_check_keys():
-            name = check_key.to_user_string()
-            for record in storage.get_asset_check_execution_history(check_key, limit=20):
-                if record.id <= seen.get(name, 0):
-                    break
-                evaluation = record.evaluation
-                run = context.instance.get_run_by_id(record.run_id)
-                if (
-                    evaluation is None
-                    or evaluation.passed
-                    or run is None
-                    or run.tags.get(SCHEDULE_NAME_TAG) != FRESHNESS_SCHEDULE
-                ):
-                    continue
-                if slack_alerts.enabled:
-                    slack_alerts.post(freshness_text(check_key, evaluation.description))
-                    posted += 1
-            history = storage.get_asset_check_execution_history(check_key, limit=1)
-            if history:
-                seen[name] = max(seen.get(name, 0), history[0].id)
-        context.update_cursor(json.dumps(seen, sort_keys=True))
-        return dg.SkipReason(f"{posted} freshness alerts posted")
+    def slack_on_failed_freshness(context: dg.RunStatusSensorContext, slack_alerts: SlackAlerts):
+        """Posts each freshness check that failed in an evaluation by the freshness sensor at
+        its deadline, once. Evaluations in other runs (the daily chain, a backfill) show in
+        the UI but page no one."""
+        run = context.dagster_run
+        if run.tags.get(SENSOR_NAME_TAG) != FRESHNESS_SENSOR or not slack_alerts.enabled:
+            return
+        for check_key, said in failed_freshness(context.instance, run.run_id):
+            slack_alerts.post(freshness_text(check_key, said))
 
     return [slack_on_run_failure, slack_on_failed_freshness]

@@ -19,17 +19,6 @@ from typing import Any
 
 from shopsmart_assets.devserver import dagster_dev, graphql, is_up
 
-HOURLY_ASSETS = (("raw", "orders"), ("raw", "order_items"))
-DAILY_ASSETS = (
-    ("raw", "crm_customers"),
-    ("raw", "crm_interactions"),
-    ("lake", "purchases"),
-    ("features", "customer_features"),
-    ("features", "online_store"),
-    ("ml", "training_set"),
-    ("ml", "purchase_model"),
-    ("ml", "champion_model"),
-)
 DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 
 LAUNCH = """
@@ -59,19 +48,43 @@ query Status($id: String!) {
 """
 
 
+def chain_ranges(first: date, last: date) -> list[tuple[list[str], str, str]]:
+    """The whole chain over the days first..last as (asset keys, first partition, last
+    partition), one entry per partitions definition, upstream first: the hourly extracts over
+    the hours of those days (DST days included), then the daily assets over the days. The
+    assets and partitions come from the definitions."""
+    from shopsmart_assets.definitions import build_assets
+    from shopsmart_assets.lineage import Lineage
+    from shopsmart_assets.partitions import build_partitions
+
+    partitions = build_partitions()
+    lineage = Lineage.of(build_assets(partitions))
+    hours = partitions.hours_of_day(first.isoformat()), partitions.hours_of_day(last.isoformat())
+    return [
+        (
+            [k.to_user_string() for k in lineage.partitioned_by(partitions.hourly)],
+            hours[0][0],
+            hours[1][-1],
+        ),
+        (
+            [k.to_user_string() for k in lineage.partitioned_by(partitions.daily)],
+            str(first),
+            str(last),
+        ),
+    ]
+
+
 def backfill_params(first: date, last: date) -> dict[str, Any]:
     """`partitionsByAssets` for the whole chain over first..last."""
-    hourly = {"start": f"{first}-00:00", "end": f"{last}-23:00"}
-    daily = {"start": str(first), "end": str(last)}
     return {
         "title": f"shopsmart {first} .. {last}",
         "partitionsByAssets": [
-            {"assetKey": {"path": list(key)}, "partitions": {"range": hourly}}
-            for key in HOURLY_ASSETS
-        ]
-        + [
-            {"assetKey": {"path": list(key)}, "partitions": {"range": daily}}
-            for key in DAILY_ASSETS
+            {
+                "assetKey": {"path": key.split("/")},
+                "partitions": {"range": {"start": start, "end": end}},
+            }
+            for keys, start, end in chain_ranges(first, last)
+            for key in keys
         ],
     }
 
@@ -133,9 +146,19 @@ def main(argv: list[str] | None = None) -> int:
         help="return once launched (only with a Dagster already running)",
     )
     parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument(
+        "--print-ranges",
+        action="store_true",
+        help="print, for `dagster asset materialize`, each group of assets and its partition "
+        "range (`SELECTION FIRST...LAST`, one line per group), and launch nothing",
+    )
     args = parser.parse_args(argv)
     if args.last < args.first:
         parser.error("--to is before --from")
+    if args.print_ranges:
+        for keys, start, end in chain_ranges(args.first, args.last):
+            print(f"{','.join(keys)} {start}...{end}")
+        return 0
 
     def run(url: str) -> int:
         backfill_id = launch(url, args.first, args.last)

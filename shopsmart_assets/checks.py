@@ -1,14 +1,18 @@
-"""Asset checks beyond those the assets report themselves.
+"""Freshness: yesterday's purchases, features and champion model are in by the deadline.
 
-The assets carry their own blocking checks (`lake/purchases` reconciles valid + quarantined
-with the source rows; `ml/purchase_model` gates the champion). Here: freshness. Yesterday's
-partition of the purchases, the features and the champion model must be in by
-SHOPSMART_FRESHNESS_DEADLINE (06:00 local time by default). `freshness_schedule` evaluates the
-checks at the deadline; a failure shows red in the UI and `slack_on_failed_freshness` alerts.
+The assets carry their own blocking checks (`lake/purchases` reconciles with the source;
+`ml/purchase_model` gates the champion). Freshness uses Dagster's own time-partition freshness
+checks: after SHOPSMART_FRESHNESS_DEADLINE (06:00 local time by default) the newest daily
+partition that has ended must be materialized. They run with the daily chain (so a late day
+turns green as soon as it lands) and at each deadline from Dagster's freshness sensor; a
+failure at the deadline shows red in the UI and `slack_on_failed_freshness` alerts.
 """
 
-from datetime import datetime
-from zoneinfo import ZoneInfo
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import dagster as dg
 
@@ -16,10 +20,12 @@ from shopsmart_assets import settings
 from shopsmart_assets.assets.features import CUSTOMER_FEATURES_KEY
 from shopsmart_assets.assets.lake import PURCHASES_KEY
 from shopsmart_assets.assets.ml import CHAMPION_MODEL_KEY
-from shopsmart_assets.partitions import previous_day_key
+from shopsmart_assets.automation import sensor_status
+from shopsmart_assets.partitions import Partitions
 
+# What the business expects every morning.
 FRESH_BY_DEADLINE = (PURCHASES_KEY, CUSTOMER_FEATURES_KEY, CHAMPION_MODEL_KEY)
-FRESHNESS_CHECK = "yesterday_in_by_deadline"
+FRESHNESS_SENSOR = "freshness_checks_sensor"
 
 
 def deadline_cron() -> str:
@@ -27,44 +33,33 @@ def deadline_cron() -> str:
     return f"{minutes} {hours} * * *"
 
 
-def freshness_result(
-    instance: dg.DagsterInstance, asset_key: dg.AssetKey, now: datetime
-) -> dg.AssetCheckResult:
-    """Passes when the partition of the day before `now` is materialized."""
-    day = previous_day_key(now)
-    present = day in instance.get_materialized_partitions(asset_key)
-    return dg.AssetCheckResult(
-        asset_key=asset_key,
-        check_name=FRESHNESS_CHECK,
-        passed=present,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=(
-            f"{asset_key.to_user_string()} {day} is in"
-            if present
-            else f"{asset_key.to_user_string()} {day} is not in by "
-            f"{settings.freshness_deadline()} ({settings.timezone()})"
-        ),
-        metadata={"expected_partition": day, "evaluated_at": now.isoformat()},
-    )
+@dataclass(frozen=True)
+class Freshness:
+    checks: Sequence[dg.AssetChecksDefinition]
+    sensor: dg.SensorDefinition
+
+    @property
+    def check_keys(self) -> list[dg.AssetCheckKey]:
+        return [key for check in self.checks for key in check.check_keys]
 
 
-def _freshness_check(asset_key: dg.AssetKey) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=asset_key,
-        name=FRESHNESS_CHECK,
-        description=f"Yesterday's partition is materialized by {settings.freshness_deadline()}"
-        f" ({settings.timezone()}).",
-    )
-    def check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        return freshness_result(
-            context.instance, asset_key, datetime.now(ZoneInfo(settings.timezone()))
+def build_freshness(partitions: Partitions) -> Freshness:
+    """Dagster's time-partition freshness checks and the sensor that evaluates them at the
+    deadline. Dagster 1.12+ marks them superseded by `FreshnessPolicy`, but that policy looks
+    at an asset's last update, not at its partitions: a backfill of an old day would make it
+    look fresh while yesterday is missing. These check the partition itself."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.SupersessionWarning)
+        checks = dg.build_time_partition_freshness_checks(
+            assets=list(FRESH_BY_DEADLINE),
+            deadline_cron=deadline_cron(),
+            timezone=partitions.timezone,
+            severity=dg.AssetCheckSeverity.ERROR,
         )
-
-    return check
-
-
-freshness_checks = [_freshness_check(key) for key in FRESH_BY_DEADLINE]
-
-
-def freshness_check_keys() -> list[dg.AssetCheckKey]:
-    return [dg.AssetCheckKey(key, FRESHNESS_CHECK) for key in FRESH_BY_DEADLINE]
+        sensor = dg.build_sensor_for_freshness_checks(
+            freshness_checks=checks,
+            minimum_interval_seconds=60,
+            name=FRESHNESS_SENSOR,
+            default_status=sensor_status(),
+        )
+    return Freshness(checks=checks, sensor=sensor)

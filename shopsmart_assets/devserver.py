@@ -23,7 +23,9 @@ WORKSPACE = """load_from:
       module_name: shopsmart_assets.definitions
       location_name: shopsmart
 """
-INSTANCE_CONFIG = Path(__file__).resolve().parents[1] / "dagster.yaml"
+# The instance configuration ships inside the package (the project's top-level dagster.yaml is
+# a link to it), so that commands installed from a wheel find it too.
+INSTANCE_CONFIG = Path(__file__).resolve().parent / "instance" / "dagster.yaml"
 
 
 class GraphQLError(RuntimeError):

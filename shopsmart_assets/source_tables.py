@@ -1,9 +1,11 @@
 """The source systems' tables: the contract between ShopSmart's databases and the lake.
 
 `crm_metadata` and `orders_metadata` are the SQLAlchemy definitions the demo generator creates
-(docs/sources.md describes them); `RAW_SCHEMAS` is what extraction expects to find and lands
-in the raw zone. A source that drifts from it (a column dropped, renamed or retyped) stops the
-extraction with an error naming the source, table, column and partition.
+(docs/sources.md describes them); `SOURCE_SCHEMAS` is what extraction expects to find, and
+`RAW_SCHEMAS` what it lands in the raw zone (the same columns plus `unparsed_values`). A source
+that drifts from it (a column dropped or renamed, or retyped so that most values no longer read)
+stops the extraction with an error naming the source, table, column and partition; a single
+value that does not read is kept as text and quarantined downstream.
 """
 
 from __future__ import annotations
@@ -74,7 +76,12 @@ order_items = sa.Table(
 
 _TS = pa.timestamp("us", tz="UTC")
 
-RAW_SCHEMAS: dict[str, pa.Schema] = {
+# Raw tables keep what a source held even when a value cannot be read as its column's type:
+# the typed column is null and this column holds {"column": "the source value as text"} (JSON),
+# null for rows that read cleanly. Downstream, such a row is quarantined with its reason.
+UNPARSED = "unparsed_values"
+
+SOURCE_SCHEMAS: dict[str, pa.Schema] = {
     "crm_customers": pa.schema(
         [
             ("customer_id", pa.int64()),
@@ -115,4 +122,9 @@ RAW_SCHEMAS: dict[str, pa.Schema] = {
             ("unit_price", pa.float64()),
         ]
     ),
+}
+
+RAW_SCHEMAS: dict[str, pa.Schema] = {
+    table: schema.append(pa.field(UNPARSED, pa.string()))
+    for table, schema in SOURCE_SCHEMAS.items()
 }

@@ -15,21 +15,30 @@ import sqlalchemy as sa
 
 from shopsmart_assets import settings
 from shopsmart_assets.resources.online_store import OnlineStoreResource
-
-TABLES = (
-    ("raw", "crm_customers", "*/*.parquet"),
-    ("raw", "crm_interactions", "*/*.parquet"),
-    ("raw", "orders", "*/*/*.parquet"),
-    ("raw", "order_items", "*/*/*.parquet"),
-    ("curated", "purchases", "*/*.parquet"),
-    ("quarantine", "purchases", "*/*.parquet"),
-    ("features", "customer_features", "*/*.parquet"),
-    ("features", "training_set", "*/*.parquet"),
-)
+from shopsmart_assets.resources.sources import source_engine
 
 
-def _scan(lake: Path, zone: str, table: str, pattern: str, where: str) -> str:
-    path = lake / zone / table / pattern
+def parquet_tables() -> list[tuple[str, str]]:
+    """(table, glob) of every Parquet table in the lake, from the definitions: its location
+    and how deep its partitions go (`date=…/` or `date=…/hour=…/`)."""
+    from shopsmart_assets.definitions import build_assets
+    from shopsmart_assets.lineage import Lineage
+    from shopsmart_assets.partitions import build_partitions
+    from shopsmart_assets.resources.lake import LAKE_TABLE
+
+    partitions = build_partitions()
+    lineage = Lineage.of(build_assets(partitions))
+    return [
+        (location, "*/*/*.parquet" if spec.partitions_def == partitions.hourly else "*/*.parquet")
+        for spec in lineage.specs.values()
+        if "parquet" in spec.kinds
+        for name, location in spec.metadata.items()
+        if name == LAKE_TABLE or name.startswith(f"{LAKE_TABLE}#")
+    ]
+
+
+def _scan(lake: Path, table: str, pattern: str, where: str) -> str:
+    path = lake / table / pattern
     return f"(SELECT * FROM read_parquet('{path}', hive_partitioning = true) WHERE {where})"
 
 
@@ -48,7 +57,7 @@ def source_order_lines(orders_url: str, start: date, end: date, tz: str) -> int:
     ).bindparams(
         sa.bindparam("lower", type_=sa.DateTime()), sa.bindparam("upper", type_=sa.DateTime())
     )
-    with sa.create_engine(orders_url).connect() as connection:
+    with source_engine(orders_url).connect() as connection:
         return connection.execute(query, {"lower": lower, "upper": upper}).scalar_one()
 
 
@@ -62,17 +71,19 @@ def main(argv: list[str] | None = None) -> int:
     db = duckdb.connect()
 
     print(f"\nShopSmart lake at {lake}  ({args.start} .. {args.end})")
-    counts: dict[tuple[str, str], int] = {}
-    for zone, table, pattern in TABLES:
-        rows = db.execute(
-            f"SELECT count(*) FROM {_scan(lake, zone, table, pattern, where)}"
-        ).fetchone()[0]
-        counts[(zone, table)] = rows
-        print(f"  {zone + '/' + table:32s} {rows:>10,} rows")
+    counts: dict[str, int] = {}
+    for table, pattern in parquet_tables():
+        if not (lake / table).is_dir():
+            continue
+        rows = db.execute(f"SELECT count(*) FROM {_scan(lake, table, pattern, where)}").fetchone()[
+            0
+        ]
+        counts[table] = rows
+        print(f"  {table:32s} {rows:>10,} rows")
 
     reasons = db.execute(
         "SELECT reason, count(*) FROM "
-        f"{_scan(lake, 'quarantine', 'purchases', '*/*.parquet', where)} "
+        f"{_scan(lake, 'quarantine/purchases', '*/*.parquet', where)} "
         "GROUP BY reason ORDER BY 2 DESC"
     ).fetchall()
     print(
@@ -82,11 +93,12 @@ def main(argv: list[str] | None = None) -> int:
 
     orders_url = os.environ.get(settings.ORDERS_URL_VAR) or settings.default_orders_url()
     source = source_order_lines(orders_url, args.start, args.end, settings.timezone())
-    landed = counts[("curated", "purchases")] + counts[("quarantine", "purchases")]
+    valid, quarantined = counts["curated/purchases"], counts["quarantine/purchases"]
+    landed = valid + quarantined
     verdict = "reconciles" if source == landed else "DOES NOT RECONCILE"
     print(
-        f"  source order lines {source:,} = valid {counts[('curated', 'purchases')]:,} + "
-        f"quarantined {counts[('quarantine', 'purchases')]:,}: {verdict}"
+        f"  source order lines {source:,} = valid {valid:,} + quarantined {quarantined:,}: "
+        f"{verdict}"
     )
 
     store_url = os.environ.get(settings.ONLINE_STORE_URL_VAR) or (

@@ -9,43 +9,38 @@ import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
+from functools import cached_property
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
-from shopsmart_assets.definitions import all_assets  # noqa: E402
+from shopsmart_assets.automation import range_tags  # noqa: E402
+from shopsmart_assets.definitions import build_assets  # noqa: E402
+from shopsmart_assets.demo.cli import local_midnight  # noqa: E402
 from shopsmart_assets.demo.generator import DemoConfig, create_sources, generate  # noqa: E402
+from shopsmart_assets.lineage import Lineage  # noqa: E402
+from shopsmart_assets.partitions import Partitions, build_partitions  # noqa: E402
 from shopsmart_assets.resources import (  # noqa: E402
     LakeResource,
     OnlineStoreResource,
     PromotionPolicy,
     SourceDatabase,
 )
+from shopsmart_assets.resources.lake import lake_tables  # noqa: E402
 from shopsmart_assets.resources.spark import spark_config  # noqa: E402
 from shopsmart_assets_tests.postgres_server import postgres_fixture  # noqa: E402
 
 START = date(2026, 1, 1)
-HOURLY = ["raw/orders", "raw/order_items"]
-DAILY = [
-    "raw/crm_customers",
-    "raw/crm_interactions",
-    "lake/purchases",
-    "features/customer_features",
-    "features/online_store",
-    "ml/training_set",
-    "ml/purchase_model",
-    "ml/champion_model",
-]
+UTC_PARTITIONS = build_partitions(str(START), "UTC")
+_LINEAGE = Lineage.of(build_assets(UTC_PARTITIONS))
+# The chain as the definitions declare it: the hourly extracts, then the daily assets.
+HOURLY = [k.to_user_string() for k in _LINEAGE.partitioned_by(UTC_PARTITIONS.hourly)]
+DAILY = [k.to_user_string() for k in _LINEAGE.partitioned_by(UTC_PARTITIONS.daily)]
 
 
 @pytest.fixture(scope="session")
@@ -67,16 +62,31 @@ pg = postgres_fixture(databases=("crm", "orders", "dagster"))
 
 @dataclass
 class Platform:
-    """A data dir with generated sources, its resources and a Dagster instance."""
+    """A data dir with generated sources, its resources and a Dagster instance, for the
+    partitions of one time zone and start date."""
 
     root: Path
     crm_url: str
     orders_url: str
     instance: dg.DagsterInstance
+    partitions: Partitions = UTC_PARTITIONS
+
+    @cached_property
+    def assets(self) -> list[dg.AssetsDefinition]:
+        return build_assets(self.partitions)
+
+    @cached_property
+    def lineage(self) -> Lineage:
+        return Lineage.of(self.assets)
 
     @property
     def lake(self) -> LakeResource:
-        return LakeResource(root=str(self.root / "lake"))
+        return LakeResource(root=str(self.root / "lake"), tables=lake_tables(self.assets))
+
+    def path(self, asset: str, partition_key: str) -> Path:
+        """Where a partition of an asset lies in the lake (the platform's own layer)."""
+        key = dg.AssetKey.from_user_string(asset)
+        return self.lake.partition_path(key, self.lineage.partitions_def(key), partition_key)
 
     def resources(self, **overrides: object) -> dict[str, object]:
         from dagster_pyspark import LazyPySparkResource
@@ -92,14 +102,14 @@ class Platform:
         }
 
     def generate(self, first_day: date, days: int, orders_per_day: int, seed: int = 11) -> None:
+        """Whole local days of demo data from `first_day` (23, 24 or 25 hours each)."""
         crm, orders = sa.create_engine(self.crm_url), sa.create_engine(self.orders_url)
         create_sources(crm, orders)
-        first_hour = datetime(
-            first_day.year, first_day.month, first_day.day, tzinfo=ZoneInfo("UTC")
-        )
-        generate(
-            crm, orders, first_hour, 24 * days, DemoConfig(seed=seed, orders_per_day=orders_per_day)
-        )
+        zone = self.partitions.timezone
+        first = local_midnight(first_day, zone)
+        hours = int((local_midnight(first_day, zone, days) - first).total_seconds() // 3600)
+        config = DemoConfig(seed=seed, orders_per_day=orders_per_day, timezone=zone)
+        generate(crm, orders, first, hours, config)
 
     def materialize(
         self,
@@ -111,20 +121,24 @@ class Platform:
     ) -> dg.ExecuteInProcessResult:
         """Materialize `selection` for partitions first..last in one run (single-run range)."""
         return dg.materialize(
-            all_assets,
+            self.assets,
             selection=list(selection),
             instance=self.instance,
             resources=self.resources(**resource_overrides),
-            tags={
-                ASSET_PARTITION_RANGE_START_TAG: first,
-                ASSET_PARTITION_RANGE_END_TAG: last or first,
-            },
+            tags=range_tags(first, last or first),
             raise_on_error=raise_on_error,
+        )
+
+    def hours(self, first: date, last: date | None = None) -> tuple[str, str]:
+        """The first and last hourly partition keys of the days first..last."""
+        return (
+            self.partitions.hours_of_day(str(first))[0],
+            self.partitions.hours_of_day(str(last or first))[-1],
         )
 
     def materialize_days(self, first: date, last: date, raise_on_error: bool = True):
         """The whole chain for a range of days: hourly orders first, then the daily chain."""
-        self.materialize(HOURLY, f"{first}-00:00", f"{last}-23:00")
+        self.materialize(HOURLY, *self.hours(first, last))
         return self.materialize(DAILY, str(first), str(last), raise_on_error=raise_on_error)
 
 
@@ -132,12 +146,15 @@ def days(first: date, last: date) -> list[date]:
     return [first + timedelta(days=k) for k in range((last - first).days + 1)]
 
 
-def platform_at(root: Path, instance: dg.DagsterInstance) -> Platform:
+def platform_at(
+    root: Path, instance: dg.DagsterInstance, partitions: Partitions = UTC_PARTITIONS
+) -> Platform:
     return Platform(
         root=root,
         crm_url=f"sqlite:///{root / 'crm.db'}",
         orders_url=f"sqlite:///{root / 'orders.db'}",
         instance=instance,
+        partitions=partitions,
     )
 
 

@@ -25,8 +25,6 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
-from dagster._core.events import DagsterEventType
-from dagster._core.instance.ref import InstanceRef
 
 from shopsmart_assets_tests.conftest import listening_sockets, materialize_cli
 
@@ -211,15 +209,15 @@ class ChainRun:
 
     def step_seconds(self) -> dict[str, float]:
         """Duration of each Spark step of the daily run, from the Dagster event log."""
-        instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(self.home)))
+        instance = dg.DagsterInstance.from_config(str(self.home))
         try:
             [run] = [
                 r
                 for r in instance.get_runs()
                 if "lake/purchases" in {k.to_user_string() for k in r.asset_selection or ()}
             ]
-            times: dict[str, dict[DagsterEventType, float]] = {}
-            for kind in (DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS):
+            times: dict[str, dict[dg.DagsterEventType, float]] = {}
+            for kind in (dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS):
                 for event in instance.all_logs(run.run_id, of_type=kind):
                     step = event.dagster_event.step_key if event.dagster_event else None
                     times.setdefault(step, {})[kind] = event.timestamp
@@ -227,8 +225,8 @@ class ChainRun:
             instance.dispose()
         return {
             step: round(
-                times[step][DagsterEventType.STEP_SUCCESS]
-                - times[step][DagsterEventType.STEP_START],
+                times[step][dg.DagsterEventType.STEP_SUCCESS]
+                - times[step][dg.DagsterEventType.STEP_START],
                 2,
             )
             for step in SPARK_STEPS

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.events import DagsterEventType
 
-from shopsmart_assets.alerts import build_alert_sensors, mask_credentials
+from shopsmart_assets.alerts import SENSOR_NAME_TAG, build_alert_sensors, mask_credentials
+from shopsmart_assets.checks import FRESHNESS_SENSOR
+from shopsmart_assets.definitions import build_definitions
 from shopsmart_assets.resources import SlackAlerts
-from shopsmart_assets_tests.conftest import START, Platform, files_containing
+from shopsmart_assets_tests.conftest import START, UTC_PARTITIONS, Platform, files_containing
 from shopsmart_assets_tests.slack_server import SlackServer
 
 TOKEN = "xoxb-shopsmart-test-0123456789"
@@ -19,7 +20,7 @@ TOKEN = "xoxb-shopsmart-test-0123456789"
 
 def failure_context(p: Platform, run_id: str) -> dg.RunFailureSensorContext:
     run = p.instance.get_run_by_id(run_id)
-    [failure] = p.instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE)
+    [failure] = p.instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
     return dg.build_run_status_sensor_context(
         sensor_name="slack_on_run_failure",
         dagster_instance=p.instance,
@@ -53,7 +54,7 @@ def test_a_failed_run_posts_exactly_one_message_with_what_failed(platform, faile
     assert "Partitions: 2026-01-02" in text
     error_line = next(line for line in text.splitlines() if line.startswith("Error: "))
     assert "MissingPartitionError" in error_line
-    assert "needs raw/orders for 2026-01-02 hour 00" in error_line
+    assert "needs raw/orders partition 2026-01-02-00:00" in error_line
     assert f"Run: http://dagster.shopsmart.test:3000/runs/{failed_run}" in text
     assert TOKEN not in text
     # the token is nowhere in the instance's storage (event log, run storage, logs)
@@ -94,39 +95,53 @@ def test_credentials_in_errors_are_masked(raw, masked):
 
 
 def test_freshness_failures_page_once_at_the_deadline_only(platform):
-    from dagster._core.storage.tags import SCHEDULE_NAME_TAG
-
-    from shopsmart_assets.definitions import defs
-
-    job = defs.resolve_job_def("freshness_job")
+    """Dagster's freshness checks, evaluated by the freshness sensor at the deadline, page once
+    per late asset; the same checks failing in any other run (the chain, a backfill) page no
+    one."""
+    defs = build_definitions(UTC_PARTITIONS)
+    checks = dg.AssetSelection.checks(
+        *[
+            key
+            for checks_def in defs.get_repository_def().asset_checks_defs_by_key.values()
+            for key in checks_def.check_keys
+            if key.name == "freshness_check"
+        ]
+    )
+    # the checks alone, as the freshness sensor launches them
+    freshness_job = dg.define_asset_job("freshness_job", selection=checks)
+    resolved = dg.Definitions.merge(defs, dg.Definitions(jobs=[freshness_job])).resolve_job_def(
+        "freshness_job"
+    )
     with SlackServer(TOKEN) as slack:
         alerts = SlackAlerts(token=TOKEN, api_url=slack.url)
         sensor = build_alert_sensors(alerts)[1]
 
-        def evaluate(cursor):
-            with dg.build_sensor_context(
-                instance=platform.instance, cursor=cursor, resources={"slack_alerts": alerts}
-            ) as context:
-                return sensor.evaluate_tick(context).cursor
+        def evaluate(run: dg.ExecuteInProcessResult) -> None:
+            dagster_run = platform.instance.get_run_by_id(run.run_id)
+            [success] = platform.instance.all_logs(
+                run.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS
+            )
+            context = dg.build_run_status_sensor_context(
+                sensor_name="slack_on_failed_freshness",
+                dagster_instance=platform.instance,
+                dagster_run=dagster_run,
+                dagster_event=success.dagster_event,
+            )
+            sensor(context, slack_alerts=alerts)
 
         # a manual evaluation (nothing is in): red in the UI, but it pages no one
-        assert (
-            not job.execute_in_process(instance=platform.instance, raise_on_error=False)
-            .get_asset_check_evaluations()[0]
-            .passed
-        )
-        cursor = evaluate(None)
+        manual = resolved.execute_in_process(instance=platform.instance, raise_on_error=False)
+        assert {e.passed for e in manual.get_asset_check_evaluations()} == {False}
+        evaluate(manual)
         assert slack.messages == []
-        # the deadline's evaluation pages once per late asset
-        job.execute_in_process(
-            instance=platform.instance, tags={SCHEDULE_NAME_TAG: "freshness_schedule"}
+        # the deadline's evaluation, launched by the freshness sensor, pages once per late asset
+        at_deadline = resolved.execute_in_process(
+            instance=platform.instance, tags={SENSOR_NAME_TAG: FRESHNESS_SENSOR}
         )
-        cursor = evaluate(cursor)
+        evaluate(at_deadline)
         assert len(slack.messages) == 3
         assert {m["text"].splitlines()[0] for m in slack.messages} == {
             ":hourglass: ShopSmart data is late: lake/purchases",
             ":hourglass: ShopSmart data is late: features/customer_features",
             ":hourglass: ShopSmart data is late: ml/champion_model",
         }
-        evaluate(cursor)
-        assert len(slack.messages) == 3  # nothing twice

@@ -1,60 +1,56 @@
-"""Schedules and sensors evaluated at given instants: exactly which partitions they request."""
+"""Schedules and sensors evaluated at given instants: exactly which partitions they request, in
+UTC and across DST nights in New York."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pytest
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 from dagster._utils.schedules import cron_string_iterator
 
 from shopsmart_assets.assets.raw import ORDER_ITEMS_KEY, ORDERS_KEY
 from shopsmart_assets.automation import (
+    PARTITION_RANGE_END,
+    PARTITION_RANGE_START,
     daily_chain_request,
-    daily_chain_sensor,
-    freshness_schedule,
-    hourly_orders_schedule,
-    midnight_catchup_schedule,
 )
-from shopsmart_assets.checks import FRESH_BY_DEADLINE, freshness_result
-from shopsmart_assets.definitions import defs
+from shopsmart_assets.checks import FRESHNESS_SENSOR
+from shopsmart_assets.definitions import build_definitions
+from shopsmart_assets.partitions import build_partitions
 
 UTC = ZoneInfo("UTC")
+NEW_YORK = ZoneInfo("America/New_York")
 TUESDAY = datetime(2026, 3, 3, tzinfo=UTC)  # a Tuesday
+HOURLY_KEYS = [ORDERS_KEY, ORDER_ITEMS_KEY]
+UTC_PARTITIONS = build_partitions("2026-01-01", "UTC")
+NY_PARTITIONS = build_partitions("2026-01-01", "America/New_York")
+defs = build_definitions(UTC_PARTITIONS)
 
 
-def materialize_hours(
-    instance: dg.DagsterInstance, day: str, hours, keys=(ORDERS_KEY, ORDER_ITEMS_KEY)
-) -> None:
-    for hour in hours:
+def materialize_hours(instance: dg.DagsterInstance, keys, hour_keys) -> None:
+    for hour in hour_keys:
         for key in keys:
             instance.report_runless_asset_event(
-                dg.AssetMaterialization(asset_key=key, partition=f"{day}-{hour:02d}:00")
+                dg.AssetMaterialization(asset_key=key, partition=hour)
             )
 
 
-def tick(schedule: dg.ScheduleDefinition, at: datetime, instance=None) -> list[dg.RunRequest]:
-    """The run requests of one evaluation of `schedule` at `at`. The context is closed on the
+def tick(definitions: dg.Definitions, name: str, at: datetime, instance=None) -> list:
+    """The run requests of one evaluation of a schedule at `at`. The context is closed on the
     way out: an unclosed one leaves its instance registered for Dagster's later loads."""
+    repository = definitions.get_repository_def()
+    schedule = repository.get_schedule_def(name)
     with dg.build_schedule_context(
-        instance=instance, scheduled_execution_time=at, repository_def=defs.get_repository_def()
+        instance=instance, scheduled_execution_time=at, repository_def=repository
     ) as context:
         return list(schedule.evaluate_tick(context).run_requests or [])
 
 
 def test_hourly_extraction_fires_at_the_end_of_each_trading_hour():
-    week = cron_string_iterator(
-        TUESDAY.timestamp() - 2 * 86400, hourly_orders_schedule.cron_schedule, "UTC"
-    )
+    cron = defs.get_repository_def().get_schedule_def("hourly_orders_schedule").cron_schedule
+    week = cron_string_iterator(TUESDAY.timestamp() - 2 * 86400, cron, "UTC")
     fired = [next(week) for _ in range(46)]
     # Sunday 2026-03-01 .. : Monday 10:00 is the first tick, Friday 18:00 the 45th
     assert fired[0] == datetime(2026, 3, 2, 10, tzinfo=UTC)
@@ -72,120 +68,143 @@ def test_hourly_extraction_fires_at_the_end_of_each_trading_hour():
     ],
 )
 def test_hourly_extraction_requests_the_hour_that_just_ended(at, partition):
-    [request] = tick(hourly_orders_schedule, at)
+    [request] = tick(defs, "hourly_orders_schedule", at)
     assert request.partition_key == partition
     assert request.run_key == partition
 
 
+def test_on_dst_nights_each_hour_that_ends_is_requested_once(monkeypatch):
+    """Trading around the clock in New York: the fall-back night has two 01:00 hours, each
+    requested when it ends; the spring-forward night has no 02:00 hour to request."""
+    monkeypatch.setenv("SHOPSMART_BUSINESS_HOURS", "00-24")
+    monkeypatch.setenv("SHOPSMART_BUSINESS_DAYS", "0-6")
+    ny = build_definitions(NY_PARTITIONS)
+    fall_back = datetime(2026, 11, 1, 4, tzinfo=UTC)  # 00:00 EDT
+    requested = [
+        tick(ny, "hourly_orders_schedule", fall_back + timedelta(hours=h))[0].partition_key
+        for h in range(1, 5)
+    ]
+    assert requested == [
+        "2026-11-01-00:00",
+        "2026-11-01-01:00",
+        "2026-11-01-01:00-0500",
+        "2026-11-01-02:00",
+    ]
+    spring = datetime(2026, 3, 8, 5, tzinfo=UTC)  # 00:00 EST
+    requested = [
+        tick(ny, "hourly_orders_schedule", spring + timedelta(hours=h))[0].partition_key
+        for h in range(1, 4)
+    ]
+    assert requested == ["2026-03-08-00:00", "2026-03-08-01:00", "2026-03-08-03:00"]
+
+
 def test_midnight_catches_up_exactly_the_missing_hours():
     with dg.instance_for_test() as instance:
-        materialize_hours(instance, "2026-03-03", range(9, 18))  # trading hours came in
-        materialize_hours(instance, "2026-03-03", [20], keys=(ORDERS_KEY,))  # half an hour
-        [request] = tick(midnight_catchup_schedule, TUESDAY + timedelta(days=1), instance)
-        assert request.tags[ASSET_PARTITION_RANGE_START_TAG] == "2026-03-03-00:00"
-        assert request.tags[ASSET_PARTITION_RANGE_END_TAG] == "2026-03-03-23:00"
+        hours = UTC_PARTITIONS.hours_of_day("2026-03-03")
+        materialize_hours(instance, HOURLY_KEYS, hours[9:18])  # trading hours came in
+        materialize_hours(instance, [ORDERS_KEY], [hours[20]])  # half an hour
+        midnight = TUESDAY + timedelta(days=1)
+        [request] = tick(defs, "midnight_catchup_schedule", midnight, instance)
+        assert request.tags[PARTITION_RANGE_START] == "2026-03-03-00:00"
+        assert request.tags[PARTITION_RANGE_END] == "2026-03-03-23:00"
         assert request.run_key == "catchup-2026-03-03"
 
-        materialize_hours(instance, "2026-03-03", range(0, 9))
-        [request] = tick(midnight_catchup_schedule, TUESDAY + timedelta(days=1), instance)
+        materialize_hours(instance, HOURLY_KEYS, hours[:9])
+        [request] = tick(defs, "midnight_catchup_schedule", midnight, instance)
         # 18:00..23:00 are missing (20:00 lacks its items): one run for that range
-        assert request.tags[ASSET_PARTITION_RANGE_START_TAG] == "2026-03-03-18:00"
-        assert request.tags[ASSET_PARTITION_RANGE_END_TAG] == "2026-03-03-23:00"
+        assert request.tags[PARTITION_RANGE_START] == "2026-03-03-18:00"
+        assert request.tags[PARTITION_RANGE_END] == "2026-03-03-23:00"
 
-        materialize_hours(instance, "2026-03-03", range(18, 24))
-        requests = tick(midnight_catchup_schedule, TUESDAY + timedelta(days=1), instance)
-        assert requests == []
+        materialize_hours(instance, HOURLY_KEYS, hours[18:])
+        assert tick(defs, "midnight_catchup_schedule", midnight, instance) == []
 
 
 def test_daily_chain_waits_for_all_24_hours_then_requests_yesterday():
     just_after_midnight = TUESDAY + timedelta(days=1, seconds=40)
+    hours = UTC_PARTITIONS.hours_of_day("2026-03-03")
     with dg.instance_for_test() as instance:
-        materialize_hours(instance, "2026-03-03", range(0, 23))
-        waiting = daily_chain_request(instance, just_after_midnight)
+        materialize_hours(instance, HOURLY_KEYS, hours[:23])
+        waiting = daily_chain_request(instance, UTC_PARTITIONS, HOURLY_KEYS, just_after_midnight)
         assert isinstance(waiting, dg.SkipReason)
         assert "1 hourly order partitions of 2026-03-03: 23:00" in waiting.skip_message
 
-        materialize_hours(instance, "2026-03-03", [23])
-        request = daily_chain_request(instance, just_after_midnight)
+        materialize_hours(instance, HOURLY_KEYS, hours[23:])
+        request = daily_chain_request(instance, UTC_PARTITIONS, HOURLY_KEYS, just_after_midnight)
         assert isinstance(request, dg.RunRequest)
         assert request.partition_key == "2026-03-03"
         assert request.run_key == "daily-chain-2026-03-03"
         # later the same day it is still yesterday that is asked for, never today
-        assert (
-            daily_chain_request(instance, TUESDAY + timedelta(days=1, hours=23)).partition_key
-            == "2026-03-03"
-        )
+        late = TUESDAY + timedelta(days=1, hours=23)
+        later = daily_chain_request(instance, UTC_PARTITIONS, HOURLY_KEYS, late)
+        assert later.partition_key == "2026-03-03"
+
+
+@pytest.mark.parametrize(("day", "hours"), [("2026-11-01", 25), ("2026-03-08", 23)])
+def test_daily_chain_waits_for_every_hour_of_a_dst_day(day, hours):
+    """A fall-back day is complete with 25 hours, a spring-forward day with 23."""
+    keys = NY_PARTITIONS.hours_of_day(day)
+    assert len(keys) == hours
+    after = NY_PARTITIONS.daily.time_window_for_partition_key(day).end + timedelta(minutes=1)
+    with dg.instance_for_test() as instance:
+        materialize_hours(instance, HOURLY_KEYS, keys[:-1])
+        waiting = daily_chain_request(instance, NY_PARTITIONS, HOURLY_KEYS, after)
+        assert f"1 hourly order partitions of {day}" in waiting.skip_message
+        materialize_hours(instance, HOURLY_KEYS, keys[-1:])
+        assert daily_chain_request(instance, NY_PARTITIONS, HOURLY_KEYS, after).partition_key == day
 
 
 def test_daily_chain_sensor_runs_against_the_instance():
     with dg.instance_for_test() as instance:
+        sensor = defs.get_repository_def().get_sensor_def("daily_chain_sensor")
         with dg.build_sensor_context(instance=instance, definitions=defs) as context:
-            result = daily_chain_sensor.evaluate_tick(context)
+            result = sensor.evaluate_tick(context)
         assert result.skip_message and "waiting for 24 hourly order partitions" in (
             result.skip_message
         )
 
 
-def test_freshness_checks_fail_when_yesterday_is_not_in():
-    at_deadline = TUESDAY + timedelta(days=1, hours=6)
-    with dg.instance_for_test() as instance:
-        for key in FRESH_BY_DEADLINE:
-            result = freshness_result(instance, key, at_deadline)
-            assert not result.passed
-            assert result.severity == dg.AssetCheckSeverity.ERROR
-            assert "2026-03-03 is not in by 06:00" in result.description
-        instance.report_runless_asset_event(
-            dg.AssetMaterialization(asset_key=FRESH_BY_DEADLINE[0], partition="2026-03-03")
-        )
-        assert freshness_result(instance, FRESH_BY_DEADLINE[0], at_deadline).passed
-        assert not freshness_result(instance, FRESH_BY_DEADLINE[1], at_deadline).passed
-    assert freshness_schedule.cron_schedule == "0 6 * * *"
-
-
-def test_timezone_and_trading_hours_come_from_the_environment():
-    code = (
-        "import json; from shopsmart_assets import definitions as d, automation as a;"
-        "from shopsmart_assets.partitions import daily_partitions as p;"
-        "print(json.dumps([a.hourly_orders_schedule.cron_schedule,"
-        " a.hourly_orders_schedule.execution_timezone, a.midnight_catchup_schedule"
-        ".execution_timezone, p.timezone, a.freshness_schedule.cron_schedule]))"
+def test_timezone_trading_hours_and_deadline_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SHOPSMART_TIMEZONE", "Europe/Berlin")
+    monkeypatch.setenv("SHOPSMART_BUSINESS_HOURS", "08-20")
+    monkeypatch.setenv("SHOPSMART_BUSINESS_DAYS", "1-6")
+    monkeypatch.setenv("SHOPSMART_FRESHNESS_DEADLINE", "07:30")
+    repository = build_definitions().get_repository_def()
+    hourly = repository.get_schedule_def("hourly_orders_schedule")
+    assert hourly.cron_schedule == "0 9-20 * * 1-6"
+    assert hourly.execution_timezone == "Europe/Berlin"
+    assert repository.get_schedule_def("midnight_catchup_schedule").execution_timezone == (
+        "Europe/Berlin"
     )
-    env = {
-        **os.environ,
-        "SHOPSMART_TIMEZONE": "Europe/Berlin",
-        "SHOPSMART_BUSINESS_HOURS": "08-20",
-        "SHOPSMART_BUSINESS_DAYS": "1-6",
-        "SHOPSMART_FRESHNESS_DEADLINE": "07:30",
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == [
-        "0 9-20 * * 1-6",
-        "Europe/Berlin",
-        "Europe/Berlin",
-        "Europe/Berlin",
-        "30 7 * * *",
-    ]
+    purchases = repository.assets_defs_by_key[dg.AssetKey(["lake", "purchases"])]
+    assert purchases.partitions_def.timezone == "Europe/Berlin"
+    [freshness] = [
+        c for c in repository.asset_checks_defs_by_key.values() if "freshness" in str(c.check_keys)
+    ][:1]
+    params = next(iter(freshness.check_specs)).metadata["dagster/freshness_params"].value
+    assert params["deadline_cron"] == "30 7 * * *" and params["timezone"] == "Europe/Berlin"
 
 
 @pytest.mark.parametrize(("value", "status"), [("", "STOPPED"), ("on", "RUNNING")])
-def test_automation_switch_starts_schedules_and_the_daily_sensor(value, status):
-    code = (
-        "import json; from shopsmart_assets.definitions import defs;"
-        "r = defs.get_repository_def();"
-        "print(json.dumps(sorted({s.name: s.default_status.value for s in r.schedule_defs}"
-        ".items()) + [r.get_sensor_def('daily_chain_sensor').default_status.value]))"
+def test_automation_switch_starts_schedules_and_sensors(monkeypatch, value, status):
+    monkeypatch.setenv("SHOPSMART_AUTOMATION", value)
+    repository = build_definitions().get_repository_def()
+    statuses = {s.name: s.default_status.value for s in repository.schedule_defs}
+    statuses.update(
+        {
+            name: repository.get_sensor_def(name).default_status.value
+            for name in (
+                "daily_chain_sensor",
+                "recovery_sensor",
+                "late_orders_sensor",
+                FRESHNESS_SENSOR,
+            )
+        }
     )
-    env = {**os.environ, "SHOPSMART_AUTOMATION": value}
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == [
-        ["freshness_schedule", status],
-        ["hourly_orders_schedule", status],
-        ["midnight_catchup_schedule", status],
-        status,
-    ]
+    assert statuses == {
+        "hourly_orders_schedule": status,
+        "midnight_catchup_schedule": status,
+        "daily_chain_sensor": status,
+        "recovery_sensor": status,
+        "late_orders_sensor": status,
+        FRESHNESS_SENSOR: status,
+    }

@@ -40,17 +40,14 @@ import dagster as dg
 import duckdb
 import pytest
 import yaml
-from dagster._core.events import DagsterEventType
-from dagster._core.instance.ref import InstanceRef
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-    AUTO_RETRY_RUN_ID_TAG,
-    PARENT_RUN_ID_TAG,
-    RETRY_NUMBER_TAG,
-    WILL_RETRY_TAG,
-)
 
+from shopsmart_assets.alerts import WILL_RETRY_TAG
+from shopsmart_assets.automation import (
+    PARTITION_RANGE_END as ASSET_PARTITION_RANGE_END_TAG,
+)
+from shopsmart_assets.automation import (
+    PARTITION_RANGE_START as ASSET_PARTITION_RANGE_START_TAG,
+)
 from shopsmart_assets.devserver import INSTANCE_CONFIG, dagster_dev, graphql, is_up
 from shopsmart_assets_tests import reconcile
 from shopsmart_assets_tests.conftest import (
@@ -68,6 +65,10 @@ DAYS = [START + timedelta(days=k) for k in range(4)]
 WRITTEN_BEFORE, NEW_DAY = DAYS[:3], DAYS[3]  # NEW_DAY: purchases never written before the crash
 TABLES = ("curated/purchases", "quarantine/purchases")
 STEP = "lake__purchases"
+# Dagster's documented run-retry tags
+AUTO_RETRY_RUN_ID_TAG = "dagster/auto_retry_run_id"
+PARENT_RUN_ID_TAG = "dagster/parent_run_id"
+RETRY_NUMBER_TAG = "dagster/retry_number"
 MONITORING_POLL_SECONDS = 5
 
 LAUNCH_RUN = """
@@ -218,7 +219,7 @@ def kill_tree(root: int) -> dict[int, str]:
 
 
 def events(
-    instance: dg.DagsterInstance, run_id: str, kind: DagsterEventType
+    instance: dg.DagsterInstance, run_id: str, kind: dg.DagsterEventType
 ) -> list[dg.EventLogEntry]:
     return [e for e in instance.all_logs(run_id, of_type=kind) if e.dagster_event]
 
@@ -293,7 +294,7 @@ def test_kill_9_mid_spark_write_is_invisible_failed_alerted_and_recovered(tmp_pa
             "SHOPSMART_SLACK_CHANNEL": "#crash-alerts",
         }
         with dagster_dev(home, env=env) as url:
-            instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+            instance = dg.DagsterInstance.from_config(str(home))
             assert (
                 instance.run_monitoring_settings["poll_interval_seconds"] == MONITORING_POLL_SECONDS
             )
@@ -303,7 +304,7 @@ def test_kill_9_mid_spark_write_is_invisible_failed_alerted_and_recovered(tmp_pa
             [step_start] = wait_for(
                 lambda: [
                     e
-                    for e in events(instance, run_id, DagsterEventType.STEP_START)
+                    for e in events(instance, run_id, dg.DagsterEventType.STEP_START)
                     if e.step_key == STEP
                 ],
                 timeout=180,
@@ -312,7 +313,7 @@ def test_kill_9_mid_spark_write_is_invisible_failed_alerted_and_recovered(tmp_pa
             )
             [started] = [
                 int(m.group(1))
-                for e in events(instance, run_id, DagsterEventType.ENGINE_EVENT)
+                for e in events(instance, run_id, dg.DagsterEventType.ENGINE_EVENT)
                 if (m := re.match(r"Started process for run \(pid: (\d+)\)", e.message))
             ]
             assert alive(started)
@@ -357,7 +358,7 @@ def test_kill_9_mid_spark_write_is_invisible_failed_alerted_and_recovered(tmp_pa
             crashed = instance.get_run_by_id(run_id)
             explanation = [
                 e.message
-                for e in events(instance, run_id, DagsterEventType.ENGINE_EVENT)
+                for e in events(instance, run_id, dg.DagsterEventType.ENGINE_EVENT)
                 if "was terminated by signal 9" in e.message
             ]
             assert explanation, "the failure does not say the worker was killed"

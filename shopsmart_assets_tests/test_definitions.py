@@ -9,8 +9,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from shopsmart_assets.definitions import defs
-from shopsmart_assets.partitions import daily_partitions, hourly_partitions
+from shopsmart_assets.definitions import build_definitions
+from shopsmart_assets.partitions import build_partitions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,7 +39,8 @@ def test_dagster_definitions_validate(tmp_path):
 
 
 def test_every_asset_is_partitioned_documented_and_single_run():
-    graph = defs.resolve_asset_graph()
+    partitions = build_partitions("2026-01-01", "Asia/Kolkata")
+    graph = build_definitions(partitions).resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {
         "raw/crm_customers",
@@ -57,7 +58,7 @@ def test_every_asset_is_partitioned_documented_and_single_run():
         node = graph.get(key)
         assert node.description and len(node.description) > 40, key
         expected = (
-            hourly_partitions if key.path[1] in ("orders", "order_items") else (daily_partitions)
+            partitions.hourly if key.path[1] in ("orders", "order_items") else partitions.daily
         )
         assert node.partitions_def == expected, key
         assert node.backfill_policy == dg.BackfillPolicy.single_run(), key
@@ -66,7 +67,7 @@ def test_every_asset_is_partitioned_documented_and_single_run():
 def test_loading_definitions_starts_no_spark_and_opens_no_source():
     code = (
         "import sys; import shopsmart_assets.definitions as d; "
-        "d.defs.resolve_asset_graph(); "
+        "d.build_definitions().get_repository_def().load_all_definitions(); "
         "print('pyspark.sql.session' in sys.modules and "
         "__import__('pyspark').sql.SparkSession.getActiveSession() is not None)"
     )
@@ -76,3 +77,13 @@ def test_loading_definitions_starts_no_spark_and_opens_no_source():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_settings_are_read_when_the_definitions_are_built_not_at_import(monkeypatch):
+    import shopsmart_assets.definitions  # noqa: F401  (already imported: nothing is frozen)
+
+    monkeypatch.setenv("SHOPSMART_TIMEZONE", "Australia/Lord_Howe")
+    monkeypatch.setenv("SHOPSMART_START_DATE", "2026-03-01")
+    graph = build_definitions().resolve_asset_graph()
+    daily = graph.get(dg.AssetKey(["lake", "purchases"])).partitions_def
+    assert (daily.timezone, daily.start.date().isoformat()) == ("Australia/Lord_Howe", "2026-03-01")

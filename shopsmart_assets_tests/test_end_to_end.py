@@ -10,7 +10,6 @@ from datetime import timedelta
 
 import dagster as dg
 import pytest
-from dagster._core.instance.ref import InstanceRef
 
 from shopsmart_assets.backfill import LAUNCH
 from shopsmart_assets.backfill import main as backfill_main
@@ -57,7 +56,7 @@ def test_ui_backfill_of_the_whole_chain_and_a_slack_alert(tmp_path):
             # the one-command backfill, talking to this Dagster like `make backfill` does
             assert backfill_main(["--from", str(DAY1), "--to", str(DAY2), "--url", url]) == 0
 
-            instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+            instance = dg.DagsterInstance.from_config(str(home))
             for key in DAILY:
                 assert instance.get_materialized_partitions(dg.AssetKey.from_user_string(key)) == {
                     str(DAY1),

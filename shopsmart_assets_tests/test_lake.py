@@ -1,39 +1,54 @@
-"""The lake: atomic, idempotent partition writes and safe paths."""
+"""The lake: atomic, idempotent partition writes, and paths derived from the definitions."""
 
 from __future__ import annotations
 
 import os
 import time
-from datetime import date
 
+import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from shopsmart_assets.partitions import build_partitions
 from shopsmart_assets.resources import LakeResource
-from shopsmart_assets.resources.lake import part_file_name
+from shopsmart_assets.resources.lake import (
+    MissingPartitionError,
+    lake_table,
+    lake_tables,
+    part_file_name,
+    partition_subpath,
+)
 
-DAY = date(2026, 1, 2)
+KEY = dg.AssetKey(["raw", "t"])
+TABLES = {"raw/t": "raw/t"}
+HOURLY = build_partitions("2026-01-01", "UTC").hourly
+HOUR = "2026-01-02-05:00"
+
+
+def make_lake(root, **settings) -> LakeResource:
+    return LakeResource(root=str(root), tables=TABLES, **settings)
 
 
 def write(lake: LakeResource, values: list[int]) -> None:
-    with lake.writing_partition("raw", "t", DAY, 5) as staged:
+    with lake.staging() as staged:
         pq.write_table(pa.table({"x": values}), staged / part_file_name())
+        lake.publish(staged, lake.partition_path(KEY, HOURLY, HOUR))
 
 
 def test_rewrite_replaces_and_retires_the_old_version(tmp_path):
-    lake = LakeResource(root=str(tmp_path))
+    lake = make_lake(tmp_path)
     write(lake, [1, 2, 3])
     write(lake, [4])
-    path = lake.partition_dir("raw", "t", DAY, 5)
-    assert path == tmp_path / "raw" / "t" / "date=2026-01-02" / "hour=05"
+    path = lake.partition_path(KEY, HOURLY, HOUR)
+    assert path == tmp_path / "raw" / "t" / "date=2026-01-02" / "hour=0500+0000"
     assert pq.read_table(path).column("x").to_pylist() == [4]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["_locks", "_trash", "raw"]
     # the replaced version stays out of the table for reads already under way …
     [retired] = (tmp_path / "_trash").iterdir()
     assert pq.read_table(retired).column("x").to_pylist() == [1, 2, 3]
     # … and is deleted after the grace period
-    LakeResource(root=str(tmp_path), retired_grace_seconds=0)._empty_trash()
+    make_lake(tmp_path, retired_grace_seconds=0)._empty_trash()
     assert list((tmp_path / "_trash").iterdir()) == []
 
 
@@ -41,10 +56,10 @@ def test_concurrent_writers_never_show_readers_a_partial_partition(tmp_path):
     import threading
 
     # a short grace period, so that retired versions are really deleted during the test
-    lake = LakeResource(root=str(tmp_path), retired_grace_seconds=1)
+    lake = make_lake(tmp_path, retired_grace_seconds=1)
     sizes = [100, 2_000, 30_000, 400]
     write(lake, list(range(sizes[0])))
-    path = lake.partition_dir("raw", "t", DAY, 5)
+    path = lake.partition_path(KEY, HOURLY, HOUR)
     seen: list[int] = []
     retries: list[int] = []
     errors: list[BaseException] = []
@@ -96,36 +111,97 @@ def test_concurrent_writers_never_show_readers_a_partial_partition(tmp_path):
 
 
 def test_failed_write_keeps_the_previous_partition(tmp_path):
-    lake = LakeResource(root=str(tmp_path))
+    lake = make_lake(tmp_path)
     write(lake, [1, 2, 3])
-    with pytest.raises(RuntimeError), lake.writing_partition("raw", "t", DAY, 5) as staged:
+    with pytest.raises(RuntimeError), lake.staging() as staged:
         pq.write_table(pa.table({"x": [9]}), staged / part_file_name())
         raise RuntimeError("crash half-way")
-    assert pq.read_table(lake.partition_dir("raw", "t", DAY, 5)).column("x").to_pylist() == [
-        1,
-        2,
-        3,
-    ]
+    path = lake.partition_path(KEY, HOURLY, HOUR)
+    assert pq.read_table(path).column("x").to_pylist() == [1, 2, 3]
     assert not (tmp_path / "_staging").exists()
 
 
-@pytest.mark.parametrize(
-    ("zone", "day", "hour"),
-    [("../etc", DAY, None), ("raw", "2026-01-01/../../x", None), ("raw", DAY, 24)],
-)
-def test_partition_paths_are_validated(tmp_path, zone, day, hour):
-    with pytest.raises((ValueError, TypeError)):
-        LakeResource(root=str(tmp_path)).partition_dir(zone, "t", day, hour)
+@pytest.mark.parametrize("key", ["2026-01-01/../../x", "2026-01-02-24:00", "../etc", "2026-01-02"])
+def test_only_real_partition_keys_become_paths(tmp_path, key):
+    with pytest.raises(ValueError, match="is not a partition"):
+        make_lake(tmp_path).partition_path(KEY, HOURLY, key)
 
 
-def test_missing_upstream_partition_is_named(tmp_path):
-    lake = LakeResource(root=str(tmp_path))
-    with pytest.raises(FileNotFoundError, match=r"raw/orders for 2026-01-02 hour 07"):
-        lake.require_partitions("raw", "orders", [(DAY, 7)], "lake/purchases 2026-01-02")
+@pytest.mark.parametrize(("zone", "table"), [("../etc", "t"), ("raw", "../t"), ("raw", "T x")])
+def test_table_locations_are_validated(zone, table):
+    with pytest.raises(ValueError):
+        lake_table(zone, table)
+
+
+def test_an_asset_without_a_lake_table_has_no_path(tmp_path):
+    with pytest.raises(KeyError, match="raw/other has no lake table"):
+        make_lake(tmp_path).table_dir(dg.AssetKey(["raw", "other"]))
+
+
+def test_fall_back_hours_get_a_directory_each():
+    """The two 01:00 hours of 2026-11-01 in New York are two partitions, two directories."""
+    hourly = build_partitions("2026-10-01", "America/New_York").hourly
+    window = build_partitions("2026-10-01", "America/New_York").daily.time_window_for_partition_key(
+        "2026-11-01"
+    )
+    keys = hourly.get_partition_keys_in_time_window(window)
+    paths = [partition_subpath(hourly, key) for key in keys]
+    assert len(keys) == len(set(paths)) == 25
+    assert paths[1:3] == ["date=2026-11-01/hour=0100-0400", "date=2026-11-01/hour=0100-0500"]
+    assert keys[1:3] == ["2026-11-01-01:00", "2026-11-01-01:00-0500"]
+
+
+def test_upstream_partitions_come_from_the_declared_mapping_and_a_missing_one_is_named(tmp_path):
+    """A daily asset over an hourly one reads the hours Dagster's mapping gives for its day
+    (23 on a spring-forward day), and stops naming the first hour that is not in the lake."""
+    partitions = build_partitions("2026-03-01", "America/New_York")
+    seen: dict[str, list[str]] = {}
+
+    @dg.asset(key=["raw", "t"], partitions_def=partitions.hourly, metadata=lake_table("raw", "t"))
+    def hourly(context, lake: LakeResource):
+        with lake.writing(context, KEY, context.partition_key) as staged:
+            pq.write_table(pa.table({"x": [1]}), staged / part_file_name())
+
+    @dg.asset(
+        key=["curated", "d"],
+        deps=[KEY],
+        partitions_def=partitions.daily,
+        metadata=lake_table("curated", "d"),
+    )
+    def daily(context, lake: LakeResource):
+        seen[context.partition_key] = list(lake.input_paths(context, KEY))
+
+    lake = LakeResource(root=str(tmp_path), tables=lake_tables([hourly, daily]))
+    with dg.instance_for_test() as instance:
+        for key in partitions.hours_of_day("2026-03-08")[:-1]:
+            dg.materialize([hourly], partition_key=key, instance=instance, resources={"lake": lake})
+        with pytest.raises(
+            MissingPartitionError,
+            match=r"curated/d 2026-03-08 needs raw/t "
+            r"partition 2026-03-08-23:00, which is not in the lake",
+        ):
+            dg.materialize(
+                [hourly, daily],
+                selection=[daily],
+                partition_key="2026-03-08",
+                instance=instance,
+                resources={"lake": lake},
+            )
+        dg.materialize(
+            [hourly], partition_key="2026-03-08-23:00", instance=instance, resources={"lake": lake}
+        )
+        dg.materialize(
+            [hourly, daily],
+            selection=[daily],
+            partition_key="2026-03-08",
+            instance=instance,
+            resources={"lake": lake},
+        )
+    assert len(seen["2026-03-08"]) == 23 and "2026-03-08-02:00" not in seen["2026-03-08"]
 
 
 def test_staging_left_by_a_dead_writer_is_swept_once_abandoned(tmp_path):
-    lake = LakeResource(root=str(tmp_path), abandoned_staging_seconds=3600)
+    lake = make_lake(tmp_path, abandoned_staging_seconds=3600)
     dead, recent = tmp_path / "_staging" / "dead", tmp_path / "_staging" / "recent"
     for directory in (dead, recent):
         (directory / "date=2026-01-02").mkdir(parents=True)
@@ -134,4 +210,4 @@ def test_staging_left_by_a_dead_writer_is_swept_once_abandoned(tmp_path):
     os.utime(dead, (two_hours_ago, two_hours_ago))
     write(lake, [1])
     assert sorted(p.name for p in (tmp_path / "_staging").iterdir()) == ["recent"]
-    assert pq.read_table(lake.partition_dir("raw", "t", DAY, 5)).column("x").to_pylist() == [1]
+    assert pq.read_table(lake.partition_path(KEY, HOURLY, HOUR)).column("x").to_pylist() == [1]

@@ -43,9 +43,7 @@ def test_model_is_trained_out_of_time_and_records_its_inputs(ten_days):
     assert sorted(trained_on) == [str(START + timedelta(days=k)) for k in range(10)]
     assert trained_on[str(START)] == "empty"  # no labels yet in the first week
     assert trained_on[str(LAST)] != "empty"
-    record = json.loads(
-        (p.lake.partition_dir("models", "purchase_model", LAST) / "metrics.json").read_text()
-    )
+    record = json.loads((p.path("ml/purchase_model", str(LAST)) / "metrics.json").read_text())
     assert record["metrics"]["auc"] == meta["auc"]
     assert record["trained_on"] == trained_on
     # the first labelled day has no history to train on
@@ -54,7 +52,7 @@ def test_model_is_trained_out_of_time_and_records_its_inputs(ten_days):
 
 def test_champion_serves_the_promoted_model(ten_days):
     p = ten_days
-    directory = p.lake.partition_dir("models", "champion_model", LAST)
+    directory = p.path("ml/champion_model", str(LAST))
     record = json.loads((directory / "champion.json").read_text())
     assert record["model_partition"] is not None
     model = joblib.load(directory / "model.joblib")
@@ -64,7 +62,7 @@ def test_champion_serves_the_promoted_model(ten_days):
 
 def test_blocking_check_keeps_a_weak_model_out(ten_days):
     p = ten_days
-    before = (p.lake.partition_dir("models", "champion_model", LAST) / "champion.json").read_text()
+    before = (p.path("ml/champion_model", str(LAST)) / "champion.json").read_text()
     result = p.materialize(
         ["ml/purchase_model", "ml/champion_model"],
         str(LAST),
@@ -79,5 +77,5 @@ def test_blocking_check_keeps_a_weak_model_out(ten_days):
         e for e in result.all_events if e.step_key == "ml__champion_model" and e.is_step_success
     ]
     assert champion_steps == []
-    after = (p.lake.partition_dir("models", "champion_model", LAST) / "champion.json").read_text()
+    after = (p.path("ml/champion_model", str(LAST)) / "champion.json").read_text()
     assert after == before

@@ -14,8 +14,6 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.events import DagsterEventType
-from dagster._core.instance.ref import InstanceRef
 
 from shopsmart_assets.definitions import defs
 from shopsmart_assets.workers import SPARK_POOL
@@ -55,12 +53,12 @@ def cli_runs(tmp_path_factory) -> tuple[Path, dg.DagsterInstance]:
         f"{DAYS[0]}-00:00...{DAYS[-1]}-23:00",
     )
     cli(env, root, "--select", SPARK_CHAIN, "--partition-range", f"{DAYS[0]}...{DAYS[-1]}")
-    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    instance = dg.DagsterInstance.from_config(str(home))
     yield root, instance
     instance.dispose()
 
 
-def step_times(instance: dg.DagsterInstance, run_id: str, kind: DagsterEventType) -> dict:
+def step_times(instance: dg.DagsterInstance, run_id: str, kind: dg.DagsterEventType) -> dict:
     return {
         e.dagster_event.step_key: e.timestamp
         for e in instance.all_logs(run_id, of_type=kind)
@@ -80,13 +78,13 @@ def test_a_range_of_the_spark_chain_is_one_run_with_one_step_per_asset(cli_runs)
     assert daily.tags["dagster/asset_partition_range_end"] == str(DAYS[-1])
     starts = [
         e.dagster_event.step_key
-        for e in instance.all_logs(daily.run_id, of_type=DagsterEventType.STEP_START)
+        for e in instance.all_logs(daily.run_id, of_type=dg.DagsterEventType.STEP_START)
     ]
     assert starts.count("lake__purchases") == 1
     assert starts.count("features__customer_features") == 1
     materialized = [
         (e.dagster_event.asset_key.to_user_string(), e.dagster_event.partition)
-        for e in instance.all_logs(daily.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
+        for e in instance.all_logs(daily.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
     ]
     for day in DAYS:
         assert ("lake/purchases", str(day)) in materialized
@@ -107,8 +105,8 @@ def test_independent_extractions_run_in_parallel(cli_runs):
         for r in instance.get_runs()
         if "lake/purchases" in {k.to_user_string() for k in r.asset_selection}
     )
-    started = step_times(instance, daily.run_id, DagsterEventType.STEP_START)
-    finished = step_times(instance, daily.run_id, DagsterEventType.STEP_SUCCESS)
+    started = step_times(instance, daily.run_id, dg.DagsterEventType.STEP_START)
+    finished = step_times(instance, daily.run_id, dg.DagsterEventType.STEP_SUCCESS)
     a, b = "raw__crm_customers", "raw__crm_interactions"
     assert started[a] < finished[b] and started[b] < finished[a], (started, finished)
     # and Spark waits for both
@@ -168,7 +166,7 @@ def test_two_runs_of_the_same_partition_at_once_leave_it_whole(tmp_path):
         "SHOPSMART_START_DATE": str(START),
     }
     # the instance exists already, as it always does outside a first-ever start
-    dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))).dispose()
+    dg.DagsterInstance.from_config(str(home)).dispose()
     dagster = Path(sys.executable).with_name("dagster")
     command = [
         str(dagster),

@@ -61,7 +61,7 @@ def test_without_enough_history_the_gate_warns_and_no_model_is_served(two_days):
     assert gate[0].severity == dg.AssetCheckSeverity.WARN
     assert "no candidate model" in gate[0].description
     for day in (DAY1, DAY2):
-        champion = p.lake.partition_dir("models", "champion_model", day) / "champion.json"
+        champion = p.path("ml/champion_model", str(day)) / "champion.json"
         assert json.loads(champion.read_text())["model_partition"] is None
         assert not (champion.parent / "model.joblib").exists()
 

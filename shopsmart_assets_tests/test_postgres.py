@@ -23,7 +23,6 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
-from dagster._core.instance.ref import InstanceRef
 
 from shopsmart_assets import settings
 from shopsmart_assets.backfill import LAUNCH
@@ -361,7 +360,7 @@ def test_backfill_through_dagster_dev_on_the_postgres_instance(pg: PostgresServe
     with pytest.MonkeyPatch.context() as monkeypatch:
         for key, value in pg.dagster_env("dagster_backfill").items():
             monkeypatch.setenv(key, value)
-        instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+        instance = dg.DagsterInstance.from_config(str(home))
         try:
             assert type(instance.run_storage).__name__ == "PostgresRunStorage"
             assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"

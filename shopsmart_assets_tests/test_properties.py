@@ -3,6 +3,7 @@ never crash the validation and labelling functions and never lose or invent a ro
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime
 
 import pandas as pd
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shopsmart_assets.extract import ORDERS, SourceSchemaError, coerce_to_contract
+from shopsmart_assets.extract import ORDERS, SourceSchemaError, coerce_to_contract, read_value
 from shopsmart_assets.transforms.features import FEATURE_COLUMNS
 from shopsmart_assets.transforms.purchases import REASONS, purchase_lines, split_valid
 from shopsmart_assets.transforms.training import label_examples
@@ -21,33 +22,33 @@ ids = st.one_of(st.none(), st.integers(min_value=-3, max_value=6))
 money = st.one_of(
     st.none(),
     st.decimals(min_value=-1000, max_value=100000, places=2, allow_nan=False).map(float),
+    st.sampled_from([1e300, float("inf"), float("-inf"), float("nan"), 999_999.99]),
 )
+quantities = st.one_of(
+    st.none(), st.integers(-2, 5), st.sampled_from([10**15, 2**63 - 1, 100_000, 100_001])
+)
+unparsed = st.one_of(st.none(), st.sampled_from(['{"unit_price": "abc"}', '{"quantity": "x"}']))
 currency = st.one_of(st.none(), st.sampled_from(["USD", "EUR", "GBP", "CAD", "XXX", "usd", ""]))
 status = st.one_of(st.none(), st.sampled_from(["placed", "refunded", "cancelled", "??"]))
 
 orders = st.lists(
-    st.tuples(ids, ids, currency, status, st.integers(min_value=0, max_value=5)),
+    st.tuples(ids, ids, currency, status, st.integers(min_value=0, max_value=5), unparsed),
     max_size=12,
 )
 items = st.lists(
-    st.tuples(
-        ids,
-        st.one_of(st.none(), st.integers(1, 3)),
-        ids,
-        st.one_of(st.none(), st.integers(-2, 5)),
-        money,
-    ),
+    st.tuples(ids, st.one_of(st.none(), st.integers(1, 3)), ids, quantities, money, unparsed),
     max_size=25,
 )
 customers = st.lists(ids, max_size=6)
 
 ORDER_SCHEMA = (
-    "date date, hour int, order_id long, customer_id long, ordered_at timestamp, status string,"
-    " currency string, channel string, updated_at timestamp"
+    "date date, hour string, order_id long, customer_id long, ordered_at timestamp,"
+    " status string, currency string, channel string, updated_at timestamp,"
+    " unparsed_values string"
 )
 ITEM_SCHEMA = (
-    "date date, hour int, order_id long, line_no long, product_id long, quantity long,"
-    " unit_price double"
+    "date date, hour string, order_id long, line_no long, product_id long, quantity long,"
+    " unit_price double, unparsed_values string"
 )
 
 
@@ -60,10 +61,10 @@ ITEM_SCHEMA = (
 @given(orders=orders, items=items, customers=customers)
 def test_validation_keeps_every_line_exactly_once(spark, orders, items, customers):
     order_rows = [
-        (DAY, 12, oid, cid, T, st_, cur, "web", T.replace(minute=minute))
-        for oid, cid, cur, st_, minute in orders
+        (DAY, "1200+0000", oid, cid, T, st_, cur, "web", T.replace(minute=minute), bad)
+        for oid, cid, cur, st_, minute, bad in orders
     ]
-    item_rows = [(DAY, 12, *row) for row in items]
+    item_rows = [(DAY, "1200+0000", *row) for row in items]
     lines = purchase_lines(
         spark.createDataFrame(order_rows, ORDER_SCHEMA),
         spark.createDataFrame(item_rows, ITEM_SCHEMA),
@@ -76,8 +77,8 @@ def test_validation_keeps_every_line_exactly_once(spark, orders, items, customer
     keys = [(r["order_id"], r["line_no"]) for r in valid_rows]
     assert len(keys) == len(set(keys))  # one copy of each valid line
     for row in valid_rows:
-        assert row["quantity"] > 0 and row["unit_price"] > 0
-        assert row["amount_usd"] is not None and row["amount_usd"] >= 0
+        assert 0 < row["quantity"] <= 100_000 and 0 < row["unit_price"] <= 1_000_000
+        assert row["amount_usd"] is not None and 0 <= row["amount_usd"] <= 10_000_000
         assert row["customer_id"] in customers
 
 
@@ -117,23 +118,57 @@ cell = st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(
     values=st.lists(cell, max_size=15),
-    column=st.sampled_from(list(ORDERS.schema.names)),
+    column=st.sampled_from(list(ORDERS.source_schema.names)),
 )
-def test_extraction_keeps_every_row_or_names_the_column(values, column):
-    """Arbitrary values in one column of an otherwise valid chunk of orders: the chunk lands
-    whole, or extraction stops with an error naming source, table, column and partition."""
+def test_extraction_keeps_every_row_and_every_value(values, column):
+    """Arbitrary values in one column of an otherwise valid chunk of orders: every row lands,
+    each value either read as the column's type or kept as text in `unparsed_values`; only a
+    column most of whose values do not read stops the extraction, naming source, table, column
+    and partition."""
     valid = (1, 2, T, "placed", "USD", "web", T)
     frame = pd.DataFrame(
-        [dict(zip(ORDERS.schema.names, valid, strict=True)) for _ in values],
-        columns=ORDERS.schema.names,
+        [dict(zip(ORDERS.source_schema.names, valid, strict=True)) for _ in values],
+        columns=ORDERS.source_schema.names,
     )
     frame[column] = pd.Series(values, dtype=object)
+    coerced = coerce_to_contract(frame, ORDERS, "2026-02-03-12:00")
+    table = coerced.table
+    assert table.num_rows == len(values)  # nothing lost, nothing invented
+    assert table.schema == ORDERS.schema
+    kept = 0
+    for value, typed, text in zip(
+        values,
+        table.column(column).to_pylist(),
+        table.column("unparsed_values").to_pylist(),
+        strict=True,
+    ):
+        if text is None:  # read: null stays null, anything else has a value
+            assert (typed is None) == (value is None or value != value)
+        else:  # not read: null, with the source value kept
+            assert typed is None and list(json.loads(text)) == [column]
+            kept += 1
+    assert coerced.unparsed[column] == kept
+    # the same decision, value by value, as the documented reader
+    for value, text in zip(values, table.column("unparsed_values").to_pylist(), strict=True):
+        try:
+            read_value(value, ORDERS.schema.field(column).type)
+            readable = True
+        except (TypeError, ValueError, OverflowError, ArithmeticError):
+            readable = False
+        if not readable:
+            assert text is not None
+
+
+def test_a_drifted_column_is_named():
+    frame = pd.DataFrame({name: ["x"] * 20 for name in ORDERS.source_schema.names})
+    from shopsmart_assets.extract import ExtractReport, check_drift
+
+    report = ExtractReport(rows=20)
+    report.unparsed.update(coerce_to_contract(frame, ORDERS, "2026-02-03-12:00").unparsed)
     try:
-        table = coerce_to_contract(frame, ORDERS, "2026-02-03-12:00")
+        check_drift(report, ORDERS, "2026-02-03-12:00")
     except SourceSchemaError as error:
-        message = str(error)
-        for part in ("source 'orders'", "table 'orders'", f"column '{column}'", "2026-02-03-12:00"):
-            assert part in message, message
+        for part in ("source 'orders'", "table 'orders'", "column 'order_id'", "2026-02-03-12:00"):
+            assert part in str(error)
     else:
-        assert table.num_rows == len(values)  # nothing lost, nothing invented
-        assert table.schema == ORDERS.schema
+        raise AssertionError("a column of which no value reads is drift")

@@ -6,7 +6,13 @@ from datetime import date, datetime
 
 import pytest
 
-from shopsmart_assets.transforms.purchases import REASONS, purchase_lines, split_valid
+from shopsmart_assets.transforms.purchases import (
+    MAX_QUANTITY,
+    MAX_UNIT_PRICE,
+    REASONS,
+    purchase_lines,
+    split_valid,
+)
 
 pytestmark = pytest.mark.spark
 
@@ -14,22 +20,24 @@ D = date(2026, 1, 5)
 T0 = datetime(2026, 1, 5, 10, 0)
 T1 = datetime(2026, 1, 7, 9, 0)
 ORDER_SCHEMA = (
-    "date date, hour int, order_id long, customer_id long, ordered_at timestamp, status string,"
-    " currency string, channel string, updated_at timestamp"
+    "date date, hour string, order_id long, customer_id long, ordered_at timestamp,"
+    " status string, currency string, channel string, updated_at timestamp,"
+    " unparsed_values string"
 )
 ITEM_SCHEMA = (
-    "date date, hour int, order_id long, line_no long, product_id long, quantity long,"
-    " unit_price double"
+    "date date, hour string, order_id long, line_no long, product_id long, quantity long,"
+    " unit_price double, unparsed_values string"
 )
 CUSTOMER_SCHEMA = "date date, customer_id long"
+HOUR = "1000+0000"
 
 
-def order(order_id, customer_id=1, currency="USD", status="placed", updated_at=T0):
-    return (D, 10, order_id, customer_id, T0, status, currency, "web", updated_at)
+def order(order_id, customer_id=1, currency="USD", status="placed", updated_at=T0, unparsed=None):
+    return (D, HOUR, order_id, customer_id, T0, status, currency, "web", updated_at, unparsed)
 
 
-def item(order_id, line_no=1, product_id=100, quantity=1, unit_price=10.0):
-    return (D, 10, order_id, line_no, product_id, quantity, unit_price)
+def item(order_id, line_no=1, product_id=100, quantity=1, unit_price=10.0, unparsed=None):
+    return (D, HOUR, order_id, line_no, product_id, quantity, unit_price, unparsed)
 
 
 def run(spark, orders, items, customers=((D, 1), (D, 2))):
@@ -84,6 +92,33 @@ def test_amounts_round_half_up_to_the_cent_exactly(spark):
         (order(1), item(1, unit_price=-4.5), "non_positive_price"),
         (order(1), item(1, unit_price=None), "non_positive_price"),
         (order(2), item(1), "missing_order"),
+        # absurd values: quarantined, never an overflow that fails the day
+        (order(1), item(1, quantity=10**15), "quantity_out_of_range"),
+        (order(1), item(1, quantity=MAX_QUANTITY + 1), "quantity_out_of_range"),
+        (order(1), item(1, unit_price=1e300), "unit_price_out_of_range"),
+        (order(1), item(1, unit_price=float("inf")), "unit_price_out_of_range"),
+        (order(1), item(1, unit_price=float("nan")), "unit_price_out_of_range"),
+        (
+            order(1, currency="GBP"),
+            item(1, quantity=MAX_QUANTITY, unit_price=MAX_UNIT_PRICE),
+            "amount_out_of_range",
+        ),
+        # values the source held unreadably (kept as text by the extraction)
+        (
+            order(1),
+            item(1, unit_price=None, unparsed='{"unit_price": "abc"}'),
+            "unparseable_unit_price",
+        ),
+        (
+            order(1, customer_id=None, unparsed='{"customer_id": "C-9"}'),
+            item(1),
+            "unparseable_customer_id",
+        ),
+        (
+            order(1, unparsed='{"ordered_at": "soon"}'),
+            item(1, unparsed='{"quantity": "2.5"}'),
+            "unparseable_quantity",
+        ),
     ],
 )
 def test_each_invalid_line_is_quarantined_with_its_reason(spark, the_order, the_item, reason):
@@ -104,3 +139,14 @@ def test_customer_must_be_known_on_the_same_day(spark):
         spark, [order(1, customer_id=2)], [item(1)], customers=[(D, 1), (date(2026, 1, 6), 2)]
     )
     assert list(rows) == [(1, 1, "unknown_customer")]
+
+
+def test_quarantine_keeps_the_unreadable_source_value(spark):
+    rows, lines = run(
+        spark, [order(1)], [item(1, unit_price=None, unparsed='{"unit_price": "abc"}')]
+    )
+    _, quarantined = split_valid(lines)
+    [row] = quarantined.collect()
+    assert row["reason"] == "unparseable_unit_price"
+    assert row["unparsed_values"] == '{"unit_price": "abc"}'
+    assert row["amount_usd"] is None

@@ -11,19 +11,15 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 import sqlalchemy as sa
-from dagster._core.events import DagsterEventType
 
-from shopsmart_assets.definitions import defs
+from shopsmart_assets.backfill_requests import requested_partitions
+from shopsmart_assets.definitions import build_definitions
 from shopsmart_assets.demo.generator import DemoConfig, generate
 from shopsmart_assets.recovery import (
-    CRM_KEYS,
-    HOURLY_KEYS,
-    ORDERS_DOWNSTREAM,
     RECOVERY_TAG,
-    hour_keys,
+    Chain,
     late_data_request,
     outage_recovery,
-    recovery_sensor,
 )
 from shopsmart_assets.resources import SlackAlerts, SourceDatabase
 from shopsmart_assets_tests import reconcile
@@ -38,9 +34,14 @@ DAY1, DAY2, DAY3 = (START + timedelta(days=k) for k in range(3))
 TOKEN = "xoxb-reliability-test-5550001"
 
 
+def chain(p: Platform) -> Chain:
+    return Chain(p.lineage, p.partitions)
+
+
 def evaluate_recovery(p: Platform, now: datetime, crm: SourceDatabase):
     """What `recovery_sensor` decides at `now`."""
-    return outage_recovery(p.instance, now, crm, SourceDatabase(name="orders", url=p.orders_url))
+    sources = {"crm_db": crm, "orders_db": SourceDatabase(name="orders", url=p.orders_url)}
+    return outage_recovery(p.instance, now, sources, chain(p))
 
 
 def tick_recovery_sensor(p: Platform) -> dg.SensorResult:
@@ -49,20 +50,16 @@ def tick_recovery_sensor(p: Platform) -> dg.SensorResult:
         "crm_db": SourceDatabase(name="crm", url=p.crm_url),
         "orders_db": SourceDatabase(name="orders", url=p.orders_url),
     }
+    defs = build_definitions(p.partitions)
+    sensor = defs.get_repository_def().get_sensor_def("recovery_sensor")
     with dg.build_sensor_context(instance=p.instance, definitions=defs, resources=sources) as ctx:
-        return recovery_sensor.evaluate_tick(ctx)
+        return sensor.evaluate_tick(ctx)
 
 
 def requested(request: dg.RunRequest) -> dict[str, list[str]]:
     """The backfill's partitions by asset, as plain strings."""
-    subset = request.asset_graph_subset
-    assert subset is not None, "expected a backfill request"
-    return {
-        key.to_user_string(): sorted(
-            subset.partitions_subsets_by_asset_key[key].get_partition_keys()
-        )
-        for key in subset.asset_keys
-    }
+    assert request.asset_graph_subset is not None, "expected a backfill request"
+    return {k.to_user_string(): sorted(v) for k, v in requested_partitions(request).items()}
 
 
 def run_backfill(p: Platform, partitions: dict[str, list[str]]) -> None:
@@ -75,6 +72,7 @@ def run_backfill(p: Platform, partitions: dict[str, list[str]]) -> None:
     days = sorted({d for key in daily for d in partitions[key]})
     for day in days:
         p.materialize([key for key in daily if day in partitions[key]], day)
+    return days
 
 
 def crm_runs_failing(p: Platform, crm: SourceDatabase, days) -> list[str]:
@@ -88,7 +86,7 @@ def crm_runs_failing(p: Platform, crm: SourceDatabase, days) -> list[str]:
 
 def test_crm_outage_of_two_days_is_alerted_then_recovered_by_one_backfill(platform: Platform):
     platform.generate(START, days=3, orders_per_day=60)
-    platform.materialize(HOURLY, f"{DAY1}-00:00", f"{DAY3}-23:00")
+    platform.materialize(HOURLY, *platform.hours(DAY1, DAY3))
     platform.materialize(DAILY, str(DAY1))
 
     # The CRM's database file is gone for the nightly runs of day 2 and day 3.
@@ -97,7 +95,7 @@ def test_crm_outage_of_two_days_is_alerted_then_recovered_by_one_backfill(platfo
     crm = SourceDatabase(name="crm", url=f"sqlite:///file:{real}?mode=ro&uri=true")
     failed = crm_runs_failing(platform, crm, [DAY2, DAY3])
     for run_id in failed:  # each run gave up only after its 3 retries
-        retries = platform.instance.all_logs(run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY)
+        retries = platform.instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
         assert len(retries) == 3 * 2  # both CRM extracts, 3 each
 
     # Each failed run is alerted once.
@@ -165,13 +163,15 @@ def materializations(p: Platform, key: str, day: str) -> int:
     )
 
 
-def test_late_order_changes_rerun_exactly_the_days_they_touch(platform: Platform):
+def test_late_order_changes_rebuild_exactly_what_they_reach(platform: Platform):
     platform.generate(START, days=3, orders_per_day=150)
     platform.materialize_days(DAY1, DAY3)
     orders = SourceDatabase(name="orders", url=platform.orders_url)
     now = datetime(DAY3.year, DAY3.month, DAY3.day, tzinfo=UTC) + timedelta(days=2)
 
-    nothing, cursor = late_data_request(now, orders, platform.lake, None)
+    nothing, cursor = late_data_request(
+        platform.instance, now, orders, platform.lake, None, chain(platform)
+    )
     assert isinstance(nothing, dg.SkipReason)
 
     # A day of new activity arrives, and with it a refund of an order of day 1 and a
@@ -195,19 +195,33 @@ def test_late_order_changes_rerun_exactly_the_days_they_touch(platform: Platform
     expected = source_changed_days(str(platform.root / "orders.db"), horizon, horizon)
     assert {str(DAY1), str(DAY3)} <= set(expected)
 
-    request, cursor = late_data_request(now, orders, platform.lake, cursor)
+    request, cursor = late_data_request(
+        platform.instance, now, orders, platform.lake, cursor, chain(platform)
+    )
     assert isinstance(request, dg.RunRequest) and request.tags[RECOVERY_TAG] == "late-data"
     partitions = requested(request)
+    built = [str(d) for d in (DAY1, DAY2, DAY3)]  # day 4 is in the source, not yet loaded
+    first_changed = expected[0]
     assert partitions == {
         **{
-            key.to_user_string(): sorted(h for d in expected for h in hour_keys(d))
-            for key in HOURLY_KEYS
+            key: sorted(h for d in expected for h in platform.partitions.hours_of_day(d))
+            for key in HOURLY
         },
-        **{key.to_user_string(): expected for key in ORDERS_DOWNSTREAM},
+        "lake/purchases": expected,
+        # every built day whose 90-day window holds a changed day
+        "features/customer_features": [d for d in built if d >= first_changed],
+        # every built training set whose label window (or feature day) holds one
+        "ml/training_set": [d for d in built if d >= first_changed],
+        # what serves: only the newest built partition
+        "features/online_store": [built[-1]],
+        "ml/purchase_model": [built[-1]],
+        "ml/champion_model": [built[-1]],
     }
-    assert not any(key.to_user_string() in partitions for key in CRM_KEYS)
+    assert not any(key.startswith("raw/crm") for key in partitions)
     # the same change does not launch a second backfill
-    again, cursor = late_data_request(now, orders, platform.lake, cursor)
+    again, cursor = late_data_request(
+        platform.instance, now, orders, platform.lake, cursor, chain(platform)
+    )
     assert isinstance(again, dg.SkipReason)
 
     run_backfill(platform, partitions)
@@ -217,5 +231,7 @@ def test_late_order_changes_rerun_exactly_the_days_they_touch(platform: Platform
         )
         runs = materializations(platform, "lake/purchases", str(day))
         assert runs == (2 if str(day) in expected else 1), (day, runs)
-    done, _ = late_data_request(now, orders, platform.lake, None)
+    done, _ = late_data_request(
+        platform.instance, now, orders, platform.lake, None, chain(platform)
+    )
     assert isinstance(done, dg.SkipReason)

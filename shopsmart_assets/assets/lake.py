@@ -1,177 +1,180 @@
 """Curated zone: validated purchases (Spark), with rejected lines in quarantine."""
 
-from datetime import date
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 from dagster_pyspark import LazyPySparkResource
-from pyspark.sql import DataFrame, SparkSession
 
 from shopsmart_assets.assets.raw import (
     CRM_CUSTOMERS_KEY,
     ORDER_ITEMS_KEY,
     ORDERS_KEY,
     SINGLE_RUN,
+    SOURCE_RETRY,
 )
-from shopsmart_assets.observability import count_rows, partition_metadata, summary_metadata
-from shopsmart_assets.partitions import daily_partitions, day_of, hour_of, hourly_partitions
-from shopsmart_assets.resources import LakeResource
+from shopsmart_assets.extract import ORDER_ITEMS, ORDERS
+from shopsmart_assets.observability import count_rows
+from shopsmart_assets.partitions import Partitions
+from shopsmart_assets.reconciliation import HourCount, count_hours, describe_mismatches
+from shopsmart_assets.resources import LakeResource, SourceDatabase
+from shopsmart_assets.resources.lake import lake_table
 from shopsmart_assets.transforms.purchases import purchase_lines, split_valid
 from shopsmart_assets.workers import SPARK_STEP
 
 PURCHASES_KEY = dg.AssetKey(["lake", "purchases"])
+QUARANTINE = "quarantine"  # the asset's second table: quarantine/purchases
 RECONCILES = "valid_plus_quarantined_equals_source"
+RAW_INPUTS = (ORDERS_KEY, ORDER_ITEMS_KEY, CRM_CUSTOMERS_KEY)
 
 
-def hours_of_day(day_key: str) -> list[tuple[date, int]]:
-    """The hourly partitions (day, hour) inside a daily partition, DST days included."""
-    window = daily_partitions.time_window_for_partition_key(day_key)
-    keys = hourly_partitions.get_partition_keys_in_time_window(window)
-    return [(day_of(k), hour_of(k)) for k in keys]
+def source_reconciliation(
+    context: dg.AssetExecutionContext, lake: LakeResource, orders_db: SourceDatabase
+) -> dict[str, list[HourCount]]:
+    """Per day of the step, the source's and the raw zone's rows of each hour of orders and
+    order lines, counted now."""
+    counts: dict[str, list[HourCount]] = {}
+    for day in context.partition_keys:
+        day_counts: list[HourCount] = []
+        for key, extraction in ((ORDERS_KEY, ORDERS), (ORDER_ITEMS_KEY, ORDER_ITEMS)):
+            hourly = lake.upstream_partitions_def(context, key)
+            paths = lake.input_paths(context, key, for_partitions=[day])
+            windows = {hour: hourly.time_window_for_partition_key(hour) for hour in paths}
+            day_counts += count_hours(orders_db.get_engine(), extraction, windows, paths)
+        counts[day] = day_counts
+    return counts
 
 
-def read_lake(
-    spark: SparkSession, lake: LakeResource, zone: str, table: str, paths: list[Path]
-) -> DataFrame:
-    """Read partitions with their Hive columns (date, hour) from the table's base path."""
-    return spark.read.option("basePath", str(lake.table_dir(zone, table))).parquet(
-        *[str(p) for p in paths]
-    )
+def build_lake_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
+    """lake/purchases: curated purchases and their quarantine, one Spark step."""
 
-
-# No _SUCCESS markers in the lake: set on every write (all Spark writes go through
-# write_daily), so that it holds on any Spark, Connect servers and clusters included.
-NO_SUCCESS_MARKER = {"mapreduce.fileoutputcommitter.marksuccessfuljobs": "false"}
-
-
-def write_daily(frame: DataFrame, staged: Path, days: list[date]) -> None:
-    """Write a DataFrame partitioned by date, one file per day; days without rows get an
-    empty file so that every partition of the run exists (and replaces what was there)."""
-    frame.repartition("date").write.options(**NO_SUCCESS_MARKER).mode("overwrite").partitionBy(
-        "date"
-    ).parquet(str(staged))
-    for day in days:
-        directory = staged / f"date={day.isoformat()}"
-        if not directory.is_dir():
-            frame.drop("date").limit(0).coalesce(1).write.options(**NO_SUCCESS_MARKER).parquet(
-                str(directory)
+    @dg.asset(
+        key=PURCHASES_KEY,
+        metadata=lake_table("curated", "purchases", quarantine="quarantine/purchases"),
+        deps=list(RAW_INPUTS),
+        partitions_def=partitions.daily,
+        backfill_policy=SINGLE_RUN,
+        # It counts the source again: a source that blinks is retried like an extract.
+        retry_policy=SOURCE_RETRY,
+        group_name="lake",
+        kinds={"spark", "parquet"},
+        check_specs=[
+            dg.AssetCheckSpec(
+                RECONCILES,
+                asset=PURCHASES_KEY,
+                blocking=True,
+                description="Every order and order line the source holds for each hour of the "
+                "day is in the raw zone (counted again in the source database), and every raw "
+                "order line is either a valid purchase or in quarantine: valid + quarantined "
+                "= source lines, per partition. Nothing is published otherwise.",
             )
-    # Hadoop's local checksum files are no part of the lake contract.
-    for checksum in staged.rglob(".*.crc"):
-        checksum.unlink()
-
-
-@dg.asset(
-    key=PURCHASES_KEY,
-    deps=[ORDERS_KEY, ORDER_ITEMS_KEY, CRM_CUSTOMERS_KEY],
-    partitions_def=daily_partitions,
-    backfill_policy=SINGLE_RUN,
-    **SPARK_STEP,
-    group_name="lake",
-    kinds={"spark", "parquet"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            RECONCILES,
-            asset=PURCHASES_KEY,
-            blocking=True,
-            description="Every raw order line of the day is either a valid purchase or in "
-            "quarantine: valid + quarantined = source rows, per partition.",
-        )
-    ],
-)
-def purchases(context: dg.AssetExecutionContext, pyspark: LazyPySparkResource, lake: LakeResource):
-    """Order lines that passed validation, deduplicated (latest version of each order, one
-    copy of each line), joined to their order and priced in US dollars (`amount_usd`).
-    Lines that fail go to `quarantine/purchases` with a `reason`. Spark; a partition range
-    runs as one Spark job."""
-    keys = context.partition_keys
-    days = [day_of(k) for k in keys]
-    hours = [h for k in keys for h in hours_of_day(k)]
-    needed_by = f"lake/purchases {keys[0]}..{keys[-1]}"
-    order_paths = lake.require_partitions("raw", "orders", hours, needed_by)
-    item_paths = lake.require_partitions("raw", "order_items", hours, needed_by)
-    customer_paths = lake.require_partitions(
-        "raw", "crm_customers", [(d, None) for d in days], needed_by
+        ],
+        **SPARK_STEP,
     )
+    def purchases(
+        context: dg.AssetExecutionContext,
+        pyspark: LazyPySparkResource,
+        lake: LakeResource,
+        orders_db: SourceDatabase,
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        """Order lines that passed validation, deduplicated (latest version of each order, one
+        copy of each line), joined to their order and priced in US dollars (`amount_usd`).
+        Lines that fail go to `quarantine/purchases` with the `reason` (the first rule they
+        break) and, for values the source held unreadably, the source text. Reconciled with
+        the source before anything is published. Spark; a range runs as one Spark job."""
+        counts = source_reconciliation(context, lake, orders_db)
+        behind = {day: c for day, c in counts.items() if not all(h.matches for h in c)}
+        if behind:
+            day, day_counts = next(iter(behind.items()))
+            yield dg.AssetCheckResult(
+                check_name=RECONCILES,
+                passed=False,
+                description=f"the raw zone does not match the source for {', '.join(behind)}",
+                metadata={"first_difference": describe_mismatches(day_counts)},
+            )
+            raise dg.Failure(
+                description=f"lake/purchases {day}: the raw zone does not match the orders "
+                f"source ({describe_mismatches(day_counts)}). Re-extract those hours "
+                "(late_orders_sensor does it by itself); nothing was published.",
+                allow_retries=False,
+            )
 
-    spark = pyspark.spark_session
-    lines = purchase_lines(
-        read_lake(spark, lake, "raw", "orders", order_paths),
-        read_lake(spark, lake, "raw", "order_items", item_paths),
-        read_lake(spark, lake, "raw", "crm_customers", customer_paths),
-    ).cache()
+        spark = pyspark.spark_session
+        lines = purchase_lines(
+            lake.read_spark(context, spark, ORDERS_KEY),
+            lake.read_spark(context, spark, ORDER_ITEMS_KEY),
+            lake.read_spark(context, spark, CRM_CUSTOMERS_KEY),
+        ).cache()
+        with lake.staging() as staging:
+            yield from _write_reconcile_publish(context, lake, lines, counts, staging)
 
-    with lake.staging() as staging:
-        yield from _write_reconcile_publish(context, lake, lines, keys, days, staging)
+    return [purchases]
 
 
 def _write_reconcile_publish(
     context: dg.AssetExecutionContext,
     lake: LakeResource,
-    lines: DataFrame,
-    keys: list[str],
-    days: list[date],
+    lines,
+    counts: dict[str, list[HourCount]],
     staging: Path,
-):
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     valid, quarantined = split_valid(lines)
-    write_daily(valid, staging / "curated", days)
-    write_daily(quarantined, staging / "quarantine", days)
-    reasons: dict[date, dict[str, int]] = {d: {} for d in days}
+    staged = lake.write_spark_daily(
+        context, PURCHASES_KEY, {None: valid, QUARANTINE: quarantined}, staging
+    )
+    reasons: dict[str, dict[str, int]] = {day: {} for day in context.partition_keys}
     for row in quarantined.groupBy("date", "reason").count().collect():
-        reasons[row["date"]][row["reason"]] = row["count"]
+        reasons[row["date"].isoformat()][row["reason"]] = row["count"]
     lines.unpersist()
 
+    partitions_def = context.assets_def.partitions_def
     # Reconcile before publishing: nothing reaches the lake unless every line is accounted for.
-    balance = []
-    for day, key in zip(days, keys, strict=True):
-        source_rows = sum(
-            count_rows(lake.partition_dir("raw", "order_items", d, h)) for d, h in hours_of_day(key)
-        )
-        valid_rows = count_rows(staging / "curated" / f"date={day}")
-        quarantined_rows = count_rows(staging / "quarantine" / f"date={day}")
-        balance.append((key, source_rows, valid_rows, quarantined_rows))
-    unbalanced = [b for b in balance if b[1] != b[2] + b[3]]
-    if unbalanced:
-        key, src, ok, bad = unbalanced[0]
-        raise RuntimeError(
-            f"lake/purchases {key}: {src} source lines but {ok} valid + {bad} quarantined; "
-            "nothing was published"
+    balance = {}
+    for day in context.partition_keys:
+        source_lines = sum(c.source_rows for c in counts[day] if c.table == ORDER_ITEMS.raw_table)
+        valid_rows = count_rows(staged[None][day])
+        quarantined_rows = count_rows(staged[QUARANTINE][day])
+        if source_lines != valid_rows + quarantined_rows:
+            raise RuntimeError(
+                f"lake/purchases {day}: {source_lines} source lines but {valid_rows} valid + "
+                f"{quarantined_rows} quarantined; nothing was published"
+            )
+        balance[day] = (source_lines, valid_rows, quarantined_rows)
+
+    lake.publish_staged(context, PURCHASES_KEY, staged)
+    for day, (source_lines, _, quarantined_rows) in balance.items():
+        lake.record_partition(
+            context,
+            PURCHASES_KEY,
+            day,
+            {
+                "source_rows": source_lines,
+                "quarantined_rows": quarantined_rows,
+                "quarantine_reasons": dg.MetadataValue.json(reasons[day]),
+                "quarantine_path": dg.MetadataValue.path(
+                    str(lake.partition_path(PURCHASES_KEY, partitions_def, day, QUARANTINE))
+                ),
+            },
         )
 
-    lake.publish_daily(staging / "curated", "curated", "purchases", days)
-    lake.publish_daily(staging / "quarantine", "quarantine", "purchases", days)
-    for key, source_rows, valid_rows, quarantined_rows in balance:
-        day = day_of(key)
-        context.add_asset_metadata(
-            partition_metadata(
-                valid_rows,
-                lake.partition_dir("curated", "purchases", day),
-                {
-                    "source_rows": source_rows,
-                    "quarantined_rows": quarantined_rows,
-                    "quarantine_reasons": dg.MetadataValue.json(reasons[day]),
-                },
-            ),
-            partition_key=key,
-        )
-
-    totals = [sum(b[i] for b in balance) for i in (1, 2, 3)]
+    source, ok, bad = (sum(b[i] for b in balance.values()) for i in range(3))
     yield dg.MaterializeResult(
-        metadata=summary_metadata(
-            lake.partition_dir("curated", "purchases", days[-1]),
-            totals[1],
-            len(days),
-            source_rows_total=totals[0],
-            quarantined_rows_total=totals[2],
-            quarantine_path=dg.MetadataValue.path(str(lake.table_dir("quarantine", "purchases"))),
-        )
+        metadata=lake.summary(
+            context,
+            PURCHASES_KEY,
+            ok,
+            source_rows_total=source,
+            quarantined_rows_total=bad,
+            quarantine_table=dg.MetadataValue.path(str(lake.table_dir(PURCHASES_KEY, QUARANTINE))),
+        ),
     )
     yield dg.AssetCheckResult(
         check_name=RECONCILES,
         passed=True,
         metadata={
-            "source_rows": totals[0],
-            "valid_rows": totals[1],
-            "quarantined_rows": totals[2],
+            "source_rows": source,
+            "valid_rows": ok,
+            "quarantined_rows": bad,
+            "source_hours_checked": sum(len(c) for c in counts.values()) // 2,
         },
     )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -89,6 +90,14 @@ def _engine(url: str) -> sa.Engine:
     return source_engine(url)
 
 
+def local_midnight(day: date, tz: str, days_later: int = 0) -> datetime:
+    """The start of a local day, as an aware UTC time (where midnight does not exist, the
+    day's first instant)."""
+    later = day + timedelta(days=days_later)
+    local = datetime(later.year, later.month, later.day, tzinfo=ZoneInfo(tz))
+    return local.astimezone(timezone.utc)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     tz = args.timezone or settings.timezone()
@@ -106,8 +115,12 @@ def main(argv: list[str] | None = None) -> int:
         first_hour = last + timedelta(hours=1)
     else:
         start = args.start_date or date.fromisoformat(settings.start_date())
-        first_hour = datetime(start.year, start.month, start.day, tzinfo=ZoneInfo(tz))
-    hours = args.hours if args.hours is not None else 24 * (args.days or 14)
+        first_hour = local_midnight(start, tz)
+    if args.hours is not None:
+        hours = args.hours
+    else:  # whole local days: 23, 24 or 25 hours each (or other counts in odd zones)
+        end = local_midnight(first_hour.astimezone(ZoneInfo(tz)).date(), tz, args.days or 14)
+        hours = math.ceil((end - first_hour).total_seconds() / 3600)
 
     config = DemoConfig(seed=args.seed, orders_per_day=args.orders_per_day, timezone=tz)
     report = generate(crm, orders_db, first_hour, hours, config)

@@ -403,8 +403,11 @@ def generate(
     _seed_reference_data(crm, orders_db, config, first_hour)
     state = _State(crm, orders_db)
     report = GenerationReport()
+    # Hours are counted in UTC: local wall-clock arithmetic would step into the hour a
+    # spring-forward night skips, or over the one a fall-back night repeats.
+    first_utc = first_hour.astimezone(timezone.utc)
     for k in range(hours):
-        hour = (first_hour + timedelta(hours=k)).astimezone(timezone.utc)
+        hour = first_utc + timedelta(hours=k)
         if hour.replace(tzinfo=None) in state.done_hours:
             report.skipped_hours += 1
             continue

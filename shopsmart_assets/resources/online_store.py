@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from pydantic import PrivateAttr
 
 from shopsmart_assets import settings
+from shopsmart_assets.resources.sources import source_engine
 from shopsmart_assets.transforms.features import FEATURE_COLUMNS
 
 _metadata = sa.MetaData()
@@ -66,7 +67,7 @@ class OnlineStoreResource(dg.ConfigurableResource):
         if self._engine is None:
             if self.url.startswith("sqlite:///"):
                 Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            self._engine = sa.create_engine(self.url)
+            self._engine = source_engine(self.url)
             _metadata.create_all(self._engine)
         return self._engine
 

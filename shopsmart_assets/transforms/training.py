@@ -9,12 +9,13 @@ soon as day D's purchases are in, and no feature ever sees a day after F.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.metrics import log_loss, roc_auc_score
+
+if TYPE_CHECKING:  # scikit-learn loads in 2 s: only the steps that train import it
+    from sklearn.ensemble import HistGradientBoostingClassifier
 
 from shopsmart_assets.transforms.features import FEATURE_COLUMNS, NOT_PURCHASED
 
@@ -28,16 +29,6 @@ NUMERIC_FEATURES = tuple(
 )
 MODEL_FEATURES = (*NUMERIC_FEATURES, *(f"segment_{s}" for s in SEGMENTS))
 TRAINING_COLUMNS = (*FEATURE_COLUMNS, "label")
-
-
-def features_day(label_end: date) -> date:
-    """The as-of day of the features in training-set partition `label_end`."""
-    return label_end - timedelta(days=LABEL_DAYS)
-
-
-def label_days(label_end: date) -> list[date]:
-    """The days whose purchases decide the labels of training-set partition `label_end`."""
-    return [label_end - timedelta(days=k) for k in range(LABEL_DAYS - 1, -1, -1)]
 
 
 def label_examples(features: pd.DataFrame, later_purchases: pd.DataFrame) -> pd.DataFrame:
@@ -89,6 +80,9 @@ def train_and_evaluate(train: pd.DataFrame, test: pd.DataFrame) -> TrainingOutco
         problem = "the labels hold a single class"
     if problem:
         return TrainingOutcome(model=None, metrics=sizes, reason=problem)
+
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import log_loss, roc_auc_score
 
     model = HistGradientBoostingClassifier(
         max_iter=150,
