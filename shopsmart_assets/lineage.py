@@ -87,12 +87,12 @@ class Lineage:
         self,
         changed: Mapping[dg.AssetKey, Sequence[str]],
         now: datetime,
-        built: Callable[[dg.AssetKey, list[str]], Iterable[str]] | None = None,
+        ran: Callable[[dg.AssetKey, list[str]], Iterable[str]] | None = None,
     ) -> Partitions:
         """Every partition whose inputs include a changed one, through the whole graph, as the
         partition mappings say, with the changed partitions themselves. Partitions that do not
-        exist at `now` are left out, and so are those `built` does not return (the ones never
-        materialized: the normal chain will build them from the new data); assets marked
+        exist at `now` are left out, and so are those `ran` does not return (the ones that
+        never ran: the normal chain will build them from the new data); assets marked
         LATEST_ONLY keep only their newest remaining partition."""
         reached: dict[dg.AssetKey, set[str]] = {k: set(v) for k, v in changed.items() if v}
         for key in self.keys:
@@ -114,8 +114,8 @@ class Lineage:
         result: Partitions = {}
         for key, keys in reached.items():
             ordered = self._order(key, keys)
-            if built is not None and key not in changed:
-                present = set(built(key, ordered))
+            if ran is not None and key not in changed:
+                present = set(ran(key, ordered))
                 ordered = [k for k in ordered if k in present]
             if REBUILD_ON_LATE_DATA in (self.specs[key].metadata or {}):
                 ordered = ordered[-1:]

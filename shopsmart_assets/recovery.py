@@ -44,6 +44,7 @@ from shopsmart_assets.resources import LakeResource, SourceDatabase
 
 RECOVERY_TAG = "shopsmart/recovery"
 RECOVERY_KINDS = ("outage", "late-data")
+RAN = (dg.AssetPartitionStatus.MATERIALIZED, dg.AssetPartitionStatus.FAILED)
 # The source resources and the tables each must hold for its extracts to work.
 SOURCE_TABLES = {"crm_db": ("customers", "interactions"), "orders_db": ("orders", "order_items")}
 
@@ -237,16 +238,16 @@ def late_change_partitions(
     chain: Chain, days: Sequence[str], now: datetime, instance: dg.DagsterInstance
 ) -> PartitionKeys:
     """Everything a late change to these days of orders reaches: the day's hours of every
-    extract of the orders source, and every partition downstream of them that has been built
-    (one function, from the partition mappings of the definitions)."""
+    extract of the orders source, and every partition downstream of them that has run
+    (materialized, or failed: rebuilt too), from the partition mappings of the definitions."""
     hours = [hour for day in days for hour in chain.partitions.hours_of_day(day)]
     extracts = [k for k in chain.lineage.requiring("orders_db") if k in chain.hourly]
 
-    def built(key: dg.AssetKey, keys: list[str]) -> list[str]:
+    def ran(key: dg.AssetKey, keys: list[str]) -> list[str]:
         status = instance.get_status_by_partition(key, keys, chain.lineage.partitions_def(key))
-        return [k for k in keys if (status or {}).get(k) == dg.AssetPartitionStatus.MATERIALIZED]
+        return [k for k in keys if (status or {}).get(k) in RAN]
 
-    return chain.lineage.downstream_partitions({key: hours for key in extracts}, now, built)
+    return chain.lineage.downstream_partitions({key: hours for key in extracts}, now, ran)
 
 
 def late_data_request(

@@ -136,6 +136,32 @@ class Platform:
             self.partitions.hours_of_day(str(last or first))[-1],
         )
 
+    def run_backfill(self, partitions: dict[str, list[str]]) -> int:
+        """Execute a backfill's partitions as the backfill daemon plans them: assets in
+        dependency order, each contiguous range of partitions one run, consecutive assets with
+        the same partitions together; returns the number of runs."""
+        runs, group, group_keys = 0, [], None
+        for key in [k.to_user_string() for k in self.lineage.keys]:
+            keys = partitions.get(key)
+            if not keys:
+                continue
+            if group and keys != group_keys:
+                runs += self._run_ranges(group, group_keys)
+                group = []
+            group.append(key)
+            group_keys = keys
+        if group:
+            runs += self._run_ranges(group, group_keys)
+        return runs
+
+    def _run_ranges(self, assets: list[str], keys: list[str]) -> int:
+        partitions_def = self.lineage.partitions_def(dg.AssetKey.from_user_string(assets[0]))
+        subset = partitions_def.subset_with_partition_keys(keys)
+        ranges = subset.get_partition_key_ranges(partitions_def)
+        for key_range in ranges:
+            self.materialize(assets, key_range.start, key_range.end)
+        return len(ranges)
+
     def materialize_days(self, first: date, last: date, raise_on_error: bool = True):
         """The whole chain for a range of days: hourly orders first, then the daily chain."""
         self.materialize(HOURLY, *self.hours(first, last))
@@ -158,7 +184,7 @@ def platform_at(
     )
 
 
-def generate_sources(directory: Path, days: int, orders_per_day: int) -> None:
+def generate_sources(directory: Path, days: int, orders_per_day: int, start: date = START) -> None:
     """crm.db and orders.db in `directory`, written by the `shopsmart-demo` command."""
     from shopsmart_assets.demo.cli import main as demo_main
 
@@ -170,7 +196,7 @@ def generate_sources(directory: Path, days: int, orders_per_day: int) -> None:
                 "--orders-url",
                 f"sqlite:///{directory}/orders.db",
                 "--start-date",
-                str(START),
+                str(start),
                 "--days",
                 str(days),
                 "--orders-per-day",

@@ -20,11 +20,11 @@ import pytest
 RATE_CENTS = {"USD": 100, "EUR": 108, "GBP": 127, "CAD": 73}
 
 EXPECTED_VALID_SQL = """
-WITH versions AS (
+WITH versions AS MATERIALIZED (
   SELECT *, ROW_NUMBER() OVER (PARTITION BY order_id ORDER BY updated_at DESC, status) AS v
   FROM orders WHERE ordered_at >= :lo AND ordered_at < :hi AND order_id IS NOT NULL),
-latest AS (SELECT * FROM versions WHERE v = 1),
-lines AS (
+latest AS MATERIALIZED (SELECT * FROM versions WHERE v = 1),
+lines AS MATERIALIZED (
   SELECT i.*, ROW_NUMBER() OVER (PARTITION BY i.order_id, i.line_no) AS copy
   FROM order_items i WHERE i.order_id IN (SELECT order_id FROM latest))
 SELECT count(*),

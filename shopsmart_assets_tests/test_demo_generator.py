@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import sqlite3
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -134,3 +135,56 @@ def test_timezone_moves_trading_hours(tmp_path):
         )
     # Days start at midnight New York time, 05:00 UTC.
     assert first >= datetime(2026, 1, 1, 5, tzinfo=ZoneInfo("UTC")).replace(tzinfo=None)
+
+
+@pytest.mark.parametrize(
+    ("start", "zone", "hours"),
+    [
+        # 2026-03-06 .. 03-09 in New York: the 8th has 23 hours (the example of issue 9)
+        ("2026-03-06", "America/New_York", 24 + 24 + 23 + 24),
+        # 2026-10-31 .. 11-03: the 1st has 25
+        ("2026-10-31", "America/New_York", 24 + 25 + 24 + 24),
+        # Lord Howe Island moves its clocks by half an hour: 23.5 and 24.5 hour days
+        ("2026-04-04", "Australia/Lord_Howe", 24 + 24 + 24 + 24),
+    ],
+)
+def test_generator_covers_dst_days_hour_by_hour(tmp_path, start, zone, hours):
+    """Whole local days across a DST change: every real hour once, none twice, none skipped
+    (the spring-forward night used to crash on a duplicate hour)."""
+    run_at = [
+        "--crm-url",
+        f"sqlite:///{tmp_path / 'crm.db'}",
+        "--orders-url",
+        f"sqlite:///{tmp_path / 'orders.db'}",
+        "--start-date",
+        start,
+        "--days",
+        "4",
+        "--orders-per-day",
+        "200",
+        "--timezone",
+        zone,
+    ]
+    assert demo_main(run_at) == 0
+    with sqlite3.connect(tmp_path / "orders.db") as c:
+        generated = [
+            datetime.fromisoformat(r[0]).replace(tzinfo=ZoneInfo("UTC"))
+            for r in c.execute("SELECT hour_start FROM demo_generated_hours ORDER BY 1")
+        ]
+        first_order, last_order = c.execute(
+            "SELECT min(ordered_at), max(ordered_at) FROM orders"
+        ).fetchone()
+    local = ZoneInfo(zone)
+    day0 = datetime.fromisoformat(start).replace(tzinfo=local)
+    day4 = datetime.fromisoformat(start).replace(tzinfo=local) + timedelta(days=4)
+    span = day4.astimezone(ZoneInfo("UTC")) - day0.astimezone(ZoneInfo("UTC"))
+    assert len(generated) == len(set(generated)) == math.ceil(span.total_seconds() / 3600)
+    if zone == "America/New_York":
+        assert len(generated) == hours
+    # consecutive UTC hours from the first local midnight, nothing outside the four days
+    assert generated[0] == day0.astimezone(ZoneInfo("UTC"))
+    assert all(b - a == timedelta(hours=1) for a, b in zip(generated, generated[1:], strict=False))
+    assert datetime.fromisoformat(first_order).replace(tzinfo=ZoneInfo("UTC")) >= generated[0]
+    assert datetime.fromisoformat(last_order).replace(tzinfo=ZoneInfo("UTC")) < day4.astimezone(
+        ZoneInfo("UTC")
+    ) + timedelta(hours=1)

@@ -1,24 +1,35 @@
-"""End to end, the way users work: a real `dagster dev` (webserver + daemon) with its own
-DAGSTER_HOME on a free port of 127.0.0.1, a partition backfill of the whole chain launched
-with the GraphQL mutation the UI's backfill launcher uses, and a failure alerted to a local
-Slack-compatible server by the daemon's run-failure sensor."""
+"""End to end, the way users work, on a real `dagster dev` (webserver + daemon) with its own
+DAGSTER_HOME on free ports of 127.0.0.1:
+
+1. the project is built into a wheel and installed on its own; its `shopsmart-backfill`
+   (nothing read from the source tree) starts Dagster by itself and backfills the whole chain
+   for a day through the UI's GraphQL mutation;
+2. a day whose orders were never extracted fails, and Slack hears about it exactly once;
+3. the daemon itself heals it: once `recovery_sensor` is turned on (as in the UI), it launches
+   one backfill of the failed day, the daemon runs it, and the day reconciles with the sources.
+The data is dated yesterday and the day before, since recovery watches the last days.
+"""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from shopsmart_assets.backfill import LAUNCH
-from shopsmart_assets.backfill import main as backfill_main
+from shopsmart_assets.backfill import wait as backfill_wait
 from shopsmart_assets.devserver import dagster_dev, graphql, is_up
+from shopsmart_assets.recovery import RECOVERY_TAG
 from shopsmart_assets_tests import reconcile
 from shopsmart_assets_tests.conftest import (
     DAILY,
     HOURLY,
-    START,
     files_containing,
     generate_sources,
     listening_sockets,
@@ -27,8 +38,17 @@ from shopsmart_assets_tests.slack_server import SlackServer
 
 pytestmark = [pytest.mark.spark, pytest.mark.e2e]
 
+ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "xoxb-e2e-secret-9876543210"
-DAY1, DAY2, DAY3 = (START + timedelta(days=k) for k in range(3))
+START_SENSOR = """
+mutation Start($selector: SensorSelector!) {
+  startSensor(sensorSelector: $selector) {
+    __typename
+    ... on Sensor { sensorState { status } }
+    ... on PythonError { message }
+  }
+}
+"""
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -36,45 +56,91 @@ def listening_addresses(port: int) -> set[str]:
     return {address for address, bound, _ in listening_sockets() if bound == port}
 
 
-def test_ui_backfill_of_the_whole_chain_and_a_slack_alert(tmp_path):
+def install_wheel(root: Path) -> Path:
+    """Build the project's wheel and install it, without its dependencies (this environment
+    has them), into a directory of its own; returns that directory."""
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    built = subprocess.run(
+        [*pip, "wheel", "--no-deps", "-w", str(root / "dist"), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    [wheel] = (root / "dist").glob("shopsmart_assets-*.whl")
+    target = root / "installed"
+    done = subprocess.run(
+        [*pip, "install", "--no-deps", "--target", str(target), str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return target
+
+
+def materialized(instance: dg.DagsterInstance, key: str) -> set[str]:
+    return instance.get_materialized_partitions(dg.AssetKey.from_user_string(key))
+
+
+def test_wheel_backfill_failure_alert_and_recovery_by_the_daemon(tmp_path):
+    today = datetime.now(timezone.utc).date()
+    day1, day2 = today - timedelta(days=2), today - timedelta(days=1)
     data, home = tmp_path / "data", tmp_path / "home"
     sources = data / "sources"
-    generate_sources(sources, days=2, orders_per_day=150)
+    generate_sources(sources, days=2, orders_per_day=150, start=day1)
+    installed = install_wheel(tmp_path)
+
     with SlackServer(TOKEN) as slack:
         env = {
             "SHOPSMART_DATA_DIR": str(data),
             "SHOPSMART_TIMEZONE": "UTC",
-            "SHOPSMART_START_DATE": str(START),
+            "SHOPSMART_START_DATE": str(day1),
             "SLACK_BOT_TOKEN": TOKEN,
             "SHOPSMART_SLACK_API_URL": slack.url,
             "SHOPSMART_SLACK_CHANNEL": "#e2e-alerts",
             "SHOPSMART_UI_URL": "http://ui.shopsmart.test",
         }
+
+        # 1. the installed command, outside the source tree, starts its own Dagster
+        wheel_env = {
+            **os.environ,
+            **env,
+            "DAGSTER_HOME": str(home),
+            "PYTHONPATH": str(installed),
+        }
+        where = subprocess.run(
+            [sys.executable, "-c", "import shopsmart_assets; print(shopsmart_assets.__file__)"],
+            env=wheel_env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert where.stdout.startswith(str(installed)), where.stdout + where.stderr
+        command = [str(installed / "bin" / "shopsmart-backfill"), "--from", str(day1)]
+        backfill = subprocess.run(
+            [*command, "--to", str(day1), "--url", "http://127.0.0.1:9"],
+            env=wheel_env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert backfill.returncode == 0, backfill.stdout[-3000:] + backfill.stderr[-3000:]
+        assert "starting dagster dev" in backfill.stdout and "succeeded" in backfill.stdout
+        reconcile.assert_lake_reconciles(
+            data / "lake", sources / "crm.db", sources / "orders.db", day1
+        )
+
         with dagster_dev(home, env=env) as url:
             # the UI listens on loopback only, unless told otherwise
             assert listening_addresses(int(url.rsplit(":", 1)[1])) == {"127.0.0.1"}
-            # the one-command backfill, talking to this Dagster like `make backfill` does
-            assert backfill_main(["--from", str(DAY1), "--to", str(DAY2), "--url", url]) == 0
-
             instance = dg.DagsterInstance.from_config(str(home))
-            for key in DAILY:
-                assert instance.get_materialized_partitions(dg.AssetKey.from_user_string(key)) == {
-                    str(DAY1),
-                    str(DAY2),
-                }, key
-            for key in HOURLY:
-                assert (
-                    len(instance.get_materialized_partitions(dg.AssetKey.from_user_string(key)))
-                    == 48
-                ), key
-            [backfill] = instance.get_backfills()  # recorded in the instance, like the UI's
-            assert {k.to_user_string() for k in backfill.asset_selection} == set(DAILY + HOURLY)
-            for day in (DAY1, DAY2):
-                reconcile.assert_lake_reconciles(
-                    data / "lake", sources / "crm.db", sources / "orders.db", day
-                )
+            [first] = instance.get_backfills()  # recorded in the instance, like the UI's
+            assert {k.to_user_string() for k in first.asset_selection} == set(DAILY + HOURLY)
 
-            # A day whose orders were never extracted: the run fails, Slack hears once.
+            # 2. a day whose orders were never extracted: the run fails, Slack hears once
             failing = graphql(
                 url,
                 LAUNCH,
@@ -83,7 +149,7 @@ def test_ui_backfill_of_the_whole_chain_and_a_slack_alert(tmp_path):
                         "partitionsByAssets": [
                             {
                                 "assetKey": {"path": ["lake", "purchases"]},
-                                "partitions": {"range": {"start": str(DAY3), "end": str(DAY3)}},
+                                "partitions": {"range": {"start": str(day2), "end": str(day2)}},
                             }
                         ]
                     }
@@ -91,17 +157,52 @@ def test_ui_backfill_of_the_whole_chain_and_a_slack_alert(tmp_path):
             )
             assert failing["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess"
             slack.wait_for_messages(1, timeout=240)
-            time.sleep(40)  # another sensor interval: still exactly one message
+
+            # 3. recovery, turned on as in the UI, by the daemon alone
+            started = graphql(
+                url,
+                START_SENSOR,
+                {
+                    "selector": {
+                        "repositoryLocationName": "shopsmart",
+                        "repositoryName": "__repository__",
+                        "sensorName": "recovery_sensor",
+                    }
+                },
+            )["startSensor"]
+            assert started["__typename"] == "Sensor", started
+            recovery = wait_for_recovery_backfill(instance, timeout=300)
+            state = backfill_wait(url, recovery.backfill_id, timeout=900, poll=3)
+            assert state["status"] in {"COMPLETED", "COMPLETED_SUCCESS"}, state
             assert len(slack.messages) == 1, [m["text"] for m in slack.messages]
             assert slack.rejected == []
-            [message] = slack.messages
+            for key in DAILY:
+                assert materialized(instance, key) == {str(day1), str(day2)}, key
+            for key in HOURLY:
+                assert len(materialized(instance, key)) == 48, key
             instance.dispose()
         assert not is_up(url)  # dagster dev and its process group are gone
 
+    [message] = slack.messages
     text = message["text"]
     assert message["channel"] == "#e2e-alerts"
-    assert "Assets: lake/purchases" in text and f"Partitions: {DAY3}" in text
-    assert f"needs raw/orders for {DAY3} hour 00" in text
+    assert "Assets: lake/purchases" in text and f"Partitions: {day2}" in text
+    assert f"needs raw/orders partition {day2}-00:00" in text
     assert "Run: http://ui.shopsmart.test/runs/" in text
+    for day in (day1, day2):
+        reconcile.assert_lake_reconciles(
+            data / "lake", sources / "crm.db", sources / "orders.db", day
+        )
     assert files_containing(home, TOKEN) == []
     assert files_containing(data, TOKEN) == []
+
+
+def wait_for_recovery_backfill(instance: dg.DagsterInstance, timeout: float):
+    """The backfill the recovery sensor launches (tagged shopsmart/recovery=outage)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [b for b in instance.get_backfills() if b.tags.get(RECOVERY_TAG) == "outage"]
+        if found:
+            return found[0]
+        time.sleep(2)
+    raise AssertionError(f"recovery_sensor launched no backfill within {timeout}s")

@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from shopsmart_assets.definitions import defs
+from shopsmart_assets.definitions import build_definitions
 from shopsmart_assets.workers import SPARK_POOL
 from shopsmart_assets_tests import reconcile
 from shopsmart_assets_tests.conftest import START, generate_sources, materialize_cli
@@ -114,10 +114,10 @@ def test_independent_extractions_run_in_parallel(cli_runs):
 
 
 def test_spark_steps_use_the_spark_pool_and_bigger_workers():
-    graph = defs.resolve_asset_graph()
+    assets = build_definitions().get_repository_def().assets_defs_by_key
     spark_assets = {"lake/purchases", "features/customer_features"}
-    for key in graph.get_all_asset_keys():
-        op = graph.get(key).assets_def.op
+    for key, assets_def in assets.items():
+        op = assets_def.op
         k8s = json.loads(op.tags["dagster-k8s/config"])  # Dagster stores dict tags as JSON
         requests = k8s["container_config"]["resources"]["requests"]
         if key.to_user_string() in spark_assets:

@@ -59,20 +59,7 @@ def tick_recovery_sensor(p: Platform) -> dg.SensorResult:
 def requested(request: dg.RunRequest) -> dict[str, list[str]]:
     """The backfill's partitions by asset, as plain strings."""
     assert request.asset_graph_subset is not None, "expected a backfill request"
-    return {k.to_user_string(): sorted(v) for k, v in requested_partitions(request).items()}
-
-
-def run_backfill(p: Platform, partitions: dict[str, list[str]]) -> None:
-    """Execute a backfill's partitions in dependency order: hourly extracts, then each daily
-    asset over its days, each contiguous range as one run (the backfill daemon's plan)."""
-    hourly = sorted({k for key in HOURLY for k in partitions.get(key, [])})
-    if hourly:
-        p.materialize([k for k in HOURLY if k in partitions], hourly[0], hourly[-1])
-    daily = [key for key in DAILY if key in partitions]
-    days = sorted({d for key in daily for d in partitions[key]})
-    for day in days:
-        p.materialize([key for key in daily if day in partitions[key]], day)
-    return days
+    return {k.to_user_string(): v for k, v in requested_partitions(request).items()}
 
 
 def crm_runs_failing(p: Platform, crm: SourceDatabase, days) -> list[str]:
@@ -126,7 +113,7 @@ def test_crm_outage_of_two_days_is_alerted_then_recovered_by_one_backfill(platfo
     partitions = requested(request)
     assert partitions == {key: [str(DAY2), str(DAY3)] for key in DAILY}
 
-    run_backfill(platform, partitions)
+    platform.run_backfill(partitions)
     for day in (DAY1, DAY2, DAY3):
         reconcile.assert_lake_reconciles(
             platform.root / "lake", platform.root / "crm.db", platform.root / "orders.db", day
@@ -224,7 +211,7 @@ def test_late_order_changes_rebuild_exactly_what_they_reach(platform: Platform):
     )
     assert isinstance(again, dg.SkipReason)
 
-    run_backfill(platform, partitions)
+    platform.run_backfill(partitions)
     for day in (DAY1, DAY2, DAY3):
         reconcile.assert_lake_reconciles(
             platform.root / "lake", platform.root / "crm.db", platform.root / "orders.db", day

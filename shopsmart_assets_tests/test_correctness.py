@@ -1,0 +1,205 @@
+"""Correct on every calendar day and robust to any single row, through the whole chain.
+
+In America/New_York: the fall-back day (25 hours, two of them at 01:00) and the spring-forward
+day (23 hours) run through every asset, and every order of every hour lands exactly once
+(reconciled against the source with SQL and zoneinfo alone, reconcile.py). On the fall-back
+day the source also holds one malformed or absurd value of each kind: each such line is
+quarantined with its reason, its source text kept, and the rest of the day is published. An
+hour that goes missing from the lake afterwards fails the source reconciliation.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from datetime import date
+
+import dagster as dg
+import pytest
+
+from shopsmart_assets.assets.lake import RECONCILES
+from shopsmart_assets.partitions import build_partitions
+from shopsmart_assets_tests import reconcile
+from shopsmart_assets_tests.conftest import DAILY, Platform, platform_at
+
+pytestmark = [pytest.mark.spark, pytest.mark.e2e]
+
+ZONE = "America/New_York"
+FALL_BACK, SPRING_FORWARD = date(2026, 11, 1), date(2026, 3, 8)
+# One bad value of each kind, set on a line of an order placed in the repeated 01:00 hour of
+# the fall-back night (05:00-06:00 UTC is 01:00 EDT, 06:00-07:00 UTC is 01:00 EST).
+BAD_LINES = {
+    "unparseable_unit_price": ("order_items", "unit_price", "'abc'"),
+    "unparseable_quantity": ("order_items", "quantity", "2.5"),
+    "quantity_out_of_range": ("order_items", "quantity", "1000000000000000"),
+    "unit_price_out_of_range": ("order_items", "unit_price", "1e300"),
+    "unparseable_customer_id": ("orders", "customer_id", "'C-42'"),
+}
+
+
+def lake_rows(p: Platform, sql: str) -> list[tuple]:
+    return reconcile.lake_sql(p.root / "lake", sql)
+
+
+def spoil(p: Platform) -> dict[str, tuple[int, int]]:
+    """Write one bad value of each kind into the orders source, each on its own order of the
+    fall-back night; returns the (order_id, line_no) of each reason."""
+    spoiled = {}
+    with sqlite3.connect(p.root / "orders.db") as db:
+        orders = [
+            r[0]
+            for r in db.execute(
+                "SELECT DISTINCT o.order_id FROM orders o WHERE o.ordered_at >= "
+                "'2026-11-01 05:00:00' AND o.ordered_at < '2026-11-01 07:00:00' AND "
+                "o.currency IN ('USD', 'EUR', 'GBP', 'CAD') AND o.customer_id < 900000000 "
+                "ORDER BY o.order_id"
+            )
+        ]
+        assert len(orders) >= len(BAD_LINES)
+        for (reason, (table, column, value)), order_id in zip(
+            BAD_LINES.items(), orders, strict=False
+        ):
+            if table == "orders":
+                db.execute(f"UPDATE orders SET {column} = {value} WHERE order_id = ?", (order_id,))
+            else:
+                db.execute(
+                    f"UPDATE order_items SET {column} = {value} WHERE order_id = ? AND line_no = 1",
+                    (order_id,),
+                )
+            spoiled[reason] = (order_id, 1)
+    return spoiled
+
+
+@pytest.fixture(scope="module")
+def fall_back(tmp_path_factory, spark) -> Iterator[tuple[Platform, dict]]:
+    with dg.instance_for_test() as instance:
+        p = platform_at(
+            tmp_path_factory.mktemp("fall-back"),
+            instance,
+            build_partitions(str(FALL_BACK - date.resolution), ZONE),
+        )
+        p.generate(FALL_BACK - date.resolution, days=2, orders_per_day=150)
+        spoiled = spoil(p)
+        p.materialize_days(FALL_BACK - date.resolution, FALL_BACK)
+        yield p, spoiled
+
+
+@pytest.fixture(scope="module")
+def spring_forward(tmp_path_factory, spark) -> Iterator[Platform]:
+    with dg.instance_for_test() as instance:
+        p = platform_at(
+            tmp_path_factory.mktemp("spring-forward"),
+            instance,
+            build_partitions(str(SPRING_FORWARD - date.resolution), ZONE),
+        )
+        p.generate(SPRING_FORWARD - date.resolution, days=2, orders_per_day=150)
+        p.materialize_days(SPRING_FORWARD - date.resolution, SPRING_FORWARD)
+        yield p
+
+
+def test_the_fall_back_day_lands_every_order_of_its_25_hours_exactly_once(fall_back):
+    p, _ = fall_back
+    hours = sorted(d.name for d in (p.root / "lake/raw/orders" / f"date={FALL_BACK}").iterdir())
+    assert len(hours) == 25 and {"hour=0100-0400", "hour=0100-0500"} <= set(hours)
+    for day in (FALL_BACK - date.resolution, FALL_BACK):
+        lines = reconcile.assert_lake_reconciles(
+            p.root / "lake", p.root / "crm.db", p.root / "orders.db", day, tz=ZONE
+        )
+        assert lines > 100
+    # the second 01:00 hour really had orders, and they are in the curated day
+    [(repeated,)] = lake_rows(
+        p,
+        f"SELECT count(*) FROM read_parquet('LAKE/raw/orders/date={FALL_BACK}/hour=0100-0500/*')",
+    )
+    assert repeated > 0
+
+
+def test_the_spring_forward_day_has_23_hours_and_lands_every_order(spring_forward):
+    p = spring_forward
+    hours = sorted(
+        d.name for d in (p.root / "lake/raw/orders" / f"date={SPRING_FORWARD}").iterdir()
+    )
+    assert len(hours) == 23 and "hour=0200-0500" not in hours
+    for day in (SPRING_FORWARD - date.resolution, SPRING_FORWARD):
+        reconcile.assert_lake_reconciles(
+            p.root / "lake", p.root / "crm.db", p.root / "orders.db", day, tz=ZONE
+        )
+
+
+@pytest.mark.parametrize("which", ["fall_back", "spring_forward"])
+def test_every_asset_ran_through_both_days(which, request):
+    found = request.getfixturevalue(which)
+    p = found[0] if isinstance(found, tuple) else found
+    day = FALL_BACK if which == "fall_back" else SPRING_FORWARD
+    for key in DAILY:
+        assert p.instance.get_materialized_partitions(dg.AssetKey.from_user_string(key)) == {
+            str(day - date.resolution),
+            str(day),
+        }, key
+    [(customers,)] = lake_rows(
+        p, f"SELECT count(*) FROM read_parquet('LAKE/features/customer_features/date={day}/*')"
+    )
+    assert customers > 100
+
+
+def test_each_bad_value_is_quarantined_with_its_reason_and_kept_as_text(fall_back):
+    p, spoiled = fall_back
+    quarantined = {
+        (order_id, line_no): (reason, unparsed)
+        for order_id, line_no, reason, unparsed in lake_rows(
+            p,
+            "SELECT order_id, line_no, reason, unparsed_values FROM read_parquet("
+            f"'LAKE/quarantine/purchases/date={FALL_BACK}/*.parquet')",
+        )
+    }
+    for reason, line in spoiled.items():
+        assert quarantined[line][0] == reason, (reason, line, quarantined.get(line))
+    assert json.loads(quarantined[spoiled["unparseable_unit_price"]][1]) == {"unit_price": "abc"}
+    assert json.loads(quarantined[spoiled["unparseable_quantity"]][1]) == {"quantity": "2.5"}
+    # the raw zone keeps the source value as it was
+    [(kept,)] = lake_rows(
+        p,
+        "SELECT unparsed_values FROM read_parquet("
+        f"'LAKE/raw/order_items/date={FALL_BACK}/*/*.parquet') "
+        f"WHERE order_id = {spoiled['unparseable_unit_price'][0]} AND line_no = 1",
+    )
+    assert json.loads(kept) == {"unit_price": "abc"}
+    # the run tells what it kept as text, and the day's metadata counts it
+    record = p.instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey(["lake", "purchases"]), asset_partitions=[str(FALL_BACK)]
+        ),
+        limit=1,
+    ).records[0]
+    reasons = record.asset_materialization.metadata["quarantine_reasons"].value
+    for reason in spoiled:
+        assert reasons[reason] >= 1, reasons
+
+
+def test_an_hour_missing_from_the_lake_fails_the_source_check_and_publishes_nothing(fall_back):
+    """The old failure mode: the second 01:00 hour overwritten by an empty one. The raw zone
+    no longer matches the source, so the blocking check fails and the day stays as it was."""
+    p, _ = fall_back
+    hour = p.root / "lake/raw/orders" / f"date={FALL_BACK}" / "hour=0100-0500"
+    saved = p.root / "saved-hour"
+    shutil.move(hour, saved)
+    shutil.copytree(p.root / "lake/raw/orders" / f"date={FALL_BACK}" / "hour=0000-0400", hour)
+    before = lake_rows(
+        p, f"SELECT count(*) FROM read_parquet('LAKE/curated/purchases/date={FALL_BACK}/*')"
+    )
+    try:
+        result = p.materialize(["lake/purchases"], str(FALL_BACK), raise_on_error=False)
+        assert not result.success
+        [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == RECONCILES]
+        assert not check.passed
+        difference = check.metadata["first_difference"].value
+        assert f"raw/orders {FALL_BACK}-01:00-0500: source" in difference, difference
+        after = lake_rows(
+            p, f"SELECT count(*) FROM read_parquet('LAKE/curated/purchases/date={FALL_BACK}/*')"
+        )
+        assert after == before
+    finally:
+        shutil.rmtree(hour)
+        shutil.move(saved, hour)
