@@ -115,6 +115,19 @@ def automation_on() -> bool:
     return (_env("SHOPSMART_AUTOMATION") or "off").lower() in {"on", "true", "1", "yes"}
 
 
+def source_retry_delay() -> float:
+    """SHOPSMART_SOURCE_RETRY_DELAY: seconds before the first retry of a step that reads a
+    source (then ×3 and ×7, each ± the same), default 2."""
+    raw = _env("SHOPSMART_SOURCE_RETRY_DELAY") or "2"
+    try:
+        delay = float(raw)
+    except ValueError as error:
+        raise ValueError(f"SHOPSMART_SOURCE_RETRY_DELAY must be seconds, got {raw!r}") from error
+    if delay < 0:
+        raise ValueError(f"SHOPSMART_SOURCE_RETRY_DELAY must not be negative, got {raw!r}")
+    return delay
+
+
 def recovery_days() -> int:
     """SHOPSMART_RECOVERY_DAYS: how many past days the recovery and late-data sensors watch."""
     raw = _env("SHOPSMART_RECOVERY_DAYS") or "7"

@@ -7,7 +7,10 @@ DAGSTER_HOME on free ports of 127.0.0.1:
 2. a day whose orders were never extracted fails, and Slack hears about it exactly once;
 3. the daemon itself heals it: once `recovery_sensor` is turned on (as in the UI), it launches
    one backfill of the failed day, the daemon runs it, and the day reconciles with the sources.
-The data is dated yesterday and the day before, since recovery watches the last days.
+The data is dated yesterday and the day before, since recovery watches the last days. The
+Spark steps run through the test run's Spark Connect server (as a production deployment
+would), so that each step connects in about a second instead of starting a JVM of its own;
+local mode is what every other chain test runs.
 """
 
 from __future__ import annotations
@@ -35,8 +38,9 @@ from shopsmart_assets_tests.conftest import (
     listening_sockets,
 )
 from shopsmart_assets_tests.slack_server import SlackServer
+from shopsmart_assets_tests.spark_services import SparkService, spark_connect  # noqa: F401
 
-pytestmark = [pytest.mark.spark, pytest.mark.e2e]
+pytestmark = [pytest.mark.spark, pytest.mark.e2e, pytest.mark.spark_services]
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "xoxb-e2e-secret-9876543210"
@@ -83,7 +87,10 @@ def materialized(instance: dg.DagsterInstance, key: str) -> set[str]:
     return instance.get_materialized_partitions(dg.AssetKey.from_user_string(key))
 
 
-def test_wheel_backfill_failure_alert_and_recovery_by_the_daemon(tmp_path):
+def test_wheel_backfill_failure_alert_and_recovery_by_the_daemon(
+    tmp_path: Path,
+    spark_connect: SparkService,  # noqa: F811
+):
     today = datetime.now(timezone.utc).date()
     day1, day2 = today - timedelta(days=2), today - timedelta(days=1)
     data, home = tmp_path / "data", tmp_path / "home"
@@ -100,6 +107,7 @@ def test_wheel_backfill_failure_alert_and_recovery_by_the_daemon(tmp_path):
             "SHOPSMART_SLACK_API_URL": slack.url,
             "SHOPSMART_SLACK_CHANNEL": "#e2e-alerts",
             "SHOPSMART_UI_URL": "http://ui.shopsmart.test",
+            "SHOPSMART_SPARK_REMOTE": spark_connect.url,
         }
 
         # 1. the installed command, outside the source tree, starts its own Dagster

@@ -176,10 +176,10 @@ def test_upstream_partitions_come_from_the_declared_mapping_and_a_missing_one_is
         for key in partitions.hours_of_day("2026-03-08")[:-1]:
             dg.materialize([hourly], partition_key=key, instance=instance, resources={"lake": lake})
         with pytest.raises(
-            MissingPartitionError,
+            dg.Failure,
             match=r"curated/d 2026-03-08 needs raw/t "
             r"partition 2026-03-08-23:00, which is not in the lake",
-        ):
+        ) as failure:
             dg.materialize(
                 [hourly, daily],
                 selection=[daily],
@@ -187,6 +187,8 @@ def test_upstream_partitions_come_from_the_declared_mapping_and_a_missing_one_is
                 instance=instance,
                 resources={"lake": lake},
             )
+        assert isinstance(failure.value.__cause__, MissingPartitionError)
+        assert failure.value.allow_retries is False  # waiting would not bring it
         dg.materialize(
             [hourly], partition_key="2026-03-08-23:00", instance=instance, resources={"lake": lake}
         )

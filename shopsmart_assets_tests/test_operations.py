@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,44 +18,20 @@ import pytest
 
 from shopsmart_assets.definitions import build_definitions
 from shopsmart_assets.workers import SPARK_POOL
-from shopsmart_assets_tests import reconcile
-from shopsmart_assets_tests.conftest import START, generate_sources, materialize_cli
+from shopsmart_assets_tests import reconcile, spark_services
+from shopsmart_assets_tests.conftest import START, generate_sources
 
 ROOT = Path(__file__).resolve().parents[1]
-DAYS = [START + timedelta(days=k) for k in range(3)]
-SPARK_CHAIN = "raw/crm_customers,raw/crm_interactions,lake/purchases,features/customer_features"
-
-
-def cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return materialize_cli(env, cwd, *args)
+DAYS = [START + timedelta(days=k) for k in range(2)]
+# The daily chain for two days through the `dagster` command line, shared with the Spark
+# service tests (they compare their lakes with it).
+local_chain = spark_services.local_chain
 
 
 @pytest.fixture(scope="module")
-def cli_runs(tmp_path_factory) -> tuple[Path, dg.DagsterInstance]:
-    root = tmp_path_factory.mktemp("cli")
-    home = root / "home"
-    home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    sources = root / "data" / "sources"
-    generate_sources(sources, days=3, orders_per_day=4000)
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "SHOPSMART_DATA_DIR": str(root / "data"),
-        "SHOPSMART_TIMEZONE": "UTC",
-        "SHOPSMART_START_DATE": str(START),
-    }
-    cli(
-        env,
-        root,
-        "--select",
-        "raw/orders,raw/order_items",
-        "--partition-range",
-        f"{DAYS[0]}-00:00...{DAYS[-1]}-23:00",
-    )
-    cli(env, root, "--select", SPARK_CHAIN, "--partition-range", f"{DAYS[0]}...{DAYS[-1]}")
-    instance = dg.DagsterInstance.from_config(str(home))
-    yield root, instance
+def cli_runs(local_chain: spark_services.LocalChain) -> Iterator[tuple[Path, dg.DagsterInstance]]:
+    instance = dg.DagsterInstance.from_config(str(local_chain.run.home))
+    yield local_chain.run.root, instance
     instance.dispose()
 
 

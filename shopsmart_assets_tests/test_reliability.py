@@ -71,7 +71,11 @@ def crm_runs_failing(p: Platform, crm: SourceDatabase, days) -> list[str]:
     return run_ids
 
 
-def test_crm_outage_of_two_days_is_alerted_then_recovered_by_one_backfill(platform: Platform):
+def test_crm_outage_of_two_days_is_alerted_then_recovered_by_one_backfill(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+):
+    # the backoff is really waited out in test_retries.py; here a tenth of it will do
+    monkeypatch.setenv("SHOPSMART_SOURCE_RETRY_DELAY", "0.2")
     platform.generate(START, days=3, orders_per_day=60)
     platform.materialize(HOURLY, *platform.hours(DAY1, DAY3))
     platform.materialize(DAILY, str(DAY1))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from shopsmart_assets.assets.raw import SOURCE_RETRY
+from shopsmart_assets.assets.raw import source_retry
 from shopsmart_assets.resources import SourceDatabase
 from shopsmart_assets_tests.conftest import START, Platform
 
@@ -57,10 +57,11 @@ def bring_back_after(p: Platform, retries: int, real: Path, offline: Path) -> th
 
 
 def test_policy_is_three_retries_with_exponential_backoff_and_jitter():
-    assert SOURCE_RETRY.max_retries == 3
-    assert SOURCE_RETRY.backoff == dg.Backoff.EXPONENTIAL
-    assert SOURCE_RETRY.jitter == dg.Jitter.PLUS_MINUS
-    delays = [SOURCE_RETRY.calculate_delay(n) for n in (1, 2, 3)]
+    policy = source_retry()
+    assert policy.max_retries == 3
+    assert policy.backoff == dg.Backoff.EXPONENTIAL
+    assert policy.jitter == dg.Jitter.PLUS_MINUS
+    delays = [policy.calculate_delay(n) for n in (1, 2, 3)]
     assert 0 <= delays[0] <= 4 and 4 <= delays[1] <= 8 and 12 <= delays[2] <= 16
 
 

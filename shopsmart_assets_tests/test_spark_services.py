@@ -14,9 +14,10 @@ import duckdb
 import pytest
 
 from shopsmart_assets_tests import spark_services
-from shopsmart_assets_tests.conftest import DAILY, HOURLY, START, generate_sources
+from shopsmart_assets_tests.conftest import DAILY, HOURLY, START
 from shopsmart_assets_tests.spark_services import (
     ChainRun,
+    LocalChain,
     SparkService,
     assert_same_lake,
     listening_addresses,
@@ -27,9 +28,18 @@ from shopsmart_assets_tests.spark_services import (
 pytestmark = [pytest.mark.spark_services, pytest.mark.spark]
 
 LAST = START + timedelta(days=1)
-# The fixtures, from spark_services (class-scoped: one service at a time on 2 cores).
+# The fixtures, from spark_services: the Connect server and the local-mode reference chain are
+# shared by the test run, the cluster lives for its class (one cluster at a time on 2 cores).
 spark_connect = spark_services.spark_connect
 spark_cluster = spark_services.spark_cluster
+local_chain = spark_services.local_chain
+# What the cluster run needs: the Spark assets and the extracts they read.
+SPARK_CHAIN = [
+    "raw/crm_customers",
+    "raw/crm_interactions",
+    "lake/purchases",
+    "features/customer_features",
+]
 
 
 def assert_loopback_only(service: SparkService, expected_processes: int) -> None:
@@ -48,17 +58,15 @@ def report(capsys: pytest.CaptureFixture[str], line: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def sources(local_chain: LocalChain) -> Path:
     """Two days of demo sources (crm.db, orders.db), copied into each run's data dir."""
-    directory = tmp_path_factory.mktemp("sources")
-    generate_sources(directory, days=2, orders_per_day=500)
-    return directory
+    return local_chain.sources
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory: pytest.TempPathFactory, sources: Path) -> ChainRun:
+def local_run(local_chain: LocalChain) -> ChainRun:
     """The reference: hourly orders and the whole daily chain in local mode."""
-    return run_chain(tmp_path_factory.mktemp("local"), sources, HOURLY, DAILY, START, LAST)
+    return local_chain.run
 
 
 def test_the_lake_comparison_sees_a_changed_row(local_run: ChainRun, tmp_path: Path) -> None:
@@ -144,13 +152,13 @@ class TestStandaloneCluster:
             tmp_path,
             sources,
             HOURLY,
-            DAILY,
+            SPARK_CHAIN,
             START,
             LAST,
             raw_orders_from=local_run.lake,
             SHOPSMART_SPARK_MASTER=spark_cluster.url,
         )
-        rows = assert_same_lake(local_run.lake, clustered.lake)
+        rows = assert_same_lake(local_run.lake, clustered.lake, spark_only=True)
         # both Spark steps ran as applications of the cluster, on the worker's executors
         applications = sorted((spark_cluster.state / "work").glob("app-*"))
         assert len(applications) == 2, applications

@@ -11,7 +11,7 @@ from shopsmart_assets.assets.raw import (
     ORDER_ITEMS_KEY,
     ORDERS_KEY,
     SINGLE_RUN,
-    SOURCE_RETRY,
+    source_retry,
 )
 from shopsmart_assets.extract import ORDER_ITEMS, ORDERS
 from shopsmart_assets.observability import count_rows
@@ -55,7 +55,7 @@ def build_lake_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
         partitions_def=partitions.daily,
         backfill_policy=SINGLE_RUN,
         # It counts the source again: a source that blinks is retried like an extract.
-        retry_policy=SOURCE_RETRY,
+        retry_policy=source_retry(),
         group_name="lake",
         kinds={"spark", "parquet"},
         check_specs=[

@@ -4,6 +4,7 @@ from collections import Counter
 
 import dagster as dg
 
+from shopsmart_assets import settings
 from shopsmart_assets.extract import (
     CRM_CUSTOMERS,
     CRM_INTERACTIONS,
@@ -19,12 +20,20 @@ from shopsmart_assets.resources import LakeResource, SourceDatabase
 from shopsmart_assets.resources.lake import lake_table, part_file_name
 from shopsmart_assets.workers import STANDARD_STEP
 
-# Sources fail for passing reasons (restarts, network blips, lock timeouts): retry 3 times
-# with exponential backoff and jitter, about 2 s, 6 s and 14 s later (each ± 2 s), before the
-# step fails, the run fails and Slack is alerted.
-SOURCE_RETRY = dg.RetryPolicy(
-    max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
-)
+
+def source_retry() -> dg.RetryPolicy:
+    """Sources fail for passing reasons (restarts, network blips, lock timeouts): retry 3 times
+    with exponential backoff and jitter, about 2 s, 6 s and 14 s later (each ± 2 s, for the
+    default SHOPSMART_SOURCE_RETRY_DELAY of 2 s), before the step fails, the run fails and Slack
+    is alerted."""
+    return dg.RetryPolicy(
+        max_retries=3,
+        delay=settings.source_retry_delay(),
+        backoff=dg.Backoff.EXPONENTIAL,
+        jitter=dg.Jitter.PLUS_MINUS,
+    )
+
+
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 
 CRM_CUSTOMERS_KEY = dg.AssetKey(["raw", "crm_customers"])
@@ -105,13 +114,14 @@ def extract_partitions(
 
 def build_raw_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
     """The extracts: the CRM daily, the orders hourly."""
+    retry = source_retry()
 
     @dg.asset(
         key=CRM_CUSTOMERS_KEY,
         metadata=raw_table(CRM_CUSTOMERS_KEY),
         partitions_def=partitions.daily,
         backfill_policy=SINGLE_RUN,
-        retry_policy=SOURCE_RETRY,
+        retry_policy=retry,
         group_name="raw",
         kinds={"sql", "parquet"},
         **STANDARD_STEP,
@@ -128,7 +138,7 @@ def build_raw_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
         metadata=raw_table(CRM_INTERACTIONS_KEY),
         partitions_def=partitions.daily,
         backfill_policy=SINGLE_RUN,
-        retry_policy=SOURCE_RETRY,
+        retry_policy=retry,
         group_name="raw",
         kinds={"sql", "parquet"},
         **STANDARD_STEP,
@@ -159,7 +169,7 @@ def build_raw_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
         ],
         partitions_def=partitions.hourly,
         backfill_policy=SINGLE_RUN,
-        retry_policy=SOURCE_RETRY,
+        retry_policy=retry,
         group_name="raw",
         **STANDARD_STEP,
     )

@@ -236,18 +236,20 @@ class LakeResource(dg.ConfigurableResource):
         for_partitions: Sequence[str] | None = None,
     ) -> dict[str, Path]:
         """The directories of the upstream partitions the step reads, by partition key; a
-        missing one stops the step with an error naming the asset, the partition and who
-        needs it."""
+        missing one stops the step (no retries) with an error naming the asset, the partition
+        and who needs it."""
         partitions_def = self.upstream_partitions_def(context, upstream)
         paths = {}
         for partition_key in self.upstream_keys(context, upstream, for_partitions):
             path = self.partition_path(upstream, partitions_def, partition_key)
             if not path.is_dir():
-                raise MissingPartitionError(
+                missing = MissingPartitionError(
                     f"{_names(context)} {_span(for_partitions or context.partition_keys)} "
                     f"needs {upstream.to_user_string()} partition {partition_key}, which is "
                     f"not in the lake ({path}). Materialize it first."
                 )
+                # Waiting will not bring it: fail now, without the step's retries.
+                raise dg.Failure(description=str(missing), allow_retries=False) from missing
             paths[partition_key] = path
         return paths
 

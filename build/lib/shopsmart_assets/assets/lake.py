@@ -1,0 +1,180 @@
+"""Curated zone: validated purchases (Spark), with rejected lines in quarantine."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+from dagster_pyspark import LazyPySparkResource
+
+from shopsmart_assets.assets.raw import (
+    CRM_CUSTOMERS_KEY,
+    ORDER_ITEMS_KEY,
+    ORDERS_KEY,
+    SINGLE_RUN,
+    source_retry,
+)
+from shopsmart_assets.extract import ORDER_ITEMS, ORDERS
+from shopsmart_assets.observability import count_rows
+from shopsmart_assets.partitions import Partitions
+from shopsmart_assets.reconciliation import HourCount, count_hours, describe_mismatches
+from shopsmart_assets.resources import LakeResource, SourceDatabase
+from shopsmart_assets.resources.lake import lake_table
+from shopsmart_assets.transforms.purchases import purchase_lines, split_valid
+from shopsmart_assets.workers import SPARK_STEP
+
+PURCHASES_KEY = dg.AssetKey(["lake", "purchases"])
+QUARANTINE = "quarantine"  # the asset's second table: quarantine/purchases
+RECONCILES = "valid_plus_quarantined_equals_source"
+RAW_INPUTS = (ORDERS_KEY, ORDER_ITEMS_KEY, CRM_CUSTOMERS_KEY)
+
+
+def source_reconciliation(
+    context: dg.AssetExecutionContext, lake: LakeResource, orders_db: SourceDatabase
+) -> dict[str, list[HourCount]]:
+    """Per day of the step, the source's and the raw zone's rows of each hour of orders and
+    order lines, counted now."""
+    counts: dict[str, list[HourCount]] = {}
+    for day in context.partition_keys:
+        day_counts: list[HourCount] = []
+        for key, extraction in ((ORDERS_KEY, ORDERS), (ORDER_ITEMS_KEY, ORDER_ITEMS)):
+            hourly = lake.upstream_partitions_def(context, key)
+            paths = lake.input_paths(context, key, for_partitions=[day])
+            windows = {hour: hourly.time_window_for_partition_key(hour) for hour in paths}
+            day_counts += count_hours(orders_db.get_engine(), extraction, windows, paths)
+        counts[day] = day_counts
+    return counts
+
+
+def build_lake_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
+    """lake/purchases: curated purchases and their quarantine, one Spark step."""
+
+    @dg.asset(
+        key=PURCHASES_KEY,
+        metadata=lake_table("curated", "purchases", quarantine="quarantine/purchases"),
+        deps=list(RAW_INPUTS),
+        partitions_def=partitions.daily,
+        backfill_policy=SINGLE_RUN,
+        # It counts the source again: a source that blinks is retried like an extract.
+        retry_policy=source_retry(),
+        group_name="lake",
+        kinds={"spark", "parquet"},
+        check_specs=[
+            dg.AssetCheckSpec(
+                RECONCILES,
+                asset=PURCHASES_KEY,
+                blocking=True,
+                description="Every order and order line the source holds for each hour of the "
+                "day is in the raw zone (counted again in the source database), and every raw "
+                "order line is either a valid purchase or in quarantine: valid + quarantined "
+                "= source lines, per partition. Nothing is published otherwise.",
+            )
+        ],
+        **SPARK_STEP,
+    )
+    def purchases(
+        context: dg.AssetExecutionContext,
+        pyspark: LazyPySparkResource,
+        lake: LakeResource,
+        orders_db: SourceDatabase,
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        """Order lines that passed validation, deduplicated (latest version of each order, one
+        copy of each line), joined to their order and priced in US dollars (`amount_usd`).
+        Lines that fail go to `quarantine/purchases` with the `reason` (the first rule they
+        break) and, for values the source held unreadably, the source text. Reconciled with
+        the source before anything is published. Spark; a range runs as one Spark job."""
+        counts = source_reconciliation(context, lake, orders_db)
+        behind = {day: c for day, c in counts.items() if not all(h.matches for h in c)}
+        if behind:
+            day, day_counts = next(iter(behind.items()))
+            yield dg.AssetCheckResult(
+                check_name=RECONCILES,
+                passed=False,
+                description=f"the raw zone does not match the source for {', '.join(behind)}",
+                metadata={"first_difference": describe_mismatches(day_counts)},
+            )
+            raise dg.Failure(
+                description=f"lake/purchases {day}: the raw zone does not match the orders "
+                f"source ({describe_mismatches(day_counts)}). Re-extract those hours "
+                "(late_orders_sensor does it by itself); nothing was published.",
+                allow_retries=False,
+            )
+
+        spark = pyspark.spark_session
+        lines = purchase_lines(
+            lake.read_spark(context, spark, ORDERS_KEY),
+            lake.read_spark(context, spark, ORDER_ITEMS_KEY),
+            lake.read_spark(context, spark, CRM_CUSTOMERS_KEY),
+        ).cache()
+        with lake.staging() as staging:
+            yield from _write_reconcile_publish(context, lake, lines, counts, staging)
+
+    return [purchases]
+
+
+def _write_reconcile_publish(
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    lines,
+    counts: dict[str, list[HourCount]],
+    staging: Path,
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    valid, quarantined = split_valid(lines)
+    staged = lake.write_spark_daily(
+        context, PURCHASES_KEY, {None: valid, QUARANTINE: quarantined}, staging
+    )
+    reasons: dict[str, dict[str, int]] = {day: {} for day in context.partition_keys}
+    for row in quarantined.groupBy("date", "reason").count().collect():
+        reasons[row["date"].isoformat()][row["reason"]] = row["count"]
+    lines.unpersist()
+
+    partitions_def = context.assets_def.partitions_def
+    # Reconcile before publishing: nothing reaches the lake unless every line is accounted for.
+    balance = {}
+    for day in context.partition_keys:
+        source_lines = sum(c.source_rows for c in counts[day] if c.table == ORDER_ITEMS.raw_table)
+        valid_rows = count_rows(staged[None][day])
+        quarantined_rows = count_rows(staged[QUARANTINE][day])
+        if source_lines != valid_rows + quarantined_rows:
+            raise RuntimeError(
+                f"lake/purchases {day}: {source_lines} source lines but {valid_rows} valid + "
+                f"{quarantined_rows} quarantined; nothing was published"
+            )
+        balance[day] = (source_lines, valid_rows, quarantined_rows)
+
+    lake.publish_staged(context, PURCHASES_KEY, staged)
+    for day, (source_lines, _, quarantined_rows) in balance.items():
+        lake.record_partition(
+            context,
+            PURCHASES_KEY,
+            day,
+            {
+                "source_rows": source_lines,
+                "quarantined_rows": quarantined_rows,
+                "quarantine_reasons": dg.MetadataValue.json(reasons[day]),
+                "quarantine_path": dg.MetadataValue.path(
+                    str(lake.partition_path(PURCHASES_KEY, partitions_def, day, QUARANTINE))
+                ),
+            },
+        )
+
+    source, ok, bad = (sum(b[i] for b in balance.values()) for i in range(3))
+    yield dg.MaterializeResult(
+        metadata=lake.summary(
+            context,
+            PURCHASES_KEY,
+            ok,
+            source_rows_total=source,
+            quarantined_rows_total=bad,
+            quarantine_table=dg.MetadataValue.path(str(lake.table_dir(PURCHASES_KEY, QUARANTINE))),
+        ),
+    )
+    yield dg.AssetCheckResult(
+        check_name=RECONCILES,
+        passed=True,
+        metadata={
+            "source_rows": source,
+            "valid_rows": ok,
+            "quarantined_rows": bad,
+            "source_hours_checked": sum(len(c) for c in counts.values()) // 2,
+        },
+    )

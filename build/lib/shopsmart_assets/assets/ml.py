@@ -1,0 +1,295 @@
+"""ML: point-in-time training set, the purchase model and the champion."""
+
+import json
+import shutil
+from typing import Any
+
+import dagster as dg
+import joblib
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from shopsmart_assets.assets.features import CUSTOMER_FEATURES_KEY
+from shopsmart_assets.assets.lake import PURCHASES_KEY
+from shopsmart_assets.assets.raw import SINGLE_RUN
+from shopsmart_assets.lineage import LATEST_ONLY
+from shopsmart_assets.partitions import Partitions
+from shopsmart_assets.resources import LakeResource, PromotionPolicy
+from shopsmart_assets.resources.lake import lake_table, part_file_name
+from shopsmart_assets.transforms.features import FEATURE_COLUMNS
+from shopsmart_assets.transforms.training import (
+    LABEL_DAYS,
+    TRAINING_COLUMNS,
+    TRAINING_WINDOW_DAYS,
+    TrainingOutcome,
+    frame_fingerprint,
+    label_examples,
+    should_promote,
+    train_and_evaluate,
+)
+from shopsmart_assets.workers import STANDARD_STEP
+
+TRAINING_SET_KEY = dg.AssetKey(["ml", "training_set"])
+PURCHASE_MODEL_KEY = dg.AssetKey(["ml", "purchase_model"])
+CHAMPION_MODEL_KEY = dg.AssetKey(["ml", "champion_model"])
+MEETS_BAR = "meets_promotion_bar"
+
+# Training-set partition D: features as of D-7, labels from the purchases of D-6 … D.
+FEATURES_OF_LABEL_START = dg.TimeWindowPartitionMapping(
+    start_offset=-LABEL_DAYS, end_offset=-LABEL_DAYS, allow_nonexistent_upstream_partitions=True
+)
+LABEL_WINDOW = dg.TimeWindowPartitionMapping(
+    start_offset=-(LABEL_DAYS - 1), allow_nonexistent_upstream_partitions=True
+)
+# Model partition D: trained on the training sets of the 27 days before D, evaluated on D.
+TRAINING_WINDOW = dg.TimeWindowPartitionMapping(
+    start_offset=-(TRAINING_WINDOW_DAYS - 1), allow_nonexistent_upstream_partitions=True
+)
+
+EXAMPLES_SCHEMA = pa.schema(
+    [
+        ("as_of_date", pa.date32()),
+        ("customer_id", pa.int64()),
+        ("recency_days", pa.float64()),
+        *[(c, pa.float64()) for c in TRAINING_COLUMNS[3:-4]],
+        ("has_valid_email", pa.bool_()),
+        ("segment", pa.string()),
+        ("country", pa.string()),
+        ("label", pa.int64()),
+    ]
+)
+
+
+def _examples_table(examples: pd.DataFrame) -> pa.Table:
+    frame = examples.loc[:, list(TRAINING_COLUMNS)]
+    return pa.Table.from_pandas(frame, schema=EXAMPLES_SCHEMA, preserve_index=False)
+
+
+def _of(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The rows of these upstream partitions, without the `partition` tag."""
+    return frame[frame["partition"].isin(keys)].drop(columns="partition")
+
+
+def _latest_champion(
+    lake: LakeResource, partitions_def: dg.PartitionsDefinition, before: str
+) -> dict[str, Any] | None:
+    """The champion record in force before partition `before` (the newest earlier one)."""
+    earlier = [k for k in partitions_def.get_partition_keys() if k < before]
+    for key in reversed(earlier):
+        path = lake.partition_path(CHAMPION_MODEL_KEY, partitions_def, key) / "champion.json"
+        if path.is_file():
+            record = json.loads(path.read_text())
+            if record.get("model_partition"):
+                return record
+    return None
+
+
+def build_ml_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
+    """The training set, the model and the champion."""
+
+    @dg.asset(
+        key=TRAINING_SET_KEY,
+        metadata=lake_table("features", "training_set"),
+        deps=[
+            dg.AssetDep(CUSTOMER_FEATURES_KEY, partition_mapping=FEATURES_OF_LABEL_START),
+            dg.AssetDep(PURCHASES_KEY, partition_mapping=LABEL_WINDOW),
+        ],
+        partitions_def=partitions.daily,
+        backfill_policy=SINGLE_RUN,
+        group_name="ml",
+        kinds={"pandas", "parquet"},
+        **STANDARD_STEP,
+    )
+    def training_set(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        """Labelled examples whose 7-day label window ends on this day: each customer's
+        features as of 7 days earlier, and `label` = 1 if they made a purchase that stood in
+        the 7 days after. Features never see the label window (no leakage). Empty for the
+        first 7 days."""
+        features = lake.read_pandas(context, CUSTOMER_FEATURES_KEY)
+        later = lake.read_pandas(context, PURCHASES_KEY, columns=["customer_id", "status"])
+        total = 0
+        for key in context.partition_keys:
+            as_of = lake.upstream_keys(context, CUSTOMER_FEATURES_KEY, [key])
+            label_keys = lake.upstream_keys(context, PURCHASES_KEY, [key])
+            if not as_of:
+                examples = pd.DataFrame(columns=list(TRAINING_COLUMNS))
+                window = "no features 7 days earlier: the first labelled day is later"
+            else:
+                day_features = _of(features, as_of).assign(as_of_date=pd.Timestamp(as_of[0]).date())
+                examples = label_examples(
+                    day_features.loc[:, list(FEATURE_COLUMNS)], _of(later, label_keys)
+                )
+                window = f"features as of {as_of[0]}, labels from {label_keys[0]}..{label_keys[-1]}"
+            table = _examples_table(examples)
+            with lake.writing(context, TRAINING_SET_KEY, key) as staged:
+                pq.write_table(table, staged / part_file_name())
+            total += lake.record_partition(
+                context,
+                TRAINING_SET_KEY,
+                key,
+                {
+                    "positive_rate": float(examples["label"].mean()) if len(examples) else 0.0,
+                    "window": window,
+                },
+            )
+        return dg.MaterializeResult(metadata={"rows_total": total})
+
+    @dg.asset(
+        key=PURCHASE_MODEL_KEY,
+        metadata={**lake_table("models", "purchase_model"), **LATEST_ONLY},
+        deps=[dg.AssetDep(TRAINING_SET_KEY, partition_mapping=TRAINING_WINDOW)],
+        partitions_def=partitions.daily,
+        backfill_policy=SINGLE_RUN,
+        group_name="ml",
+        kinds={"scikitlearn"},
+        check_specs=[
+            dg.AssetCheckSpec(
+                MEETS_BAR,
+                asset=PURCHASE_MODEL_KEY,
+                blocking=True,
+                description="The newest model of the run has AUC >= the policy's minimum and is "
+                "no worse than the current champion by more than the allowed margin. A model "
+                "below the bar fails it (ERROR), which blocks ml/champion_model; no model at all "
+                "(too little history) only warns, and the champion stays as it is.",
+            )
+        ],
+        **STANDARD_STEP,
+    )
+    def purchase_model(
+        context: dg.AssetExecutionContext, lake: LakeResource, promotion_policy: PromotionPolicy
+    ):
+        """A gradient-boosted classifier of 'purchases in the next 7 days', trained on the
+        training-set partitions of the 27 days before this one and evaluated out of time on
+        this day's examples. Metadata: AUC, log loss, and the exact partitions and data
+        versions it was trained on. No model while there are too few labelled examples."""
+        examples = lake.read_pandas(context, TRAINING_SET_KEY)
+        outcome: TrainingOutcome | None = None
+        for key in context.partition_keys:
+            window = lake.upstream_keys(context, TRAINING_SET_KEY, [key])
+            frames = {k: _of(examples, [k]) for k in window}
+            versions = {k: frame_fingerprint(f) for k, f in frames.items()}
+            history = [frames[k] for k in window if k != key]
+            train = (
+                pd.concat(history, ignore_index=True)
+                if history
+                else pd.DataFrame(columns=list(TRAINING_COLUMNS))
+            )
+            outcome = train_and_evaluate(train, frames[key])
+            record = {
+                "partition": key,
+                "trained": outcome.trained,
+                "reason": outcome.reason,
+                "metrics": outcome.metrics,
+                "trained_on": versions,
+            }
+            with lake.writing(context, PURCHASE_MODEL_KEY, key) as staged:
+                if outcome.model is not None:
+                    joblib.dump(outcome.model, staged / "model.joblib")
+                (staged / "metrics.json").write_text(json.dumps(record, indent=2, sort_keys=True))
+            context.add_asset_metadata(
+                {
+                    "trained": outcome.trained,
+                    **({"not_trained_because": outcome.reason} if outcome.reason else {}),
+                    **dict(outcome.metrics.items()),
+                    "trained_on": dg.MetadataValue.json(versions),
+                    "lake_path": dg.MetadataValue.path(
+                        str(
+                            lake.partition_path(
+                                PURCHASE_MODEL_KEY, context.assets_def.partitions_def, key
+                            )
+                        )
+                    ),
+                },
+                partition_key=key,
+            )
+
+        newest = context.partition_keys[-1]
+        champion = _latest_champion(lake, context.assets_def.partitions_def, before=newest)
+        champion_auc = champion["auc"] if champion else None
+        candidate_auc = outcome.metrics.get("auc") if outcome else None
+        passed, why = should_promote(
+            candidate_auc,
+            champion_auc,
+            promotion_policy.min_auc,
+            promotion_policy.max_auc_regression,
+        )
+        yield dg.MaterializeResult(metadata={"newest_partition": newest})
+        yield dg.AssetCheckResult(
+            check_name=MEETS_BAR,
+            passed=passed,
+            # No candidate yet (too little labelled history) is a normal state, not an
+            # incident: warn, and let the champion step keep the current champion. A trained
+            # candidate below the bar is an error that blocks promotion, fails the run and
+            # alerts.
+            severity=dg.AssetCheckSeverity.WARN
+            if candidate_auc is None
+            else dg.AssetCheckSeverity.ERROR,
+            description=why
+            if candidate_auc is not None
+            else f"{why}: {outcome.reason if outcome else 'nothing to train'}; the champion stays",
+            metadata={
+                "candidate_auc": candidate_auc if candidate_auc is not None else float("nan"),
+                "champion_auc": champion_auc if champion_auc is not None else float("nan"),
+                "min_auc": promotion_policy.min_auc,
+                "max_auc_regression": promotion_policy.max_auc_regression,
+            },
+        )
+
+    @dg.asset(
+        key=CHAMPION_MODEL_KEY,
+        metadata={**lake_table("models", "champion_model"), **LATEST_ONLY},
+        deps=[PURCHASE_MODEL_KEY],
+        partitions_def=partitions.daily,
+        backfill_policy=SINGLE_RUN,
+        group_name="ml",
+        kinds={"scikitlearn"},
+        **STANDARD_STEP,
+    )
+    def champion_model(
+        context: dg.AssetExecutionContext, lake: LakeResource, promotion_policy: PromotionPolicy
+    ) -> dg.MaterializeResult:
+        """The model in service as of each day. Runs only when ml/purchase_model's blocking
+        check passed; day by day, a trained candidate replaces the champion when it meets the
+        promotion policy, otherwise the previous champion stays."""
+        partitions_def = context.assets_def.partitions_def
+        candidates = lake.input_paths(context, PURCHASE_MODEL_KEY)
+        champion = _latest_champion(lake, partitions_def, before=context.partition_keys[0])
+        promoted_days = 0
+        for key in context.partition_keys:
+            candidate = json.loads((candidates[key] / "metrics.json").read_text())
+            promote, why = should_promote(
+                candidate["metrics"].get("auc"),
+                champion["auc"] if champion else None,
+                promotion_policy.min_auc,
+                promotion_policy.max_auc_regression,
+            )
+            if promote:
+                champion = {"model_partition": key, "auc": candidate["metrics"]["auc"]}
+                promoted_days += 1
+            record = {
+                **(champion or {"model_partition": None, "auc": None}),
+                "promoted": promote,
+                "decision": why,
+            }
+            with lake.writing(context, CHAMPION_MODEL_KEY, key) as staged:
+                if champion:
+                    model_dir = lake.partition_path(
+                        PURCHASE_MODEL_KEY,
+                        lake.upstream_partitions_def(context, PURCHASE_MODEL_KEY),
+                        champion["model_partition"],
+                    )
+                    shutil.copy2(model_dir / "model.joblib", staged / "model.joblib")
+                (staged / "champion.json").write_text(json.dumps(record, indent=2, sort_keys=True))
+            context.add_asset_metadata(
+                {
+                    "champion_partition": str(record["model_partition"]),
+                    "champion_auc": record["auc"] if record["auc"] is not None else float("nan"),
+                    "promoted": promote,
+                    "decision": why,
+                },
+                partition_key=key,
+            )
+        return dg.MaterializeResult(metadata={"promotions": promoted_days})
+
+    return [training_set, purchase_model, champion_model]

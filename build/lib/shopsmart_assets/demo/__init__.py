@@ -1,0 +1,1 @@
+"""Demo source systems: a deterministic CRM and orders database with realistic dirty rows."""

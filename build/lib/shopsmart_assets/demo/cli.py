@@ -1,0 +1,151 @@
+"""`shopsmart-demo`: write (or extend) the demo CRM and orders databases."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+from shopsmart_assets import settings
+from shopsmart_assets.demo.generator import (
+    DemoConfig,
+    create_sources,
+    generate,
+    last_generated_hour,
+)
+from shopsmart_assets.resources.sources import source_engine
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="shopsmart-demo",
+        description=(
+            "Generate ShopSmart's demo source databases: a CRM (customers, interactions) and an "
+            "orders system (orders, order_items, products), with realistic dirty rows. "
+            "Deterministic from --seed. By default writes SQLite files under "
+            "$SHOPSMART_DATA_DIR/sources; any SQLAlchemy URL works, e.g. "
+            "postgresql+psycopg://user:password@host:5432/crm (the database must exist)."
+        ),
+    )
+    parser.add_argument(
+        "--crm-url",
+        help="SQLAlchemy URL of the CRM (default: $SHOPSMART_CRM_URL"
+        " or $SHOPSMART_DATA_DIR/sources/crm.db)",
+    )
+    parser.add_argument(
+        "--orders-url",
+        help="SQLAlchemy URL of the orders database (default: "
+        "$SHOPSMART_ORDERS_URL or $SHOPSMART_DATA_DIR/sources/orders.db)",
+    )
+    parser.add_argument(
+        "--start-date",
+        type=date.fromisoformat,
+        default=None,
+        help="first day to generate (default: $SHOPSMART_START_DATE, 2026-01-01)",
+    )
+    span = parser.add_mutually_exclusive_group()
+    span.add_argument("--days", type=int, help="days to generate (default 14)")
+    span.add_argument("--hours", type=int, help="hours to generate")
+    parser.add_argument(
+        "--orders-per-day",
+        type=int,
+        default=500,
+        help="average orders per day, from a few hundred to millions (default 500)",
+    )
+    parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    parser.add_argument(
+        "--timezone",
+        default=None,
+        help="company time zone for days and trading hours (default: $SHOPSMART_TIMEZONE or UTC)",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--append",
+        action="store_true",
+        help="continue after the last generated hour (new data arriving)",
+    )
+    mode.add_argument(
+        "--reset", action="store_true", help="drop and recreate the source tables first"
+    )
+    return parser
+
+
+def _url(explicit: str | None, var: str, default: str) -> str:
+    import os
+
+    return explicit or os.environ.get(var) or default
+
+
+def _engine(url: str) -> sa.Engine:
+    """An engine for a source URL: SQLite (its directory is created) or PostgreSQL and others
+    by SQLAlchemy URL (`postgresql://` gets the psycopg 3 driver; the databases must exist)."""
+    if url.startswith("sqlite:///"):
+        from pathlib import Path
+
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return source_engine(url)
+
+
+def local_midnight(day: date, tz: str, days_later: int = 0) -> datetime:
+    """The start of a local day, as an aware UTC time (where midnight does not exist, the
+    day's first instant)."""
+    later = day + timedelta(days=days_later)
+    local = datetime(later.year, later.month, later.day, tzinfo=ZoneInfo(tz))
+    return local.astimezone(timezone.utc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    tz = args.timezone or settings.timezone()
+    crm = _engine(_url(args.crm_url, settings.CRM_URL_VAR, settings.default_crm_url()))
+    orders_db = _engine(
+        _url(args.orders_url, settings.ORDERS_URL_VAR, settings.default_orders_url())
+    )
+    create_sources(crm, orders_db, reset=args.reset)
+
+    if args.append:
+        last = last_generated_hour(orders_db)
+        if last is None:
+            print("shopsmart-demo: --append needs an existing source; none found", file=sys.stderr)
+            return 2
+        first_hour = last + timedelta(hours=1)
+    else:
+        start = args.start_date or date.fromisoformat(settings.start_date())
+        first_hour = local_midnight(start, tz)
+    if args.hours is not None:
+        hours = args.hours
+    else:  # whole local days: 23, 24 or 25 hours each (or other counts in odd zones)
+        end = local_midnight(first_hour.astimezone(ZoneInfo(tz)).date(), tz, args.days or 14)
+        hours = math.ceil((end - first_hour).total_seconds() / 3600)
+
+    config = DemoConfig(seed=args.seed, orders_per_day=args.orders_per_day, timezone=tz)
+    report = generate(crm, orders_db, first_hour, hours, config)
+    if report.hours == 0:
+        print(
+            f"shopsmart-demo: nothing to do, all {report.skipped_hours} hours already exist "
+            "(use --reset to regenerate or --append to add more)"
+        )
+        return 0
+    c = report.counts
+    first = report.first_hour.astimezone(ZoneInfo(tz))
+    last = report.last_hour.astimezone(ZoneInfo(tz))
+    print(
+        f"shopsmart-demo: generated {report.hours} hours, {first:%Y-%m-%d %H:%M} .. "
+        f"{last:%Y-%m-%d %H:%M} ({tz}), seed {args.seed}\n"
+        f"  CRM    {crm.url.render_as_string(hide_password=True)}: "
+        f"{c['customers']:,} new customers, {c['interactions']:,} interactions\n"
+        f"  orders {orders_db.url.render_as_string(hide_password=True)}: {c['orders']:,} order "
+        f"rows ({c['duplicate_orders']:,} duplicates), {c['order_items']:,} items, "
+        f"{c['late_updates']:,} late updates"
+    )
+    if report.skipped_hours:
+        print(f"  skipped {report.skipped_hours} hours the source already held")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Every environment variable the platform reads, with its default.
+
+Values are read when called, not at import, so tests and tools can point the platform at other
+places by setting the environment. Secrets (source URLs with passwords, the Slack token) are not
+read here: resources receive them through `dagster.EnvVar` so they never reach the UI.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_START_DATE = "2026-01-01"
+DEFAULT_TIMEZONE = "UTC"
+
+CRM_URL_VAR = "SHOPSMART_CRM_URL"
+ORDERS_URL_VAR = "SHOPSMART_ORDERS_URL"
+ONLINE_STORE_URL_VAR = "SHOPSMART_ONLINE_STORE_URL"
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def data_dir() -> Path:
+    """SHOPSMART_DATA_DIR: the demo sources, the lake and the online store live here."""
+    return Path(_env("SHOPSMART_DATA_DIR") or "./data").expanduser().resolve()
+
+
+def lake_dir() -> Path:
+    return data_dir() / "lake"
+
+
+def default_crm_url() -> str:
+    return f"sqlite:///{data_dir() / 'sources' / 'crm.db'}"
+
+
+def default_orders_url() -> str:
+    return f"sqlite:///{data_dir() / 'sources' / 'orders.db'}"
+
+
+def default_online_store_url() -> str:
+    return f"sqlite:///{data_dir() / 'online_store.db'}"
+
+
+def is_set(var: str) -> bool:
+    return _env(var) is not None
+
+
+def timezone() -> str:
+    """SHOPSMART_TIMEZONE: the company time zone that partition boundaries follow."""
+    return _env("SHOPSMART_TIMEZONE") or DEFAULT_TIMEZONE
+
+
+def start_date() -> str:
+    """SHOPSMART_START_DATE: the first daily partition (YYYY-MM-DD)."""
+    return _env("SHOPSMART_START_DATE") or DEFAULT_START_DATE
+
+
+def spark_master() -> str | None:
+    """SHOPSMART_SPARK_MASTER: e.g. spark://host:7077, yarn, k8s://…; default local[*]."""
+    return _env("SHOPSMART_SPARK_MASTER")
+
+
+def spark_remote() -> str | None:
+    """SHOPSMART_SPARK_REMOTE: a Spark Connect URL, e.g. sc://127.0.0.1:15002."""
+    return _env("SHOPSMART_SPARK_REMOTE")
+
+
+def business_hours() -> tuple[int, int]:
+    """SHOPSMART_BUSINESS_HOURS: trading hours as START-END in local time, default 09-18
+    (orders of 09:00 … 17:59 are extracted hourly, each at the end of its hour)."""
+    raw = _env("SHOPSMART_BUSINESS_HOURS") or "09-18"
+    try:
+        start, end = (int(part) for part in raw.split("-"))
+    except ValueError as error:
+        raise ValueError(f"SHOPSMART_BUSINESS_HOURS must look like 09-18, got {raw!r}") from error
+    if not 0 <= start < end <= 24:
+        raise ValueError(f"SHOPSMART_BUSINESS_HOURS must be within 00-24, got {raw!r}")
+    return start, end
+
+
+def business_days() -> str:
+    """SHOPSMART_BUSINESS_DAYS: cron day-of-week field for trading days, default 1-5 (Mon–Fri)."""
+    return _env("SHOPSMART_BUSINESS_DAYS") or "1-5"
+
+
+SLACK_TOKEN_VAR = "SLACK_BOT_TOKEN"
+
+
+def slack_channel() -> str:
+    """SHOPSMART_SLACK_CHANNEL: where alerts go, default #shopsmart-data-alerts."""
+    return _env("SHOPSMART_SLACK_CHANNEL") or "#shopsmart-data-alerts"
+
+
+def slack_api_url() -> str:
+    """SHOPSMART_SLACK_API_URL: Slack's Web API base URL (a local server in tests)."""
+    return _env("SHOPSMART_SLACK_API_URL") or "https://slack.com/api/"
+
+
+def ui_url() -> str:
+    """SHOPSMART_UI_URL: the Dagster UI's address, for links in alerts."""
+    return (_env("SHOPSMART_UI_URL") or "http://127.0.0.1:3000").rstrip("/")
+
+
+def freshness_deadline() -> str:
+    """SHOPSMART_FRESHNESS_DEADLINE: HH:MM local time by which yesterday must be in."""
+    return _env("SHOPSMART_FRESHNESS_DEADLINE") or "06:00"
+
+
+def automation_on() -> bool:
+    """SHOPSMART_AUTOMATION=on: schedules and the daily-chain sensor start running as soon as
+    the code location loads (production). Default off: turn them on in the UI (Automation)."""
+    return (_env("SHOPSMART_AUTOMATION") or "off").lower() in {"on", "true", "1", "yes"}
+
+
+def source_retry_delay() -> float:
+    """SHOPSMART_SOURCE_RETRY_DELAY: seconds before the first retry of a step that reads a
+    source (then ×3 and ×7, each ± the same), default 2."""
+    raw = _env("SHOPSMART_SOURCE_RETRY_DELAY") or "2"
+    try:
+        delay = float(raw)
+    except ValueError as error:
+        raise ValueError(f"SHOPSMART_SOURCE_RETRY_DELAY must be seconds, got {raw!r}") from error
+    if delay < 0:
+        raise ValueError(f"SHOPSMART_SOURCE_RETRY_DELAY must not be negative, got {raw!r}")
+    return delay
+
+
+def recovery_days() -> int:
+    """SHOPSMART_RECOVERY_DAYS: how many past days the recovery and late-data sensors watch."""
+    raw = _env("SHOPSMART_RECOVERY_DAYS") or "7"
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"SHOPSMART_RECOVERY_DAYS must be a whole number of days, got {raw!r}")
+    return int(raw)

@@ -1,0 +1,140 @@
+"""`shopsmart-summary`: what the lake holds, read with DuckDB the way any user would."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import duckdb
+import sqlalchemy as sa
+
+from shopsmart_assets import settings
+from shopsmart_assets.resources.online_store import OnlineStoreResource
+from shopsmart_assets.resources.sources import source_engine
+
+
+def parquet_tables() -> list[tuple[str, str]]:
+    """(table, glob) of every Parquet table in the lake, from the definitions: its location
+    and how deep its partitions go (`date=…/` or `date=…/hour=…/`)."""
+    from shopsmart_assets.definitions import build_assets
+    from shopsmart_assets.lineage import Lineage
+    from shopsmart_assets.partitions import build_partitions
+    from shopsmart_assets.resources.lake import LAKE_TABLE
+
+    partitions = build_partitions()
+    lineage = Lineage.of(build_assets(partitions))
+    return [
+        (location, "*/*/*.parquet" if spec.partitions_def == partitions.hourly else "*/*.parquet")
+        for spec in lineage.specs.values()
+        if "parquet" in spec.kinds
+        for name, location in spec.metadata.items()
+        if name == LAKE_TABLE or name.startswith(f"{LAKE_TABLE}#")
+    ]
+
+
+def _scan(lake: Path, table: str, pattern: str, where: str) -> str:
+    path = lake / table / pattern
+    return f"(SELECT * FROM read_parquet('{path}', hive_partitioning = true) WHERE {where})"
+
+
+def source_order_lines(orders_url: str, start: date, end: date, tz: str) -> int:
+    """Order lines in the orders database for orders placed in [start, end], by plain SQL."""
+    zone = ZoneInfo(tz)
+    lower = datetime.combine(start, time(), zone).astimezone(timezone.utc).replace(tzinfo=None)
+    upper = (
+        datetime.combine(end + timedelta(days=1), time(), zone)
+        .astimezone(timezone.utc)
+        .replace(tzinfo=None)
+    )
+    query = sa.text(
+        "SELECT count(*) FROM order_items WHERE order_id IN (SELECT order_id FROM orders "
+        "WHERE ordered_at >= :lower AND ordered_at < :upper)"
+    ).bindparams(
+        sa.bindparam("lower", type_=sa.DateTime()), sa.bindparam("upper", type_=sa.DateTime())
+    )
+    with source_engine(orders_url).connect() as connection:
+        return connection.execute(query, {"lower": lower, "upper": upper}).scalar_one()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="shopsmart-summary", description=__doc__)
+    parser.add_argument("--start", type=date.fromisoformat, required=True)
+    parser.add_argument("--end", type=date.fromisoformat, required=True)
+    args = parser.parse_args(argv)
+    lake = settings.lake_dir()
+    where = f"date BETWEEN DATE '{args.start}' AND DATE '{args.end}'"
+    db = duckdb.connect()
+
+    print(f"\nShopSmart lake at {lake}  ({args.start} .. {args.end})")
+    counts: dict[str, int] = {}
+    for table, pattern in parquet_tables():
+        if not (lake / table).is_dir():
+            continue
+        rows = db.execute(f"SELECT count(*) FROM {_scan(lake, table, pattern, where)}").fetchone()[
+            0
+        ]
+        counts[table] = rows
+        print(f"  {table:32s} {rows:>10,} rows")
+
+    reasons = db.execute(
+        "SELECT reason, count(*) FROM "
+        f"{_scan(lake, 'quarantine/purchases', '*/*.parquet', where)} "
+        "GROUP BY reason ORDER BY 2 DESC"
+    ).fetchall()
+    print(
+        "  quarantined order lines by reason: "
+        + ", ".join(f"{reason} {n:,}" for reason, n in reasons)
+    )
+
+    orders_url = os.environ.get(settings.ORDERS_URL_VAR) or settings.default_orders_url()
+    source = source_order_lines(orders_url, args.start, args.end, settings.timezone())
+    valid, quarantined = counts["curated/purchases"], counts["quarantine/purchases"]
+    landed = valid + quarantined
+    verdict = "reconciles" if source == landed else "DOES NOT RECONCILE"
+    print(
+        f"  source order lines {source:,} = valid {valid:,} + quarantined {quarantined:,}: "
+        f"{verdict}"
+    )
+
+    store_url = os.environ.get(settings.ONLINE_STORE_URL_VAR) or (
+        settings.default_online_store_url()
+    )
+    print(f"  online store: {OnlineStoreResource(url=store_url).count():,} customers served")
+
+    champion = lake / "models" / "champion_model" / f"date={args.end}" / "champion.json"
+    candidate = lake / "models" / "purchase_model" / f"date={args.end}" / "metrics.json"
+    if candidate.exists():
+        metrics = json.loads(candidate.read_text())
+        auc = metrics["metrics"].get("auc")
+        print(
+            f"  model {args.end}: "
+            + (
+                f"AUC {auc:.3f} on {metrics['metrics']['test_rows']:,} held-out customers"
+                if auc is not None
+                else f"not trained ({metrics['reason']})"
+            )
+        )
+    if champion.exists():
+        record = json.loads(champion.read_text())
+        print(
+            f"  champion as of {args.end}: model of {record['model_partition']} "
+            f"(AUC {record['auc']}), {record['decision']}"
+        )
+    else:
+        print("  champion: none (the model did not pass its promotion check)")
+    print(
+        "\nQuery it yourself, e.g. with DuckDB:\n"
+        f"  SELECT * FROM read_parquet('{lake}/curated/purchases/*/*.parquet',"
+        " hive_partitioning = true) LIMIT 5;\n"
+        "Browse runs, assets and partitions: make ui  (http://127.0.0.1:3000)"
+    )
+    return 0 if source == landed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

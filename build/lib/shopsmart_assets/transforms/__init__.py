@@ -1,0 +1,1 @@
+"""Plain transformation functions (Spark, pandas, scikit-learn) that the assets call."""

@@ -1,0 +1,126 @@
+"""Training examples, the purchase model and the promotion rule (pandas + scikit-learn).
+
+An example pairs a customer's features as of day F with a label: did the customer make a
+purchase that stood (not cancelled or refunded) on any of the 7 days after F? The training-set
+partition D holds the examples whose label window ends on D (F = D - 7), so it can be built as
+soon as day D's purchases are in, and no feature ever sees a day after F.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:  # scikit-learn loads in 2 s: only the steps that train import it
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+from shopsmart_assets.transforms.features import FEATURE_COLUMNS, NOT_PURCHASED
+
+LABEL_DAYS = 7
+TRAINING_WINDOW_DAYS = 28  # training-set partitions a model learns from (the newest is held out)
+MIN_TRAIN_ROWS = 50
+MIN_TEST_ROWS = 20
+SEGMENTS = ("consumer", "premium", "business")
+NUMERIC_FEATURES = tuple(
+    c for c in FEATURE_COLUMNS if c not in {"as_of_date", "customer_id", "segment", "country"}
+)
+MODEL_FEATURES = (*NUMERIC_FEATURES, *(f"segment_{s}" for s in SEGMENTS))
+TRAINING_COLUMNS = (*FEATURE_COLUMNS, "label")
+
+
+def label_examples(features: pd.DataFrame, later_purchases: pd.DataFrame) -> pd.DataFrame:
+    """Features as of day F plus `label` = 1 when the customer bought in the days after F.
+
+    `later_purchases` must hold only purchases dated after F (the label window): the caller
+    picks the partitions, this function never looks at dates.
+    """
+    stood = later_purchases[~later_purchases["status"].isin(NOT_PURCHASED)]
+    buyers = set(stood["customer_id"].dropna().astype("int64"))
+    examples = features.loc[:, list(FEATURE_COLUMNS)].copy()
+    examples["label"] = examples["customer_id"].isin(buyers).astype("int64")
+    return examples
+
+
+def model_matrix(examples: pd.DataFrame) -> pd.DataFrame:
+    """The model's inputs: numeric features (NaN kept for 'never') and one-hot segment."""
+    matrix = examples.loc[:, list(NUMERIC_FEATURES)].astype("float64")
+    for segment in SEGMENTS:
+        matrix[f"segment_{segment}"] = (examples["segment"] == segment).astype("float64")
+    return matrix.loc[:, list(MODEL_FEATURES)]
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    model: HistGradientBoostingClassifier | None
+    metrics: dict[str, float | int]
+    reason: str | None = None  # why no model was trained
+
+    @property
+    def trained(self) -> bool:
+        return self.model is not None
+
+
+def train_and_evaluate(train: pd.DataFrame, test: pd.DataFrame) -> TrainingOutcome:
+    """Fit on `train`, score out of time on `test` (the newest labelled day)."""
+    sizes = {
+        "train_rows": len(train),
+        "test_rows": len(test),
+        "train_positive_rate": float(train["label"].mean()) if len(train) else 0.0,
+        "test_positive_rate": float(test["label"].mean()) if len(test) else 0.0,
+    }
+    problem = None
+    if len(train) < MIN_TRAIN_ROWS:
+        problem = f"{len(train)} training examples, at least {MIN_TRAIN_ROWS} needed"
+    elif len(test) < MIN_TEST_ROWS:
+        problem = f"{len(test)} evaluation examples, at least {MIN_TEST_ROWS} needed"
+    elif train["label"].nunique() < 2 or test["label"].nunique() < 2:
+        problem = "the labels hold a single class"
+    if problem:
+        return TrainingOutcome(model=None, metrics=sizes, reason=problem)
+
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    model = HistGradientBoostingClassifier(
+        max_iter=150,
+        learning_rate=0.08,
+        max_leaf_nodes=15,
+        random_state=0,
+        early_stopping=False,
+    )
+    model.fit(model_matrix(train), train["label"])
+    scores = model.predict_proba(model_matrix(test))[:, 1]
+    metrics = {
+        **sizes,
+        "auc": round(float(roc_auc_score(test["label"], scores)), 4),
+        "log_loss": round(float(log_loss(test["label"], np.clip(scores, 1e-6, 1 - 1e-6))), 4),
+    }
+    return TrainingOutcome(model=model, metrics=metrics)
+
+
+def should_promote(
+    candidate_auc: float | None, champion_auc: float | None, min_auc: float, max_regression: float
+) -> tuple[bool, str]:
+    """The promotion rule: good enough on its own, and not worse than the champion by more
+    than `max_regression` AUC."""
+    if candidate_auc is None:
+        return False, "no candidate model was trained"
+    if candidate_auc < min_auc:
+        return False, f"AUC {candidate_auc:.4f} is below the minimum {min_auc:.4f}"
+    if champion_auc is not None and candidate_auc < champion_auc - max_regression:
+        return False, (
+            f"AUC {candidate_auc:.4f} is worse than the champion's {champion_auc:.4f} "
+            f"by more than {max_regression:.4f}"
+        )
+    return True, f"AUC {candidate_auc:.4f} meets the bar"
+
+
+def frame_fingerprint(frame: pd.DataFrame) -> str:
+    """A content hash of a DataFrame (order-independent), used as its data version."""
+    if frame.empty:
+        return "empty"
+    rows = pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
+    return f"{int(rows.sum(dtype=np.uint64)):016x}-{len(frame)}"
