@@ -60,6 +60,27 @@ def spark():
 pg = postgres_fixture(databases=("crm", "orders", "dagster"))
 
 
+@pytest.fixture(scope="session")
+def spark_connect(tmp_path_factory: pytest.TempPathFactory):
+    """One Spark Connect server for the test run (scripts/spark.sh), started on first use: the
+    service tests compare it with local mode, and the `dagster dev` end-to-end test runs its
+    Spark steps through it (a step connects in ~1 s instead of starting a JVM of its own)."""
+    from shopsmart_assets_tests.spark_services import spark_connect_server
+
+    with spark_connect_server(tmp_path_factory.mktemp("spark-connect")) as service:
+        yield service
+
+
+@pytest.fixture(scope="session")
+def local_chain(tmp_path_factory: pytest.TempPathFactory):
+    """The daily chain for two days through the `dagster` command line in local mode, once
+    per test run: the operations tests inspect its runs, the service tests compare their
+    lakes with it."""
+    from shopsmart_assets_tests.spark_services import run_local_chain
+
+    return run_local_chain(tmp_path_factory)
+
+
 @dataclass
 class Platform:
     """A data dir with generated sources, its resources and a Dagster instance, for the

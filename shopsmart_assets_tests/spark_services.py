@@ -164,15 +164,6 @@ def spark_standalone_cluster(state: Path) -> Iterator[SparkService]:
         _assert_all_gone(state)
 
 
-@pytest.fixture(scope="session")
-def spark_connect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkService]:
-    """One Spark Connect server for the test run, started on first use: the service tests
-    compare it with local mode, and the `dagster dev` tests run their Spark steps through it
-    (a step connects in ~1 s instead of starting a JVM of its own)."""
-    with spark_connect_server(tmp_path_factory.mktemp("spark-connect")) as service:
-        yield service
-
-
 @pytest.fixture(scope="class")
 def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkService]:
     """A standalone Spark cluster for the tests of one class."""
@@ -285,8 +276,9 @@ class LocalChain:
     last: date
 
 
-@pytest.fixture(scope="session")
-def local_chain(tmp_path_factory: pytest.TempPathFactory) -> LocalChain:
+def run_local_chain(tmp_path_factory: pytest.TempPathFactory) -> LocalChain:
+    """Two days of demo sources and the whole chain on them in local mode (the `local_chain`
+    fixture of conftest.py, shared by the test run)."""
     sources = tmp_path_factory.mktemp("sources")
     generate_sources(sources, days=2, orders_per_day=2000)
     last = START + timedelta(days=1)

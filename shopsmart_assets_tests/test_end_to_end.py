@@ -38,7 +38,7 @@ from shopsmart_assets_tests.conftest import (
     listening_sockets,
 )
 from shopsmart_assets_tests.slack_server import SlackServer
-from shopsmart_assets_tests.spark_services import SparkService, spark_connect  # noqa: F401
+from shopsmart_assets_tests.spark_services import SparkService
 
 pytestmark = [pytest.mark.spark, pytest.mark.e2e, pytest.mark.spark_services]
 
@@ -89,7 +89,7 @@ def materialized(instance: dg.DagsterInstance, key: str) -> set[str]:
 
 def test_wheel_backfill_failure_alert_and_recovery_by_the_daemon(
     tmp_path: Path,
-    spark_connect: SparkService,  # noqa: F811
+    spark_connect: SparkService,
 ):
     today = datetime.now(timezone.utc).date()
     day1, day2 = today - timedelta(days=2), today - timedelta(days=1)

@@ -23,9 +23,6 @@ from shopsmart_assets_tests.conftest import START, generate_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 DAYS = [START + timedelta(days=k) for k in range(2)]
-# The daily chain for two days through the `dagster` command line, shared with the Spark
-# service tests (they compare their lakes with it).
-local_chain = spark_services.local_chain
 
 
 @pytest.fixture(scope="module")

@@ -28,11 +28,9 @@ from shopsmart_assets_tests.spark_services import (
 pytestmark = [pytest.mark.spark_services, pytest.mark.spark]
 
 LAST = START + timedelta(days=1)
-# The fixtures, from spark_services: the Connect server and the local-mode reference chain are
-# shared by the test run, the cluster lives for its class (one cluster at a time on 2 cores).
-spark_connect = spark_services.spark_connect
+# The Connect server and the local-mode reference chain are shared by the test run
+# (conftest.py); the cluster lives for its class (one cluster at a time on 2 cores).
 spark_cluster = spark_services.spark_cluster
-local_chain = spark_services.local_chain
 # What the cluster run needs: the Spark assets and the extracts they read.
 SPARK_CHAIN = [
     "raw/crm_customers",

@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -121,8 +121,14 @@ def _partition_start(
     if partitions_def.fmt == "%Y-%m-%d" and len(partition_key) == 10:
         return datetime.fromisoformat(partition_key).replace(tzinfo=zone)
     if partitions_def.fmt == "%Y-%m-%d-%H:%M" and len(partition_key) in (16, 21):
-        start = datetime.fromisoformat(f"{partition_key[:10]}T{partition_key[11:]}")
-        return start if start.tzinfo else start.replace(tzinfo=zone)
+        local = datetime.fromisoformat(f"{partition_key[:10]}T{partition_key[11:16]}")
+        if len(partition_key) == 16:
+            return local.replace(tzinfo=zone)
+        sign, hours, minutes = partition_key[16], partition_key[17:19], partition_key[19:21]
+        if sign not in "+-" or not (hours + minutes).isdigit():
+            raise ValueError(f"not a UTC offset: {partition_key[16:]!r}")
+        offset = timedelta(hours=int(hours), minutes=int(minutes))
+        return local.replace(tzinfo=timezone(offset if sign == "+" else -offset))
     return partitions_def.start_time_for_partition_key(partition_key)
 
 
