@@ -16,6 +16,7 @@ local mode is what every other chain test runs.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -61,11 +62,21 @@ def listening_addresses(port: int) -> set[str]:
 
 
 def install_wheel(root: Path) -> Path:
-    """Build the project's wheel and install it, without its dependencies (this environment
-    has them), into a directory of its own; returns that directory."""
+    """Build the project's wheel (from a copy of the project, so that no build directory is
+    left in the source tree) and install it, without its dependencies (this environment has
+    them), into a directory of its own; returns that directory."""
+    project = root / "project"
+    project.mkdir()
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy(ROOT / name, project / name)
+    shutil.copytree(
+        ROOT / "shopsmart_assets",
+        project / "shopsmart_assets",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     built = subprocess.run(
-        [*pip, "wheel", "--no-deps", "-w", str(root / "dist"), str(ROOT)],
+        [*pip, "wheel", "--no-deps", "-w", str(root / "dist"), str(project)],
         capture_output=True,
         text=True,
         timeout=600,

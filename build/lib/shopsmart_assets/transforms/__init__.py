@@ -1,1 +1,0 @@
-"""Plain transformation functions (Spark, pandas, scikit-learn) that the assets call."""
