@@ -34,7 +34,7 @@ import sqlalchemy as sa
 
 from shopsmart_assets import settings
 from shopsmart_assets.alerts import mask_credentials
-from shopsmart_assets.assets.raw import ORDERS_KEY
+from shopsmart_assets.assets.raw import EXTRACTIONS, ORDERS_KEY
 from shopsmart_assets.automation import sensor_status
 from shopsmart_assets.backfill_requests import backfill_in_progress, backfill_request
 from shopsmart_assets.extract import window_params
@@ -45,8 +45,11 @@ from shopsmart_assets.resources import LakeResource, SourceDatabase
 RECOVERY_TAG = "shopsmart/recovery"
 RECOVERY_KINDS = ("outage", "late-data")
 RAN = (dg.AssetPartitionStatus.MATERIALIZED, dg.AssetPartitionStatus.FAILED)
-# The source resources and the tables each must hold for its extracts to work.
-SOURCE_TABLES = {"crm_db": ("customers", "interactions"), "orders_db": ("orders", "order_items")}
+# The source resources (`crm_db`, `orders_db`) and the tables each must hold for its extracts.
+SOURCE_TABLES = {
+    f"{source}_db": tuple(e.source_table for e in EXTRACTIONS.values() if e.source == source)
+    for source in dict.fromkeys(e.source for e in EXTRACTIONS.values())
+}
 
 PartitionKeys = dict[dg.AssetKey, list[str]]
 

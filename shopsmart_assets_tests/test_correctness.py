@@ -14,7 +14,9 @@ import json
 import shutil
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -72,30 +74,28 @@ def spoil(p: Platform) -> dict[str, tuple[int, int]]:
     return spoiled
 
 
-@pytest.fixture(scope="module")
-def fall_back(tmp_path_factory, spark) -> Iterator[tuple[Platform, dict]]:
+@contextmanager
+def chain_through(root: Path, day: date, spoil_sources: bool = False):
+    """The day before and `day` in New York through the whole chain, on their own sources,
+    lake and instance (partitions from the day before)."""
     with dg.instance_for_test() as instance:
-        p = platform_at(
-            tmp_path_factory.mktemp("fall-back"),
-            instance,
-            build_partitions(str(FALL_BACK - date.resolution), ZONE),
-        )
-        p.generate(FALL_BACK - date.resolution, days=2, orders_per_day=150)
-        spoiled = spoil(p)
-        p.materialize_days(FALL_BACK - date.resolution, FALL_BACK)
+        first = day - date.resolution
+        p = platform_at(root, instance, build_partitions(str(first), ZONE))
+        p.generate(first, days=2, orders_per_day=150)
+        spoiled = spoil(p) if spoil_sources else {}
+        p.materialize_days(first, day)
         yield p, spoiled
 
 
 @pytest.fixture(scope="module")
+def fall_back(tmp_path_factory, spark) -> Iterator[tuple[Platform, dict]]:
+    with chain_through(tmp_path_factory.mktemp("fall-back"), FALL_BACK, True) as found:
+        yield found
+
+
+@pytest.fixture(scope="module")
 def spring_forward(tmp_path_factory, spark) -> Iterator[Platform]:
-    with dg.instance_for_test() as instance:
-        p = platform_at(
-            tmp_path_factory.mktemp("spring-forward"),
-            instance,
-            build_partitions(str(SPRING_FORWARD - date.resolution), ZONE),
-        )
-        p.generate(SPRING_FORWARD - date.resolution, days=2, orders_per_day=150)
-        p.materialize_days(SPRING_FORWARD - date.resolution, SPRING_FORWARD)
+    with chain_through(tmp_path_factory.mktemp("spring-forward"), SPRING_FORWARD) as (p, _):
         yield p
 
 
