@@ -173,32 +173,28 @@ def test_upstream_partitions_come_from_the_declared_mapping_and_a_missing_one_is
 
     lake = LakeResource(root=str(tmp_path), tables=lake_tables([hourly, daily]))
     with dg.instance_for_test() as instance:
+
+        def run(asset: dg.AssetsDefinition, partition_key: str) -> None:
+            dg.materialize(
+                [hourly, daily],
+                selection=[asset],
+                partition_key=partition_key,
+                instance=instance,
+                resources={"lake": lake},
+            )
+
         for key in partitions.hours_of_day("2026-03-08")[:-1]:
-            dg.materialize([hourly], partition_key=key, instance=instance, resources={"lake": lake})
+            run(hourly, key)
         with pytest.raises(
             dg.Failure,
             match=r"curated/d 2026-03-08 needs raw/t "
             r"partition 2026-03-08-23:00, which is not in the lake",
         ) as failure:
-            dg.materialize(
-                [hourly, daily],
-                selection=[daily],
-                partition_key="2026-03-08",
-                instance=instance,
-                resources={"lake": lake},
-            )
+            run(daily, "2026-03-08")
         assert isinstance(failure.value.__cause__, MissingPartitionError)
         assert failure.value.allow_retries is False  # waiting would not bring it
-        dg.materialize(
-            [hourly], partition_key="2026-03-08-23:00", instance=instance, resources={"lake": lake}
-        )
-        dg.materialize(
-            [hourly, daily],
-            selection=[daily],
-            partition_key="2026-03-08",
-            instance=instance,
-            resources={"lake": lake},
-        )
+        run(hourly, "2026-03-08-23:00")
+        run(daily, "2026-03-08")
     assert len(seen["2026-03-08"]) == 23 and "2026-03-08-02:00" not in seen["2026-03-08"]
 
 
