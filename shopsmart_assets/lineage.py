@@ -24,6 +24,31 @@ LATEST_ONLY = {REBUILD_ON_LATE_DATA: "latest partition only"}
 Partitions = dict[dg.AssetKey, list[str]]
 
 
+def declared_mapping(spec: dg.AssetSpec, upstream: dg.AssetKey) -> dg.PartitionMapping:
+    """The partition mapping an asset declares for a dependency (Dagster's default otherwise:
+    the time windows that overlap)."""
+    for dep in spec.deps:
+        if dep.asset_key == upstream:
+            return dep.partition_mapping or dg.TimeWindowPartitionMapping()
+    raise KeyError(f"{spec.key.to_user_string()} does not depend on {upstream.to_user_string()}")
+
+
+def upstream_partition_keys(
+    mapping: dg.PartitionMapping,
+    partitions_def: dg.PartitionsDefinition,
+    upstream_partitions_def: dg.PartitionsDefinition,
+    partition_keys: Sequence[str],
+) -> list[str]:
+    """The upstream partitions that these partitions read through `mapping` (partitions before
+    the upstream's first are left out where the mapping allows it)."""
+    result = mapping.get_upstream_mapped_partitions_result_for_partitions(
+        partitions_def.subset_with_partition_keys(partition_keys),
+        partitions_def,
+        upstream_partitions_def,
+    )
+    return list(result.partitions_subset.get_partition_keys())
+
+
 @dataclass(frozen=True)
 class Lineage:
     """Specs of the assets by key, with what depends on what."""
@@ -62,26 +87,19 @@ class Lineage:
             raise ValueError(f"{key.to_user_string()} is not partitioned")
         return partitions_def
 
-    def children(self, key: dg.AssetKey) -> list[dg.AssetKey]:
-        return [k for k in self.keys if any(d.asset_key == key for d in self.specs[k].deps)]
-
     def mapping(self, key: dg.AssetKey, upstream: dg.AssetKey) -> dg.PartitionMapping:
-        """The declared partition mapping of a dependency (Dagster's default otherwise: the
-        time windows that overlap)."""
-        for dep in self.specs[key].deps:
-            if dep.asset_key == upstream:
-                return dep.partition_mapping or dg.TimeWindowPartitionMapping()
-        raise KeyError(f"{key.to_user_string()} does not depend on {upstream.to_user_string()}")
+        return declared_mapping(self.specs[key], upstream)
 
     def upstream_partitions(
         self, key: dg.AssetKey, upstream: dg.AssetKey, partition_keys: Sequence[str]
     ) -> list[str]:
         """The partitions of `upstream` that these partitions of `key` read."""
-        own, theirs = self.partitions_def(key), self.partitions_def(upstream)
-        result = self.mapping(key, upstream).get_upstream_mapped_partitions_result_for_partitions(
-            own.subset_with_partition_keys(partition_keys), own, theirs
+        return upstream_partition_keys(
+            self.mapping(key, upstream),
+            self.partitions_def(key),
+            self.partitions_def(upstream),
+            partition_keys,
         )
-        return list(result.partitions_subset.get_partition_keys())
 
     def downstream_partitions(
         self,

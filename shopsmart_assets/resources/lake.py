@@ -38,6 +38,7 @@ import dagster as dg
 import pandas as pd
 import pyarrow.dataset as ds
 
+from shopsmart_assets.lineage import declared_mapping, upstream_partition_keys
 from shopsmart_assets.observability import count_rows, partition_metadata, summary_metadata
 
 if TYPE_CHECKING:
@@ -224,16 +225,15 @@ class LakeResource(dg.ConfigurableResource):
         them) read, as the asset's declared partition mapping says."""
         if for_partitions is None:
             return list(context.asset_partition_keys_for_input(_input_name(context, upstream)))
-        own = context.assets_def.partitions_def
-        mapping = context.assets_def.get_partition_mapping(upstream) or (
-            dg.TimeWindowPartitionMapping()
+        spec = next(
+            s for s in context.assets_def.specs if any(d.asset_key == upstream for d in s.deps)
         )
-        result = mapping.get_upstream_mapped_partitions_result_for_partitions(
-            own.subset_with_partition_keys(for_partitions),
-            own,
+        return upstream_partition_keys(
+            declared_mapping(spec, upstream),
+            context.assets_def.partitions_def,
             self.upstream_partitions_def(context, upstream),
+            for_partitions,
         )
-        return list(result.partitions_subset.get_partition_keys())
 
     def input_paths(
         self,
