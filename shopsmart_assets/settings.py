@@ -16,6 +16,8 @@ DEFAULT_TIMEZONE = "UTC"
 CRM_URL_VAR = "SHOPSMART_CRM_URL"
 ORDERS_URL_VAR = "SHOPSMART_ORDERS_URL"
 ONLINE_STORE_URL_VAR = "SHOPSMART_ONLINE_STORE_URL"
+FEAST_REGISTRY_VAR = "SHOPSMART_FEAST_REGISTRY"
+MLFLOW_TRACKING_URI_VAR = "SHOPSMART_MLFLOW_TRACKING_URI"
 
 
 def _env(name: str) -> str | None:
@@ -40,8 +42,53 @@ def default_orders_url() -> str:
     return f"sqlite:///{data_dir() / 'sources' / 'orders.db'}"
 
 
+def feast_dir() -> Path:
+    """Feast's local files (SQLite online store, file registry) under the data dir."""
+    return data_dir() / "feast"
+
+
 def default_online_store_url() -> str:
-    return f"sqlite:///{data_dir() / 'online_store.db'}"
+    """Feast's online store: a SQLite file under the data dir unless SHOPSMART_ONLINE_STORE_URL
+    names a PostgreSQL database."""
+    return f"sqlite:///{feast_dir() / 'online_store.db'}"
+
+
+def default_feast_registry() -> str:
+    """Feast's registry: a file under the data dir unless SHOPSMART_FEAST_REGISTRY names a SQL
+    registry (postgresql+psycopg://…)."""
+    return str(feast_dir() / "registry.db")
+
+
+def mlflow_dir() -> Path:
+    return data_dir() / "mlflow"
+
+
+def default_mlflow_tracking_uri() -> str:
+    """MLflow tracking and model registry: a SQLite store under the data dir unless
+    SHOPSMART_MLFLOW_TRACKING_URI names another (an MLflow server's http(s):// URL)."""
+    return f"sqlite:///{mlflow_dir() / 'mlflow.db'}"
+
+
+def mlflow_tracking_uri() -> str:
+    return _env(MLFLOW_TRACKING_URI_VAR) or default_mlflow_tracking_uri()
+
+
+def mlflow_artifact_location() -> str | None:
+    """Where a local tracking store keeps run artifacts (models); an MLflow server decides
+    for itself."""
+    if mlflow_tracking_uri().startswith(("http://", "https://", "databricks")):
+        return None
+    return (mlflow_dir() / "artifacts").as_uri()
+
+
+def mlflow_ui_url() -> str:
+    """SHOPSMART_MLFLOW_UI_URL: the MLflow UI that metadata links point at (`make mlflow-ui`
+    serves the local store there), default the tracking server's URL or http://127.0.0.1:5000."""
+    explicit = _env("SHOPSMART_MLFLOW_UI_URL")
+    if explicit:
+        return explicit.rstrip("/")
+    uri = mlflow_tracking_uri()
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
 
 
 def is_set(var: str) -> bool:

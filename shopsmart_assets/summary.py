@@ -14,7 +14,6 @@ import duckdb
 import sqlalchemy as sa
 
 from shopsmart_assets import settings
-from shopsmart_assets.resources.online_store import OnlineStoreResource
 from shopsmart_assets.resources.sources import source_engine
 
 
@@ -61,6 +60,34 @@ def source_order_lines(orders_url: str, start: date, end: date, tz: str) -> int:
         return connection.execute(query, {"lower": lower, "upper": upper}).scalar_one()
 
 
+def print_serving(lake: Path, day: date) -> None:
+    """The registry's champion, the day's scores and one customer as Feast serves them."""
+    from shopsmart_assets.serving import configured
+
+    registry = configured("model_registry")
+    version = registry.alias_version()
+    if version is None:
+        print(f"  MLflow registry: {registry.model_name} has no champion yet")
+    else:
+        run_id = registry.get_client().get_model_version(registry.model_name, str(version)).run_id
+        auc = registry.get_client().get_run(run_id).data.metrics.get("auc")
+        print(f"  MLflow registry: {registry.model_name}@champion = version {version} (AUC {auc})")
+    scores = lake / "scores" / "purchase_propensity" / f"date={day}"
+    if not scores.is_dir():
+        print(f"  scores {day}: none")
+        return
+    db = duckdb.connect()
+    scored, customer = db.execute(
+        f"SELECT count(*), min(customer_id) FROM read_parquet('{scores}/*.parquet')"
+    ).fetchone()
+    print(f"  scores {day}: {scored:,} customers scored")
+    if customer is None:
+        return
+    [row] = configured("feature_store").online([customer]).to_dict("records")
+    shown = {k: v for k, v in sorted(row.items()) if v is not None and v == v}
+    print(f"  Feast online, customer {customer}: " + json.dumps(shown, default=str))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="shopsmart-summary", description=__doc__)
     parser.add_argument("--start", type=date.fromisoformat, required=True)
@@ -101,11 +128,6 @@ def main(argv: list[str] | None = None) -> int:
         f"{verdict}"
     )
 
-    store_url = os.environ.get(settings.ONLINE_STORE_URL_VAR) or (
-        settings.default_online_store_url()
-    )
-    print(f"  online store: {OnlineStoreResource(url=store_url).count():,} customers served")
-
     champion = lake / "models" / "champion_model" / f"date={args.end}" / "champion.json"
     candidate = lake / "models" / "purchase_model" / f"date={args.end}" / "metrics.json"
     if candidate.exists():
@@ -114,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  model {args.end}: "
             + (
-                f"AUC {auc:.3f} on {metrics['metrics']['test_rows']:,} held-out customers"
+                f"AUC {auc:.3f} on {metrics['metrics']['test_rows']:,} held-out customers, "
+                f"MLflow run {metrics['mlflow_run_id']}"
                 if auc is not None
                 else f"not trained ({metrics['reason']})"
             )
@@ -127,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         print("  champion: none (the model did not pass its promotion check)")
+    print_serving(lake, args.end)
     print(
         "\nQuery it yourself, e.g. with DuckDB:\n"
         f"  SELECT * FROM read_parquet('{lake}/curated/purchases/*/*.parquet',"

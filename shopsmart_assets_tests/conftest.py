@@ -26,10 +26,12 @@ from shopsmart_assets.demo.generator import DemoConfig, create_sources, generate
 from shopsmart_assets.lineage import Lineage  # noqa: E402
 from shopsmart_assets.partitions import Partitions, build_partitions  # noqa: E402
 from shopsmart_assets.resources import (  # noqa: E402
+    FeatureStoreResource,
     LakeResource,
-    OnlineStoreResource,
+    ModelRegistry,
     PromotionPolicy,
     SourceDatabase,
+    feast_view_assets,
 )
 from shopsmart_assets.resources.lake import lake_tables  # noqa: E402
 from shopsmart_assets.resources.spark import spark_config  # noqa: E402
@@ -109,6 +111,28 @@ class Platform:
         key = dg.AssetKey.from_user_string(asset)
         return self.lake.partition_path(key, self.lineage.partitions_def(key), partition_key)
 
+    @property
+    def feature_store(self) -> FeatureStoreResource:
+        """Feast with its SQLite online store and file registry in this data dir."""
+        lake = self.lake
+        return FeatureStoreResource(
+            online_store=f"sqlite:///{self.root / 'feast' / 'online_store.db'}",
+            registry=str(self.root / "feast" / "registry.db"),
+            repo_dir=str(self.root / "feast"),
+            view_tables={
+                view: str(lake.table_dir(key))
+                for view, key in feast_view_assets(self.assets).items()
+            },
+        )
+
+    @property
+    def model_registry(self) -> ModelRegistry:
+        """MLflow tracking and registry in a SQLite store in this data dir."""
+        return ModelRegistry(
+            tracking_uri=f"sqlite:///{self.root / 'mlflow' / 'mlflow.db'}",
+            artifact_location=(self.root / "mlflow" / "artifacts").as_uri(),
+        )
+
     def resources(self, **overrides: object) -> dict[str, object]:
         from dagster_pyspark import LazyPySparkResource
 
@@ -117,7 +141,8 @@ class Platform:
             "orders_db": SourceDatabase(name="orders", url=self.orders_url),
             "lake": self.lake,
             "pyspark": LazyPySparkResource(spark_config=spark_config("local[2]")),
-            "online_store": OnlineStoreResource(url=f"sqlite:///{self.root / 'online.db'}"),
+            "feature_store": self.feature_store,
+            "model_registry": self.model_registry,
             "promotion_policy": PromotionPolicy(),
             **overrides,
         }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 
 import pytest
 
@@ -30,7 +30,7 @@ def features(spark, purchases, interactions=(), customers=None, as_of=(AS_OF,)):
         spark.createDataFrame(purchases, PURCHASE_SCHEMA),
         spark.createDataFrame(list(interactions), INTERACTION_SCHEMA),
         spark.createDataFrame(customers, CUSTOMER_SCHEMA),
-        list(as_of),
+        {d: datetime.combine(d + timedelta(days=1), time(), timezone.utc) for d in as_of},
     )
     return {(r["as_of_date"], r["customer_id"]): r.asDict() for r in frame.collect()}
 

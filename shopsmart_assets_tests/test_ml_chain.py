@@ -1,22 +1,28 @@
-"""The ML end of the chain over 10 days: a model is trained, recorded and promoted, and the
-blocking check keeps a model below the bar out of service."""
+"""The ML end of the chain over 10 days: a model is trained, tracked in MLflow, registered and
+promoted with the `champion` alias; the blocking check keeps a model below the bar out of
+service; every customer is scored daily, and Feast serves features and scores by key."""
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import dagster as dg
-import joblib
 import pytest
 
 from shopsmart_assets.assets.ml import CHAMPION_MODEL_KEY, MEETS_BAR, PURCHASE_MODEL_KEY
 from shopsmart_assets.backfill_requests import requested_partitions
 from shopsmart_assets.recovery import Chain, late_data_request
-from shopsmart_assets.resources import OnlineStoreResource, PromotionPolicy, SourceDatabase
+from shopsmart_assets.resources import PromotionPolicy, SourceDatabase
 from shopsmart_assets_tests import reconcile
 from shopsmart_assets_tests.conftest import START, Platform
+from shopsmart_assets_tests.http_service import post_json, running
+from shopsmart_assets_tests.spark_services import free_port
 
 pytestmark = [pytest.mark.spark, pytest.mark.e2e]
 
@@ -55,14 +61,63 @@ def test_model_is_trained_out_of_time_and_records_its_inputs(ten_days):
     assert model_metadata(p, START + timedelta(days=7))["trained"] is False
 
 
-def test_champion_serves_the_promoted_model(ten_days):
+def test_each_model_partition_is_one_mlflow_run_and_a_registered_version(ten_days, tmp_path):
     p = ten_days
+    registry = p.model_registry
+    client = registry.get_client()
+    meta = model_metadata(p, LAST)
+    record = json.loads((p.path("ml/purchase_model", str(LAST)) / "metrics.json").read_text())
+    run = client.get_run(record["mlflow_run_id"])
+    # the run's parameters: hyper-parameters, partitions, Dagster run; metrics as recorded
+    assert run.data.params["partition"] == str(LAST)
+    assert run.data.params["train_partitions"] == f"{START}..{LAST - DAY}"
+    assert run.data.params["max_iter"] == "150"
+    assert run.data.params["dagster_run_id"] == run.data.tags["dagster.run_id"]
+    assert run.data.metrics["auc"] == pytest.approx(meta["auc"])
+    assert run.data.metrics["test_positive_rate"] == pytest.approx(meta["test_positive_rate"])
+    downloaded = client.download_artifacts(run.info.run_id, "trained_on.json", str(tmp_path))
+    assert json.loads(Path(downloaded).read_text()) == meta["trained_on"]
+    # its model is a registered version with a signature taking feature rows
+    version = client.get_model_version(registry.model_name, str(record["model_version"]))
+    assert version.run_id == run.info.run_id and meta["model_version"] == int(version.version)
+    assert meta["mlflow_run"].endswith(f"/runs/{run.info.run_id}")
+    model = registry.load_model(int(version.version))
+    inputs = [c["name"] for c in model.metadata.get_input_schema().to_dict()]
+    assert "segment" in inputs and "monetary_90d" in inputs
+    # untrained days are runs without a model
+    untrained = json.loads(
+        (p.path("ml/purchase_model", str(START + 7 * DAY)) / "metrics.json").read_text()
+    )
+    assert untrained["model_version"] is None
+    assert client.get_run(untrained["mlflow_run_id"]).data.tags["trained"] == "false"
+    # one run per partition and data version: materializing the day again adds nothing
+    versions = len(client.search_model_versions(f"name = '{registry.model_name}'"))
+    p.materialize(["ml/purchase_model"], str(LAST))
+    assert len(client.search_model_versions(f"name = '{registry.model_name}'")) == versions
+
+
+def test_champion_alias_points_at_the_newest_promoted_model(ten_days):
+    p = ten_days
+    registry = p.model_registry
     directory = p.path("ml/champion_model", str(LAST))
     record = json.loads((directory / "champion.json").read_text())
     assert record["model_partition"] is not None
-    model = joblib.load(directory / "model.joblib")
-    assert hasattr(model, "predict_proba")
+    assert registry.alias_version("champion") == record["model_version"]
+    assert not (directory / "model.joblib").exists()  # MLflow's artifacts are the model
     assert p.instance.get_materialized_partitions(CHAMPION_MODEL_KEY) >= {str(LAST)}
+    # a backfill of an older day leaves the registry's champion where it is
+    p.materialize(["ml/champion_model"], str(LAST - DAY))
+    assert registry.alias_version("champion") == record["model_version"]
+    # promote, then roll back with one call: the aliases swap
+    other = next(
+        int(v.version)
+        for v in registry.get_client().search_model_versions(f"name = '{registry.model_name}'")
+        if int(v.version) != record["model_version"]
+    )
+    assert registry.promote(other) == record["model_version"]
+    assert registry.alias_version("previous-champion") == record["model_version"]
+    assert registry.rollback() == (record["model_version"], other)
+    assert registry.alias_version("champion") == record["model_version"]
 
 
 def test_blocking_check_keeps_a_weak_model_out(ten_days):
@@ -198,11 +253,207 @@ def test_a_late_refund_reaches_every_feature_training_example_and_the_online_sto
         expected = int(standing_orders(p, customer, day - 6 * DAY, day) > 0)
         assert lake_value(p, label_sql.format(day=day)) == expected == 0, day
     # the online store serves the refunded state
-    store = OnlineStoreResource(url=f"sqlite:///{p.root / 'online.db'}")
-    served = store.get(customer)
-    assert served["frequency_90d"] == 0 and served["as_of_date"] == LAST
+    [served] = p.feature_store.online([customer]).to_dict("records")
+    assert served["frequency_90d"] == 0
     # and every day still reconciles with the source
     for k in range(10):
         reconcile.assert_lake_reconciles(
             p.root / "lake", p.root / "crm.db", p.root / "orders.db", START + k * DAY
         )
+
+
+def lake_rows(p: Platform, sql: str) -> list[tuple]:
+    return reconcile.lake_sql(p.root / "lake", sql)
+
+
+def champion_version(p: Platform, day) -> int | None:
+    directory = p.path("ml/champion_model", str(day))
+    return json.loads((directory / "champion.json").read_text())["model_version"]
+
+
+def test_every_customer_of_each_champion_day_is_scored_once(ten_days):
+    """One score per customer of the day's CRM snapshot (SQL over the source CRM), by the
+    day's champion, equal to what that registered model predicts on the lake's features."""
+    p = ten_days
+    crm = sqlite3.connect(p.root / "crm.db")
+    scored_days = 0
+    for k in range(10):
+        day = START + k * DAY
+        rows = lake_rows(
+            p,
+            "SELECT customer_id, score, model_version FROM read_parquet("
+            f"'LAKE/scores/purchase_propensity/date={day}/*.parquet')",
+        )
+        version = champion_version(p, day)
+        if version is None:
+            assert rows == [], day
+            continue
+        scored_days += 1
+        snapshot = {
+            r[0]
+            for r in crm.execute(
+                "SELECT DISTINCT customer_id FROM customers "
+                "WHERE customer_id IS NOT NULL AND signup_at < ?",
+                (f"{day + DAY} 00:00:00",),
+            )
+        }
+        ids = [r[0] for r in rows]
+        assert len(ids) == len(set(ids)) and set(ids) == snapshot, day
+        assert {r[2] for r in rows} == {version}
+        assert all(0.0 <= r[1] <= 1.0 for r in rows)
+    assert scored_days >= 1 and champion_version(p, LAST) is not None
+    # the scores are the registered model's predictions on the day's features
+    import pandas as pd
+
+    from shopsmart_assets.transforms.training import model_input
+
+    day_features = pd.read_parquet(p.path("features/customer_features", str(LAST)))
+    model = p.model_registry.load_model(champion_version(p, LAST))
+    predicted = model.predict(model_input(day_features))[:, 1]
+    expected = dict(zip(day_features["customer_id"], predicted, strict=True))
+    scores = pd.read_parquet(p.path("ml/purchase_scores", str(LAST)))
+    assert len(scores) == len(expected)
+    for customer, score in zip(scores["customer_id"], scores["score"], strict=True):
+        assert score == pytest.approx(expected[customer], abs=1e-12)
+    check = [
+        e
+        for e in p.instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey(["ml", "purchase_scores"]), asset_partitions=[str(LAST)]
+            ),
+            limit=1,
+        ).records
+    ]
+    meta = check[0].asset_materialization.metadata
+    assert meta["dagster/row_count"].value == len(scores)
+    assert meta["model_version"].value == champion_version(p, LAST)
+    assert meta["score_p50"].value == pytest.approx(scores["score"].quantile(0.5))
+
+
+def newest_lake_values(p: Platform, customers: list[int]) -> dict[int, dict]:
+    """Each customer's features and score as of the newest day, read from the lake alone."""
+    ids = ", ".join(map(str, customers))
+    features = lake_rows(
+        p,
+        "SELECT customer_id, frequency_90d, monetary_90d, recency_days, segment FROM "
+        f"read_parquet('LAKE/features/customer_features/date={LAST}/*.parquet') "
+        f"WHERE customer_id IN ({ids})",
+    )
+    scores = dict(
+        lake_rows(
+            p,
+            "SELECT customer_id, score FROM "
+            f"read_parquet('LAKE/scores/purchase_propensity/date={LAST}/*.parquet') "
+            f"WHERE customer_id IN ({ids})",
+        )
+    )
+    return {
+        c: {
+            "frequency_90d": f,
+            "monetary_90d": m,
+            "recency_days": r,
+            "segment": s,
+            "score": scores[c],
+        }
+        for c, f, m, r, s in features
+    }
+
+
+def sample_customers(p: Platform, n: int = 25) -> list[int]:
+    return [
+        r[0]
+        for r in lake_rows(
+            p,
+            "SELECT customer_id FROM "
+            f"read_parquet('LAKE/scores/purchase_propensity/date={LAST}/*.parquet') "
+            f"ORDER BY hash(customer_id) LIMIT {n}",
+        )
+    ]
+
+
+def serving_env(p: Platform) -> dict[str, str]:
+    """The environment of the platform's own commands, pointed at this data dir."""
+    from shopsmart_assets_tests.spark_services import _FOREIGN
+
+    env = {k: v for k, v in os.environ.items() if k not in _FOREIGN}
+    return {
+        **env,
+        "SHOPSMART_DATA_DIR": str(p.root),
+        "SHOPSMART_START_DATE": str(START),
+        "SHOPSMART_TIMEZONE": "UTC",
+    }
+
+
+def same(got, value) -> bool:
+    """Equal values, or both missing (Feast gives None or NaN for a missing value)."""
+    missing = [v is None or (isinstance(v, float) and v != v) for v in (got, value)]
+    return all(missing) if any(missing) else got == pytest.approx(value)
+
+
+def test_feast_serves_features_and_score_by_key_over_sdk_and_http(ten_days, tmp_path):
+    p = ten_days
+    customers = sample_customers(p)
+    expected = newest_lake_values(p, customers)
+    assert len(expected) == len(customers)
+    # the SDK, through the platform's resource
+    served = {r["customer_id"]: r for r in p.feature_store.online(customers).to_dict("records")}
+    for customer, values in expected.items():
+        for name, value in values.items():
+            got = served[customer][name]
+            assert same(got, value), (customer, name, got, value)
+    # the console script
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("shopsmart-features")), str(customers[0]), "-1"],
+        env=serving_env(p),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]  # customer -1 is unknown
+    first, unknown = (json.loads(line) for line in done.stdout.splitlines())
+    assert first["found"] and first["score"] == pytest.approx(expected[customers[0]]["score"])
+    assert unknown == {**unknown, "customer_id": -1, "found": False}
+    # Feast's HTTP feature server
+    port = free_port()
+    command = [
+        str(Path(sys.executable).with_name("shopsmart-features")),
+        "serve",
+        "--port",
+        str(port),
+    ]
+    url = f"http://127.0.0.1:{port}"
+    with running(command, serving_env(p), f"{url}/health", tmp_path / "feast.log"):
+        answer = post_json(
+            f"{url}/get-online-features",
+            {"feature_service": "customer_propensity", "entities": {"customer_id": customers}},
+        )
+    names = answer["metadata"]["feature_names"]
+    columns = {
+        name: result["values"] for name, result in zip(names, answer["results"], strict=True)
+    }
+    for i, customer in enumerate(columns["customer_id"]):
+        for name, value in expected[customer].items():
+            got = columns[name][i]
+            assert same(got, value), (customer, name, got, value)
+
+
+def test_mlflow_scoring_server_returns_the_batch_scores(ten_days, tmp_path):
+    import pandas as pd
+
+    from shopsmart_assets.transforms.training import model_input
+
+    p = ten_days
+    features = pd.read_parquet(p.path("features/customer_features", str(LAST))).head(40)
+    scores = pd.read_parquet(p.path("ml/purchase_scores", str(LAST))).set_index("customer_id")
+    rows = model_input(features)
+    port = free_port()
+    command = [str(Path(sys.executable).with_name("shopsmart-model")), "serve", "--port", str(port)]
+    url = f"http://127.0.0.1:{port}"
+    with running(command, serving_env(p), f"{url}/ping", tmp_path / "mlflow.log"):
+        answer = post_json(
+            f"{url}/invocations",
+            {"dataframe_split": json.loads(rows.to_json(orient="split", index=False))},
+        )
+    served = [pair[1] for pair in answer["predictions"]]
+    batch = scores.loc[features["customer_id"], "score"].tolist()
+    assert served == pytest.approx(batch, abs=1e-9)

@@ -1,15 +1,17 @@
-"""Features zone: customer features as of each day (Spark) and the online store."""
+"""Features zone: customer features as of each day (Spark) and their Feast online store."""
 
-from datetime import date
+from datetime import date, datetime
 
 import dagster as dg
 from dagster_pyspark import LazyPySparkResource
 
 from shopsmart_assets.assets.lake import PURCHASES_KEY
 from shopsmart_assets.assets.raw import CRM_CUSTOMERS_KEY, CRM_INTERACTIONS_KEY, SINGLE_RUN
+from shopsmart_assets.feature_repo import CUSTOMER_FEATURES_VIEW
 from shopsmart_assets.lineage import LATEST_ONLY
 from shopsmart_assets.partitions import Partitions
-from shopsmart_assets.resources import LakeResource, OnlineStoreResource
+from shopsmart_assets.resources import FeatureStoreResource, LakeResource
+from shopsmart_assets.resources.feature_store import feast_source
 from shopsmart_assets.resources.lake import lake_table
 from shopsmart_assets.transforms.features import INTERACTION_DAYS, LOOKBACK_DAYS
 from shopsmart_assets.transforms.features import customer_features as compute_customer_features
@@ -27,12 +29,25 @@ def trailing(days: int) -> dg.TimeWindowPartitionMapping:
     )
 
 
+def day_ends(partitions_def: dg.PartitionsDefinition, keys: list[str]) -> dict[date, datetime]:
+    """Each day's end in the company time zone (23, 24 or 25 hours after its start): the
+    instant as of which its features hold."""
+    assert isinstance(partitions_def, dg.TimeWindowPartitionsDefinition)
+    return {
+        date.fromisoformat(key): partitions_def.time_window_for_partition_key(key).end
+        for key in keys
+    }
+
+
 def build_feature_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
     """Customer features (Spark) and the online store they are served from."""
 
     @dg.asset(
         key=CUSTOMER_FEATURES_KEY,
-        metadata=lake_table("features", "customer_features"),
+        metadata={
+            **lake_table("features", "customer_features"),
+            **feast_source(CUSTOMER_FEATURES_VIEW),
+        },
         deps=[
             dg.AssetDep(PURCHASES_KEY, partition_mapping=trailing(LOOKBACK_DAYS)),
             dg.AssetDep(CRM_INTERACTIONS_KEY, partition_mapping=trailing(INTERACTION_DAYS)),
@@ -56,7 +71,7 @@ def build_feature_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
             lake.read_spark(context, spark, PURCHASES_KEY),
             lake.read_spark(context, spark, CRM_INTERACTIONS_KEY),
             lake.read_spark(context, spark, CRM_CUSTOMERS_KEY),
-            [date.fromisoformat(key) for key in context.partition_keys],
+            day_ends(context.assets_def.partitions_def, context.partition_keys),
         ).withColumnRenamed("as_of_date", "date")
         with lake.staging() as staging:
             staged = lake.write_spark_daily(
@@ -83,23 +98,27 @@ def build_feature_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
         partitions_def=partitions.daily,
         backfill_policy=SINGLE_RUN,
         group_name="features",
-        kinds={"sql"},
+        kinds={"feast", "sqlite"},
         **STANDARD_STEP,
     )
     def online_store(
-        context: dg.AssetExecutionContext, lake: LakeResource, online_store: OnlineStoreResource
+        context: dg.AssetExecutionContext, lake: LakeResource, feature_store: FeatureStoreResource
     ) -> dg.MaterializeResult:
-        """The latest feature values of every customer, served by customer id from a SQL table
-        (`shopsmart-features CUSTOMER_ID`). A day's features replace a customer's row only if
-        they are as of that day or later, so backfills never overwrite fresher values."""
+        """The day's customer features materialized into Feast's online store (feature view
+        `customer_features`), served by customer id (`shopsmart-features CUSTOMER_ID`,
+        `make serve-features`). A customer's row is replaced only by values as of the same
+        day or later, so backfilling old days never overwrites fresher values."""
         for key in context.partition_keys:
             frame = lake.read_pandas(context, CUSTOMER_FEATURES_KEY, for_partitions=[key])
-            frame["as_of_date"] = frame.pop("partition").map(date.fromisoformat)
-            changed = online_store.upsert(frame)
+            written = feature_store.write_newest(CUSTOMER_FEATURES_VIEW, frame)
             context.add_asset_metadata(
-                {"dagster/row_count": len(frame), "customers_updated": changed},
+                {
+                    "dagster/row_count": len(frame),
+                    "customers_written": written,
+                    "kept_fresher": len(frame) - written,
+                },
                 partition_key=key,
             )
-        return dg.MaterializeResult(metadata={"customers_served": online_store.count()})
+        return dg.MaterializeResult(metadata={"feature_view": CUSTOMER_FEATURES_VIEW})
 
     return [customer_features, online_store]

@@ -1,30 +1,41 @@
-"""ML: point-in-time training set, the purchase model and the champion."""
+"""ML: point-in-time training set, the purchase model (MLflow), the champion (registry alias)
+and the daily scores (lake + Feast)."""
 
+import hashlib
 import json
-import shutil
 from typing import Any
 
 import dagster as dg
-import joblib
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from shopsmart_assets.assets.features import CUSTOMER_FEATURES_KEY
 from shopsmart_assets.assets.lake import PURCHASES_KEY
-from shopsmart_assets.assets.raw import SINGLE_RUN
+from shopsmart_assets.assets.raw import CRM_CUSTOMERS_KEY, SINGLE_RUN
+from shopsmart_assets.feature_repo import SCORES_VIEW
 from shopsmart_assets.lineage import LATEST_ONLY
 from shopsmart_assets.partitions import Partitions
-from shopsmart_assets.resources import LakeResource, PromotionPolicy
+from shopsmart_assets.resources import (
+    FeatureStoreResource,
+    LakeResource,
+    ModelRegistry,
+    PromotionPolicy,
+)
+from shopsmart_assets.resources.feature_store import feast_source
 from shopsmart_assets.resources.lake import lake_table, part_file_name
 from shopsmart_assets.transforms.features import FEATURE_COLUMNS
+from shopsmart_assets.transforms.scoring import score_distribution, scores_frame
 from shopsmart_assets.transforms.training import (
+    HYPERPARAMETERS,
     LABEL_DAYS,
+    SKOPS_TRUSTED_TYPES,
     TRAINING_COLUMNS,
     TRAINING_WINDOW_DAYS,
     TrainingOutcome,
     frame_fingerprint,
     label_examples,
+    model_input,
     should_promote,
     train_and_evaluate,
 )
@@ -33,7 +44,11 @@ from shopsmart_assets.workers import STANDARD_STEP
 TRAINING_SET_KEY = dg.AssetKey(["ml", "training_set"])
 PURCHASE_MODEL_KEY = dg.AssetKey(["ml", "purchase_model"])
 CHAMPION_MODEL_KEY = dg.AssetKey(["ml", "champion_model"])
+PURCHASE_SCORES_KEY = dg.AssetKey(["ml", "purchase_scores"])
 MEETS_BAR = "meets_promotion_bar"
+ONE_SCORE_PER_CUSTOMER = "one_score_per_customer"
+# Bumped when the model's code changes, so that MLflow logs a new run for the same data.
+MODEL_CODE_VERSION = "2"
 
 # Training-set partition D: features as of D-7, labels from the purchases of D-6 … D.
 FEATURES_OF_LABEL_START = dg.TimeWindowPartitionMapping(
@@ -82,6 +97,25 @@ def _latest_champion(
             record = json.loads(path.read_text())
             if record.get("model_partition"):
                 return record
+    return None
+
+
+def data_version(trained_on: dict[str, str]) -> str:
+    """What a model partition was made from: its training data, hyper-parameters and code."""
+    payload = json.dumps(
+        {"data": trained_on, "params": HYPERPARAMETERS, "code": MODEL_CODE_VERSION},
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _newest_champion_key(lake: LakeResource, partitions_def: dg.PartitionsDefinition) -> str | None:
+    """The newest partition of ml/champion_model in the lake."""
+    for key in reversed(partitions_def.get_partition_keys()):
+        if (
+            lake.partition_path(CHAMPION_MODEL_KEY, partitions_def, key) / "champion.json"
+        ).is_file():
+            return key
     return None
 
 
@@ -142,7 +176,7 @@ def build_ml_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
         partitions_def=partitions.daily,
         backfill_policy=SINGLE_RUN,
         group_name="ml",
-        kinds={"scikitlearn"},
+        kinds={"scikitlearn", "mlflow"},
         check_specs=[
             dg.AssetCheckSpec(
                 MEETS_BAR,
@@ -157,12 +191,17 @@ def build_ml_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
         **STANDARD_STEP,
     )
     def purchase_model(
-        context: dg.AssetExecutionContext, lake: LakeResource, promotion_policy: PromotionPolicy
+        context: dg.AssetExecutionContext,
+        lake: LakeResource,
+        promotion_policy: PromotionPolicy,
+        model_registry: ModelRegistry,
     ):
         """A gradient-boosted classifier of 'purchases in the next 7 days', trained on the
         training-set partitions of the 27 days before this one and evaluated out of time on
-        this day's examples. Metadata: AUC, log loss, and the exact partitions and data
-        versions it was trained on. No model while there are too few labelled examples."""
+        this day's examples. Each partition is one MLflow run (parameters, metrics, the exact
+        partitions and data versions it was trained on) whose model is registered as a version
+        of `shopsmart-purchase-propensity`. No model while there are too few labelled
+        examples."""
         examples = lake.read_pandas(context, TRAINING_SET_KEY)
         outcome: TrainingOutcome | None = None
         for key in context.partition_keys:
@@ -176,16 +215,37 @@ def build_ml_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
                 else pd.DataFrame(columns=list(TRAINING_COLUMNS))
             )
             outcome = train_and_evaluate(train, frames[key])
+            logged = model_registry.log_run(
+                partition=key,
+                data_version=data_version(versions),
+                params={
+                    **HYPERPARAMETERS,
+                    "partition": key,
+                    "train_partitions": f"{window[0]}..{window[-2]}" if history else "none",
+                    "eval_partition": key,
+                    "dagster_run_id": context.run.run_id,
+                },
+                metrics=outcome.metrics,
+                tags={
+                    "dagster.run_id": context.run.run_id,
+                    "trained": str(outcome.trained).lower(),
+                    **({"not_trained_because": outcome.reason} if outcome.reason else {}),
+                },
+                model=outcome.model,
+                input_example=model_input(train) if outcome.model is not None else None,
+                skops_trusted_types=SKOPS_TRUSTED_TYPES,
+                artifacts={"trained_on.json": versions},
+            )
             record = {
                 "partition": key,
                 "trained": outcome.trained,
                 "reason": outcome.reason,
                 "metrics": outcome.metrics,
                 "trained_on": versions,
+                "mlflow_run_id": logged.run_id,
+                "model_version": logged.version,
             }
             with lake.writing(context, PURCHASE_MODEL_KEY, key) as staged:
-                if outcome.model is not None:
-                    joblib.dump(outcome.model, staged / "model.joblib")
                 (staged / "metrics.json").write_text(json.dumps(record, indent=2, sort_keys=True))
             context.add_asset_metadata(
                 {
@@ -193,6 +253,18 @@ def build_ml_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
                     **({"not_trained_because": outcome.reason} if outcome.reason else {}),
                     **dict(outcome.metrics.items()),
                     "trained_on": dg.MetadataValue.json(versions),
+                    "mlflow_run": dg.MetadataValue.url(model_registry.run_url(logged.run_id)),
+                    **(
+                        {
+                            "model_version": logged.version,
+                            "model_uri": model_registry.model_uri(logged.version),
+                            "registered_version": dg.MetadataValue.url(
+                                model_registry.version_url(logged.version)
+                            ),
+                        }
+                        if logged.version is not None
+                        else {}
+                    ),
                     "lake_path": dg.MetadataValue.path(
                         str(
                             lake.partition_path(
@@ -243,15 +315,20 @@ def build_ml_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
         partitions_def=partitions.daily,
         backfill_policy=SINGLE_RUN,
         group_name="ml",
-        kinds={"scikitlearn"},
+        kinds={"mlflow"},
         **STANDARD_STEP,
     )
     def champion_model(
-        context: dg.AssetExecutionContext, lake: LakeResource, promotion_policy: PromotionPolicy
+        context: dg.AssetExecutionContext,
+        lake: LakeResource,
+        promotion_policy: PromotionPolicy,
+        model_registry: ModelRegistry,
     ) -> dg.MaterializeResult:
         """The model in service as of each day. Runs only when ml/purchase_model's blocking
         check passed; day by day, a trained candidate replaces the champion when it meets the
-        promotion policy, otherwise the previous champion stays."""
+        promotion policy, otherwise the previous champion stays. The newest day moves the
+        MLflow registry alias `champion` to its model version (the one it replaces keeps
+        `previous-champion`: `shopsmart-model rollback` swaps them back)."""
         partitions_def = context.assets_def.partitions_def
         candidates = lake.input_paths(context, PURCHASE_MODEL_KEY)
         champion = _latest_champion(lake, partitions_def, before=context.partition_keys[0])
@@ -265,31 +342,139 @@ def build_ml_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
                 promotion_policy.max_auc_regression,
             )
             if promote:
-                champion = {"model_partition": key, "auc": candidate["metrics"]["auc"]}
+                champion = {
+                    "model_partition": key,
+                    "auc": candidate["metrics"]["auc"],
+                    "model_version": candidate["model_version"],
+                    "mlflow_run_id": candidate["mlflow_run_id"],
+                }
                 promoted_days += 1
             record = {
-                **(champion or {"model_partition": None, "auc": None}),
+                **(champion or {"model_partition": None, "auc": None, "model_version": None}),
                 "promoted": promote,
                 "decision": why,
             }
             with lake.writing(context, CHAMPION_MODEL_KEY, key) as staged:
-                if champion:
-                    model_dir = lake.partition_path(
-                        PURCHASE_MODEL_KEY,
-                        lake.upstream_partitions_def(context, PURCHASE_MODEL_KEY),
-                        champion["model_partition"],
-                    )
-                    shutil.copy2(model_dir / "model.joblib", staged / "model.joblib")
                 (staged / "champion.json").write_text(json.dumps(record, indent=2, sort_keys=True))
             context.add_asset_metadata(
                 {
                     "champion_partition": str(record["model_partition"]),
                     "champion_auc": record["auc"] if record["auc"] is not None else float("nan"),
+                    "champion_version": record["model_version"] or 0,
                     "promoted": promote,
                     "decision": why,
                 },
                 partition_key=key,
             )
-        return dg.MaterializeResult(metadata={"promotions": promoted_days})
 
-    return [training_set, purchase_model, champion_model]
+        metadata: dict[str, Any] = {"promotions": promoted_days}
+        newest = context.partition_keys[-1]
+        # Only the newest day in the lake speaks for today: a backfill of older days leaves
+        # the registry's champion where it is.
+        if (
+            champion
+            and champion.get("model_version")
+            and (newest == _newest_champion_key(lake, partitions_def))
+        ):
+            version = int(champion["model_version"])
+            replaced = model_registry.promote(version)
+            metadata |= {
+                "champion_version": version,
+                "registered_version": dg.MetadataValue.url(model_registry.version_url(version)),
+                "alias_moved": replaced is not None,
+                **({"previous_champion_version": replaced} if replaced is not None else {}),
+            }
+        return dg.MaterializeResult(metadata=metadata)
+
+    @dg.asset(
+        key=PURCHASE_SCORES_KEY,
+        metadata={**lake_table("scores", "purchase_propensity"), **feast_source(SCORES_VIEW)},
+        deps=[CUSTOMER_FEATURES_KEY, CHAMPION_MODEL_KEY, CRM_CUSTOMERS_KEY],
+        partitions_def=partitions.daily,
+        backfill_policy=SINGLE_RUN,
+        group_name="ml",
+        kinds={"mlflow", "feast", "parquet"},
+        check_specs=[
+            dg.AssetCheckSpec(
+                ONE_SCORE_PER_CUSTOMER,
+                asset=PURCHASE_SCORES_KEY,
+                blocking=True,
+                description="Every customer of the day's CRM snapshot (raw/crm_customers) has "
+                "exactly one score, for every day that had a champion; none missing, none "
+                "twice, none for a customer the snapshot does not hold.",
+            )
+        ],
+        **STANDARD_STEP,
+    )
+    def purchase_scores(
+        context: dg.AssetExecutionContext,
+        lake: LakeResource,
+        model_registry: ModelRegistry,
+        feature_store: FeatureStoreResource,
+    ):
+        """Every customer of the day's CRM snapshot scored by the model that was champion
+        that day (loaded from the MLflow registry): the probability of a purchase in the next
+        7 days. Written to the lake (`scores/purchase_propensity`) and to Feast's online store
+        (feature view `purchase_propensity`), so one lookup gives a customer's features and
+        current score. No scores for days without a champion."""
+        champions = lake.input_paths(context, CHAMPION_MODEL_KEY)
+        models: dict[int, Any] = {}
+        problems: list[str] = []
+        scored = 0
+        for key in context.partition_keys:
+            champion = json.loads((champions[key] / "champion.json").read_text())
+            version = champion.get("model_version")
+            features = lake.read_pandas(context, CUSTOMER_FEATURES_KEY, for_partitions=[key])
+            probabilities = None
+            if version is not None:
+                if version not in models:
+                    models[version] = model_registry.load_model(version)
+                probabilities = models[version].predict(model_input(features))[:, 1]
+            scores = scores_frame(features, probabilities, version)
+            with lake.writing(context, PURCHASE_SCORES_KEY, key) as staged:
+                scores.to_parquet(staged / part_file_name(), index=False)
+            written = feature_store.write_newest(SCORES_VIEW, scores)
+            snapshot = lake.read_pandas(
+                context, CRM_CUSTOMERS_KEY, for_partitions=[key], columns=["customer_id"]
+            )
+            problems += _score_problems(key, snapshot["customer_id"], scores, version)
+            scored += len(scores)
+            lake.record_partition(
+                context,
+                PURCHASE_SCORES_KEY,
+                key,
+                {
+                    "model_version": version or 0,
+                    "online_rows_written": written,
+                    **score_distribution(scores),
+                },
+            )
+        yield dg.MaterializeResult(metadata={"customers_scored": scored})
+        yield dg.AssetCheckResult(
+            check_name=ONE_SCORE_PER_CUSTOMER,
+            passed=not problems,
+            description="; ".join(problems[:5])
+            or "one score per customer of every day's CRM snapshot",
+            metadata={"days": len(context.partition_keys), "problems": len(problems)},
+        )
+
+    return [training_set, purchase_model, champion_model, purchase_scores]
+
+
+def _score_problems(
+    key: str, snapshot_ids: pd.Series, scores: pd.DataFrame, version: int | None
+) -> list[str]:
+    """How a day's scores differ from one per customer of its CRM snapshot."""
+    if version is None:
+        return [] if scores.empty else [f"{key}: {len(scores)} scores without a champion"]
+    expected = set(snapshot_ids.dropna().astype("int64"))
+    got = scores["customer_id"]
+    problems = []
+    if got.duplicated().any():
+        problems.append(f"{key}: {int(got.duplicated().sum())} customers scored twice")
+    missing, extra = expected - set(got), set(got) - expected
+    if missing:
+        problems.append(f"{key}: {len(missing)} customers of the snapshot have no score")
+    if extra:
+        problems.append(f"{key}: {len(extra)} scores for customers not in the snapshot")
+    return problems

@@ -7,8 +7,8 @@ interactions dated D or earlier, and the CRM snapshot of day D.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import date
+from collections.abc import Mapping
+from datetime import date, datetime
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -33,6 +33,8 @@ FEATURE_COLUMNS = (
     "segment",
     "country",
 )
+# The instant a day's features became true (the end of the day, UTC), for the feature store.
+EVENT_TIMESTAMP = "event_timestamp"
 
 
 def daily_activity(purchases: DataFrame) -> DataFrame:
@@ -60,11 +62,15 @@ def customer_features(
     purchases: DataFrame,
     interactions: DataFrame,
     customers: DataFrame,
-    as_of_dates: Sequence[date],
+    day_ends: Mapping[date, datetime],
 ) -> DataFrame:
-    """One row per (as_of_date, customer in that day's CRM snapshot)."""
+    """One row per (as_of_date, customer in that day's CRM snapshot), for each day of
+    `day_ends` (day → the aware instant it ends, carried as `event_timestamp`)."""
     spark = purchases.sparkSession
-    dates = spark.createDataFrame([(d,) for d in as_of_dates], "as_of_date date")
+    dates = spark.createDataFrame(
+        [(day, int(end.timestamp())) for day, end in day_ends.items()],
+        "as_of_date date, event_seconds long",
+    ).select("as_of_date", F.timestamp_seconds("event_seconds").alias(EVENT_TIMESTAMP))
 
     activity = _as_of(daily_activity(purchases), dates, LOOKBACK_DAYS)
     age = F.datediff("as_of_date", "date")
@@ -95,6 +101,7 @@ def customer_features(
         .join(dates, customers["date"] == dates["as_of_date"])
         .select(
             "as_of_date",
+            EVENT_TIMESTAMP,
             "customer_id",
             F.datediff("as_of_date", F.to_date("signup_at")).alias("tenure_days"),
             F.coalesce(F.col("email").rlike(EMAIL_PATTERN), F.lit(False)).alias("has_valid_email"),
@@ -110,5 +117,5 @@ def customer_features(
         .join(engagement, ["as_of_date", "customer_id"], "left")
         .fillna(0, subset=counts)
         .fillna(0.0, subset=money)
-        .select(*FEATURE_COLUMNS)
+        .select(*FEATURE_COLUMNS, EVENT_TIMESTAMP)
     )

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:  # scikit-learn loads in 2 s: only the steps that train import it
-    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import Pipeline
 
 from shopsmart_assets.transforms.features import FEATURE_COLUMNS, NOT_PURCHASED
 
@@ -27,8 +27,19 @@ SEGMENTS = ("consumer", "premium", "business")
 NUMERIC_FEATURES = tuple(
     c for c in FEATURE_COLUMNS if c not in {"as_of_date", "customer_id", "segment", "country"}
 )
-MODEL_FEATURES = (*NUMERIC_FEATURES, *(f"segment_{s}" for s in SEGMENTS))
+# What the model takes: a customer's feature row as the lake and the feature store hold it.
+MODEL_INPUTS = (*NUMERIC_FEATURES, "segment")
 TRAINING_COLUMNS = (*FEATURE_COLUMNS, "label")
+HYPERPARAMETERS = {
+    "max_iter": 150,
+    "learning_rate": 0.08,
+    "max_leaf_nodes": 15,
+    "random_state": 0,
+    "early_stopping": False,
+}
+# The one scikit-learn type the model holds beyond skops' default trust list (MLflow saves
+# models with skops, which refuses to load types nobody vouched for).
+SKOPS_TRUSTED_TYPES = ("sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",)
 
 
 def label_examples(features: pd.DataFrame, later_purchases: pd.DataFrame) -> pd.DataFrame:
@@ -44,17 +55,47 @@ def label_examples(features: pd.DataFrame, later_purchases: pd.DataFrame) -> pd.
     return examples
 
 
-def model_matrix(examples: pd.DataFrame) -> pd.DataFrame:
-    """The model's inputs: numeric features (NaN kept for 'never') and one-hot segment."""
-    matrix = examples.loc[:, list(NUMERIC_FEATURES)].astype("float64")
-    for segment in SEGMENTS:
-        matrix[f"segment_{segment}"] = (examples["segment"] == segment).astype("float64")
-    return matrix.loc[:, list(MODEL_FEATURES)]
+def model_input(features: pd.DataFrame) -> pd.DataFrame:
+    """The model's input frame: numeric features as floats (NaN kept for 'never') and the
+    segment as text. The same frame scores customers in batch and over HTTP."""
+    frame = features.loc[:, list(NUMERIC_FEATURES)].astype("float64")
+    frame["segment"] = features["segment"].astype("object")
+    return frame.loc[:, list(MODEL_INPUTS)]
+
+
+def new_model() -> Pipeline:
+    """Segment one-hot encoded, then gradient-boosted trees; a scikit-learn Pipeline, so the
+    saved model takes feature rows as they are."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    encode = ColumnTransformer(
+        [
+            ("numeric", "passthrough", list(NUMERIC_FEATURES)),
+            (
+                "segment",
+                OneHotEncoder(
+                    categories=[list(SEGMENTS)], handle_unknown="ignore", sparse_output=False
+                ),
+                ["segment"],
+            ),
+        ]
+    )
+    return Pipeline(
+        [("encode", encode), ("classify", HistGradientBoostingClassifier(**HYPERPARAMETERS))]
+    )
+
+
+def propensity(model: Pipeline, features: pd.DataFrame) -> np.ndarray:
+    """Probability of a purchase in the next 7 days, per feature row."""
+    return model.predict_proba(model_input(features))[:, 1]
 
 
 @dataclass(frozen=True)
 class TrainingOutcome:
-    model: HistGradientBoostingClassifier | None
+    model: Pipeline | None
     metrics: dict[str, float | int]
     reason: str | None = None  # why no model was trained
 
@@ -81,18 +122,11 @@ def train_and_evaluate(train: pd.DataFrame, test: pd.DataFrame) -> TrainingOutco
     if problem:
         return TrainingOutcome(model=None, metrics=sizes, reason=problem)
 
-    from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import log_loss, roc_auc_score
 
-    model = HistGradientBoostingClassifier(
-        max_iter=150,
-        learning_rate=0.08,
-        max_leaf_nodes=15,
-        random_state=0,
-        early_stopping=False,
-    )
-    model.fit(model_matrix(train), train["label"])
-    scores = model.predict_proba(model_matrix(test))[:, 1]
+    model = new_model()
+    model.fit(model_input(train), train["label"])
+    scores = propensity(model, test)
     metrics = {
         **sizes,
         "auc": round(float(roc_auc_score(test["label"], scores)), 4),

@@ -1,0 +1,228 @@
+"""MLflow as a Dagster resource: tracking of every training run and the model registry
+(`shopsmart-purchase-propensity`, aliases `champion` and `previous-champion`).
+
+By default a SQLite store and an artifact directory under `$SHOPSMART_DATA_DIR/mlflow`; set
+SHOPSMART_MLFLOW_TRACKING_URI to an MLflow server's URL and the same code logs there.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import dagster as dg
+import pandas as pd
+from pydantic import PrivateAttr
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+CHAMPION = "champion"
+PREVIOUS_CHAMPION = "previous-champion"
+PARTITION_TAG = "shopsmart.partition"
+DATA_VERSION_TAG = "shopsmart.data_version"
+DAGSTER_RUN_TAG = "dagster.run_id"
+
+
+@dataclass(frozen=True)
+class LoggedRun:
+    """An MLflow run of a model partition, and the registered version of its model."""
+
+    run_id: str
+    version: int | None
+    reused: bool = False
+
+    @property
+    def trained(self) -> bool:
+        return self.version is not None
+
+
+class ModelRegistry(dg.ConfigurableResource):
+    """MLflow tracking + model registry for the purchase-propensity model."""
+
+    tracking_uri: str
+    # Where a local store keeps artifacts (a file:// URI); None lets an MLflow server decide.
+    artifact_location: str | None = None
+    experiment: str = "shopsmart-purchase-propensity"
+    model_name: str = "shopsmart-purchase-propensity"
+    # The MLflow UI that links in the Dagster UI point at.
+    ui_url: str = "http://127.0.0.1:5000"
+    _client: MlflowClient | None = PrivateAttr(default=None)
+    _experiment_id: str | None = PrivateAttr(default=None)
+
+    def get_client(self) -> MlflowClient:
+        if self._client is None:
+            # MLflow's telemetry looks up a host name: not in a pipeline, not offline.
+            os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+            import mlflow
+
+            if self.tracking_uri.startswith("sqlite:///"):
+                Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
+                    parents=True, exist_ok=True
+                )
+            self._client = mlflow.MlflowClient(self.tracking_uri, self.tracking_uri)
+        return self._client
+
+    def _activate(self) -> None:
+        """Point MLflow's fluent API (process-wide) at this store before using it."""
+        import mlflow
+
+        self.get_client()
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+
+    def experiment_id(self) -> str:
+        if self._experiment_id is None:
+            client = self.get_client()
+            found = client.get_experiment_by_name(self.experiment)
+            self._experiment_id = (
+                found.experiment_id
+                if found
+                else client.create_experiment(
+                    self.experiment, artifact_location=self.artifact_location
+                )
+            )
+        return self._experiment_id
+
+    # Runs and versions ---------------------------------------------------------------------
+
+    def find_run(self, partition: str, data_version: str) -> LoggedRun | None:
+        """The finished run that already trained this partition on exactly this data."""
+        client = self.get_client()
+        runs = client.search_runs(
+            [self.experiment_id()],
+            filter_string=f"tags.`{PARTITION_TAG}` = '{partition}' AND "
+            f"tags.`{DATA_VERSION_TAG}` = '{data_version}' AND attributes.status = 'FINISHED'",
+            max_results=1,
+        )
+        if not runs:
+            return None
+        run_id = runs[0].info.run_id
+        versions = client.search_model_versions(
+            f"name = '{self.model_name}' AND run_id = '{run_id}'"
+        )
+        version = int(versions[0].version) if versions else None
+        return LoggedRun(run_id=run_id, version=version, reused=True)
+
+    def log_run(
+        self,
+        *,
+        partition: str,
+        data_version: str,
+        params: Mapping[str, Any],
+        metrics: Mapping[str, float],
+        tags: Mapping[str, str],
+        model: Any = None,
+        input_example: pd.DataFrame | None = None,
+        skops_trusted_types: Sequence[str] = (),
+        artifacts: Mapping[str, Any] | None = None,
+    ) -> LoggedRun:
+        """One MLflow run of a model partition: its parameters, metrics and tags, and, when a
+        model was trained, the model (signature + input example) registered as a new version.
+        A partition already trained on the same data is not logged twice."""
+        existing = self.find_run(partition, data_version)
+        if existing is not None:
+            return existing
+        import mlflow
+        import mlflow.sklearn
+        from mlflow.models import infer_signature
+
+        self._activate()
+        all_tags = {**tags, PARTITION_TAG: partition, DATA_VERSION_TAG: data_version}
+        with mlflow.start_run(
+            experiment_id=self.experiment_id(),
+            run_name=f"purchase_model {partition}",
+            tags=all_tags,
+        ) as run:
+            mlflow.log_params({k: str(v) for k, v in params.items()})
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+            for name, value in (artifacts or {}).items():
+                mlflow.log_dict(value, name)
+            if model is None:
+                return LoggedRun(run_id=run.info.run_id, version=None)
+            example = input_example.head(5)
+            info = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=infer_signature(input_example, model.predict_proba(input_example)),
+                input_example=example,
+                pyfunc_predict_fn="predict_proba",
+                registered_model_name=self.model_name,
+                pip_requirements=_requirements(),
+                skops_trusted_types=list(skops_trusted_types),
+            )
+        version = int(info.registered_model_version)
+        client = self.get_client()
+        for tag, value in all_tags.items():
+            client.set_model_version_tag(self.model_name, str(version), tag, value)
+        return LoggedRun(run_id=run.info.run_id, version=version)
+
+    # Aliases -------------------------------------------------------------------------------
+
+    def alias_version(self, alias: str = CHAMPION) -> int | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return int(self.get_client().get_model_version_by_alias(self.model_name, alias).version)
+        except MlflowException:
+            return None
+
+    def promote(self, version: int) -> int | None:
+        """Point `champion` at `version`; the champion it replaces keeps `previous-champion`.
+        Returns the previous champion's version (None when there was none or no change)."""
+        client = self.get_client()
+        current = self.alias_version(CHAMPION)
+        if current == version:
+            return None
+        if current is not None:
+            client.set_registered_model_alias(self.model_name, PREVIOUS_CHAMPION, str(current))
+        client.set_registered_model_alias(self.model_name, CHAMPION, str(version))
+        return current
+
+    def rollback(self) -> tuple[int, int]:
+        """Swap `champion` and `previous-champion` (run it again to undo). Returns the
+        (new champion, new previous champion) versions."""
+        champion, previous = self.alias_version(CHAMPION), self.alias_version(PREVIOUS_CHAMPION)
+        if champion is None or previous is None:
+            raise RuntimeError(
+                f"{self.model_name} needs both a {CHAMPION} and a {PREVIOUS_CHAMPION} alias "
+                "to roll back"
+            )
+        client = self.get_client()
+        client.set_registered_model_alias(self.model_name, CHAMPION, str(previous))
+        client.set_registered_model_alias(self.model_name, PREVIOUS_CHAMPION, str(champion))
+        return previous, champion
+
+    # Models and links ----------------------------------------------------------------------
+
+    def model_uri(self, version: int | None = None, alias: str = CHAMPION) -> str:
+        if version is not None:
+            return f"models:/{self.model_name}/{version}"
+        return f"models:/{self.model_name}@{alias}"
+
+    def load_model(self, version: int) -> Any:
+        """A registered version as MLflow's pyfunc (what the scoring server runs)."""
+        import mlflow.pyfunc
+
+        self._activate()
+        return mlflow.pyfunc.load_model(self.model_uri(version))
+
+    def run_url(self, run_id: str) -> str:
+        return f"{self.ui_url}/#/experiments/{self.experiment_id()}/runs/{run_id}"
+
+    def version_url(self, version: int) -> str:
+        return f"{self.ui_url}/#/models/{quote(self.model_name)}/versions/{version}"
+
+
+def _requirements() -> list[str]:
+    """The model's own requirements, pinned to this environment (MLflow would otherwise
+    infer them in a subprocess, ≈ 4 s a model)."""
+    from importlib.metadata import version
+
+    return [
+        f"{package}=={version(package)}" for package in ("scikit-learn", "skops", "pandas", "numpy")
+    ]

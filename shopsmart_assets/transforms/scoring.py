@@ -1,0 +1,50 @@
+"""Daily propensity scores: one row per customer of the day's features (pandas)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from shopsmart_assets.transforms.features import EVENT_TIMESTAMP
+
+SCORE_COLUMNS = ("customer_id", "score", "model_version", EVENT_TIMESTAMP)
+QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+def scores_frame(
+    features: pd.DataFrame, probabilities: np.ndarray | None, model_version: int | None
+) -> pd.DataFrame:
+    """The customers of a day's features with their score and the model version that gave
+    it; no rows when no model was in service (no probabilities)."""
+    if probabilities is None or model_version is None:
+        return pd.DataFrame(
+            {
+                "customer_id": pd.Series(dtype="int64"),
+                "score": pd.Series(dtype="float64"),
+                "model_version": pd.Series(dtype="int64"),
+                EVENT_TIMESTAMP: pd.Series(dtype="datetime64[us, UTC]"),
+            }
+        )
+    if len(probabilities) != len(features):
+        raise ValueError(f"{len(probabilities)} scores for {len(features)} customers")
+    return pd.DataFrame(
+        {
+            "customer_id": features["customer_id"].astype("int64").to_numpy(),
+            "score": np.asarray(probabilities, dtype="float64"),
+            "model_version": np.full(len(features), model_version, dtype="int64"),
+            EVENT_TIMESTAMP: pd.to_datetime(features[EVENT_TIMESTAMP], utc=True)
+            .dt.as_unit("us")
+            .to_numpy(),
+        }
+    )
+
+
+def score_distribution(scores: pd.DataFrame) -> dict[str, float]:
+    """Mean and quantiles of the scores (NaN when there are none), for plots over days."""
+    values = scores["score"]
+    summary = {"score_mean": float(values.mean()) if len(values) else float("nan")}
+    for q in QUANTILES:
+        summary[f"score_p{round(q * 100):02d}"] = (
+            float(values.quantile(q)) if len(values) else float("nan")
+        )
+    return summary
