@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_START_DATE = "2026-01-01"
 DEFAULT_TIMEZONE = "UTC"
@@ -87,8 +88,13 @@ def mlflow_ui_url() -> str:
     explicit = _env("SHOPSMART_MLFLOW_UI_URL")
     if explicit:
         return explicit.rstrip("/")
-    uri = mlflow_tracking_uri()
-    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    uri = urlsplit(mlflow_tracking_uri())
+    if uri.scheme not in {"http", "https"}:
+        return "http://127.0.0.1:5000"
+    # never the credentials a tracking URI may carry: links are shown in the UI
+    host = uri.hostname or ""
+    netloc = host if uri.port is None else f"{host}:{uri.port}"
+    return urlunsplit((uri.scheme, netloc, uri.path, "", "")).rstrip("/")
 
 
 def is_set(var: str) -> bool:

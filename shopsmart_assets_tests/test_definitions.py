@@ -53,6 +53,7 @@ def test_every_asset_is_partitioned_documented_and_single_run():
         "ml/training_set",
         "ml/purchase_model",
         "ml/champion_model",
+        "ml/purchase_scores",
     }
     for key in graph.get_all_asset_keys():
         node = graph.get(key)

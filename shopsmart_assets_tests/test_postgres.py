@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -217,9 +216,11 @@ def lake_tables(lake: Path) -> dict[str, pd.DataFrame]:
 @pytest.fixture(scope="module")
 def two_lakes(
     pg: PostgresServer, pg_sources, spark, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Path, Path, Path]]:
-    """The whole chain for 2 days twice: on the PostgreSQL sources (through the environment
-    variables the code location reads) and on SQLite sources generated with the same seed."""
+) -> Iterator[tuple[Path, Path, list]]:
+    """The whole chain for 2 days twice: on the PostgreSQL sources, with Feast's online store
+    and SQL registry on PostgreSQL (the production profile, through the environment variables
+    the code location reads), and on SQLite sources generated with the same seed with Feast on
+    its local defaults. Yields both data dirs and both feature stores."""
     crm_url, orders_url = pg_sources
     root = tmp_path_factory.mktemp("two_lakes")
     on_sqlite, on_postgres = root / "sqlite", root / "postgres"
@@ -236,21 +237,34 @@ def two_lakes(
         )
         assert sqlite_platform.materialize_days(DAY1, DAY2).success
     with dg.instance_for_test() as instance, pytest.MonkeyPatch.context() as env:
+        env.setenv("SHOPSMART_DATA_DIR", str(on_postgres))
         env.setenv(settings.CRM_URL_VAR, crm_url)
         env.setenv(settings.ORDERS_URL_VAR, orders_url)
-        # the sources exactly as the code location configures them from the environment
-        configured = build_resources()
-        sources = {key: configured[key] for key in ("crm_db", "orders_db")}
-        for resource in sources.values():
-            assert isinstance(resource.url, dg.EnvVar)  # never a plain (visible) string
+        env.setenv(settings.ONLINE_STORE_URL_VAR, pg.create_database("feast_online"))
+        env.setenv(settings.FEAST_REGISTRY_VAR, pg.create_database("feast_registry"))
+        # the sources and Feast exactly as the code location configures them from the
+        # environment
         postgres_platform = Platform(on_postgres, "unused://", "unused://", instance)
+        configured = build_resources(postgres_platform.assets)
+        sources = {key: configured[key] for key in ("crm_db", "orders_db", "feature_store")}
+        for url in (
+            sources["crm_db"].url,
+            sources["orders_db"].url,
+            sources["feature_store"].online_store,
+            sources["feature_store"].registry,
+        ):
+            assert isinstance(url, dg.EnvVar)  # never a plain (visible) string
         postgres_platform.materialize(HOURLY, f"{DAY1}-00:00", f"{DAY2}-23:00", **sources)
         assert postgres_platform.materialize(DAILY, str(DAY1), str(DAY2), **sources).success
-    yield on_sqlite, on_postgres, root
+        feature_stores = [
+            sqlite_platform.feature_store,
+            sources["feature_store"].process_config_and_initialize(),
+        ]
+    yield on_sqlite, on_postgres, feature_stores
 
 
 def test_chain_on_postgres_gives_the_same_lake_as_on_sqlite(two_lakes):
-    on_sqlite, on_postgres, _ = two_lakes
+    on_sqlite, on_postgres, feature_stores = two_lakes
     expected, actual = lake_tables(on_sqlite / "lake"), lake_tables(on_postgres / "lake")
     assert set(actual) == set(expected)
     assert {"raw/orders", "raw/order_items", "raw/crm_customers", "raw/crm_interactions"} <= set(
@@ -263,14 +277,20 @@ def test_chain_on_postgres_gives_the_same_lake_as_on_sqlite(two_lakes):
     for name, frame in expected.items():
         pd.testing.assert_frame_equal(actual[name], frame, check_exact=True, obj=name)
         counts[name] = len(frame)
-    # and the online store they fed
-    stores = []
-    for side in (on_sqlite, on_postgres):
-        with sqlite3.connect(side / "online.db") as store:
-            stores.append(sorted(store.execute("SELECT * FROM customer_features").fetchall()))
-        store.close()
-    assert stores[0] == stores[1] and len(stores[0]) > 500
-    counts["online_store"] = len(stores[0])
+    # and Feast's online stores they fed (SQLite, and PostgreSQL with a SQL registry) serve
+    # the same values, those of the newest day's features
+    customers = sorted(expected["features/customer_features"]["customer_id"].unique().tolist())
+    served = [
+        store.online(customers).sort_values("customer_id").reset_index(drop=True)
+        for store in feature_stores
+    ]
+    served = [frame[sorted(frame.columns)] for frame in served]
+    pd.testing.assert_frame_equal(served[0], served[1], check_exact=True)
+    features = expected["features/customer_features"]
+    newest = features[features["date"].astype(str) == str(DAY2)]
+    assert len(served[1]) == len(newest) > 500
+    assert served[1]["monetary_90d"].sum() == pytest.approx(newest["monetary_90d"].sum())
+    counts["online_store"] = len(served[1])
     print("rows compared per lake table:", counts)
     assert counts["curated/purchases"] > 300 and counts["raw/orders"] > 250
     # and the SQLite lake is the right one: reconciled independently with its sources

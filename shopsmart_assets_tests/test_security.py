@@ -36,6 +36,8 @@ def test_every_secret_is_an_env_var_and_absent_from_the_resource_config(monkeypa
         "SHOPSMART_CRM_URL": "postgresql+psycopg://etl:crm-pw-81@db.internal/crm",
         "SHOPSMART_ORDERS_URL": "postgresql+psycopg://etl:orders-pw-82@db.internal/orders",
         "SHOPSMART_ONLINE_STORE_URL": "postgresql+psycopg://app:store-pw-83@db.internal/store",
+        "SHOPSMART_FEAST_REGISTRY": "postgresql+psycopg://app:registry-pw-85@db.internal/feast",
+        "SHOPSMART_MLFLOW_TRACKING_URI": "https://ml:mlflow-pw-86@mlflow.internal",
         "SLACK_BOT_TOKEN": "xoxb-security-test-84",
     }
     for name, value in secrets.items():

@@ -1,0 +1,89 @@
+"""Feast's online store through the platform's resource: newest values win, backfills never
+overwrite fresher ones, and one lookup gives features and score; URLs map to Feast's config."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from shopsmart_assets.feature_repo import CUSTOMER_FEATURES_VIEW, SCORES_VIEW, VIEW_COLUMNS
+from shopsmart_assets.resources import FeatureStoreResource
+from shopsmart_assets.resources.feature_store import online_store_config, registry_config
+
+
+def day_features(day: str, spend: float, customers=(1, 2)) -> pd.DataFrame:
+    row = {c: 1 for c in VIEW_COLUMNS[CUSTOMER_FEATURES_VIEW]} | {
+        "segment": "consumer",
+        "country": "US",
+        "has_valid_email": True,
+        "recency_days": None,
+    }
+    end = (pd.Timestamp(day) + pd.Timedelta(days=1)).tz_localize("America/New_York")
+    return pd.DataFrame(
+        [
+            {**row, "customer_id": c, "monetary_90d": spend, "event_timestamp": end}
+            for c in customers
+        ]
+    )
+
+
+@pytest.fixture
+def store(tmp_path) -> FeatureStoreResource:
+    return FeatureStoreResource(
+        online_store=f"sqlite:///{tmp_path / 'online.db'}",
+        registry=str(tmp_path / "registry.db"),
+        repo_dir=str(tmp_path),
+        view_tables={name: str(tmp_path / name) for name in VIEW_COLUMNS},
+    )
+
+
+def test_newest_wins_and_a_backfill_does_not_regress(store):
+    assert store.write_newest(CUSTOMER_FEATURES_VIEW, day_features("2026-03-07", 20.0)) == 2
+    assert store.write_newest(CUSTOMER_FEATURES_VIEW, day_features("2026-03-08", 30.0, (1,))) == 1
+    # a backfill of an older day only adds the customer nobody had served yet
+    backfill = day_features("2026-03-06", 10.0, customers=(1, 2, 3))
+    assert store.write_newest(CUSTOMER_FEATURES_VIEW, backfill) == 1
+    # re-running the newest day replaces its own values (a late correction)
+    assert store.write_newest(CUSTOMER_FEATURES_VIEW, day_features("2026-03-08", 31.0, (1,))) == 1
+    scores = pd.DataFrame(
+        {
+            "customer_id": [1, 3],
+            "score": [0.75, 0.125],
+            "model_version": [4, 4],
+            "event_timestamp": pd.Timestamp("2026-03-09", tz="UTC"),
+        }
+    )
+    assert store.write_newest(SCORES_VIEW, scores) == 2
+    served = store.online([1, 2, 3, 4]).set_index("customer_id")
+    assert served.loc[1, "monetary_90d"] == 31.0 and served.loc[1, "score"] == 0.75
+    assert served.loc[2, "monetary_90d"] == 20.0 and pd.isna(served.loc[2, "score"])
+    assert served.loc[3, "monetary_90d"] == 10.0 and served.loc[3, "model_version"] == 4
+    assert pd.isna(served.loc[4, "monetary_90d"]) and pd.isna(served.loc[1, "recency_days"])
+    times = store.event_times(CUSTOMER_FEATURES_VIEW, [1, 2, 4])
+    assert times.iloc[0] == pd.Timestamp("2026-03-09 04:00", tz="UTC")  # 23-hour day's end
+    assert times.iloc[1] == pd.Timestamp("2026-03-08 05:00", tz="UTC")
+    assert pd.isna(times.iloc[2])
+
+
+def test_store_urls_become_feast_config():
+    assert online_store_config("sqlite:////data/feast/online.db") == {
+        "type": "sqlite",
+        "path": "/data/feast/online.db",
+    }
+    postgres = online_store_config(
+        "postgresql+psycopg://feast:s3cret@db.internal:6543/online?sslmode=require&schema=fs"
+    )
+    assert postgres == {
+        "type": "postgres",
+        "host": "db.internal",
+        "port": 6543,
+        "database": "online",
+        "user": "feast",
+        "password": "s3cret",
+        "db_schema": "fs",
+        "sslmode": "require",
+    }
+    with pytest.raises(ValueError, match="sqlite:///… or postgresql://…"):
+        online_store_config("mysql://x@y/z")
+    assert registry_config("/data/feast/registry.db")["registry_type"] == "file"
+    assert registry_config("postgresql+psycopg://u:p@h/r")["registry_type"] == "sql"

@@ -1,0 +1,36 @@
+"""Daily scores as a frame: one row per customer with the model version, or none at all."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shopsmart_assets.transforms.scoring import score_distribution, scores_frame
+
+
+def features(n: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "customer_id": np.arange(1, n + 1),
+            "event_timestamp": pd.Timestamp("2026-01-02", tz="UTC"),
+        }
+    )
+
+
+def test_one_score_per_customer_with_its_model_version():
+    frame = scores_frame(features(4), np.array([0.1, 0.4, 0.2, 0.9]), 7)
+    assert frame["customer_id"].tolist() == [1, 2, 3, 4]
+    assert frame["model_version"].unique().tolist() == [7]
+    assert str(frame["event_timestamp"].dt.tz) == "UTC"
+    summary = score_distribution(frame)
+    assert summary["score_p50"] == pytest.approx(0.3)
+    assert summary["score_mean"] == pytest.approx(0.4)
+
+
+def test_no_champion_no_scores_and_a_mismatch_is_an_error():
+    empty = scores_frame(features(3), None, None)
+    assert empty.empty and list(empty.columns) == list(scores_frame(features(1), [0.5], 1))
+    assert np.isnan(score_distribution(empty)["score_p90"])
+    with pytest.raises(ValueError, match="2 scores for 3 customers"):
+        scores_frame(features(3), np.array([0.1, 0.2]), 1)
