@@ -6,11 +6,14 @@ export SHOPSMART_DATA_DIR ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYTHONDONTWRITEBYTECODE = 1
+# MLflow's telemetry looks up a host name: nothing leaves the machine.
+export MLFLOW_DISABLE_TELEMETRY = true
 PYTEST_ARGS ?=
 # The UI listens on loopback only; HOST=0.0.0.0 make ui to expose it (behind auth, please).
 HOST ?= 127.0.0.1
 
-.PHONY: install java demo test bench ui backfill lint clean spark-up spark-down
+.PHONY: install java demo test bench ui backfill lint clean spark-up spark-down \
+	serve-features serve-model mlflow-ui
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,6 +60,20 @@ spark-up: install java
 
 spark-down:
 	VENV_PYTHON=$(BIN)/python scripts/spark.sh connect-down
+
+# Serving, on 127.0.0.1 (PORT=… to change the port), after make demo:
+# Feast's HTTP feature server: POST /get-online-features, e.g.
+#   {"feature_service": "customer_propensity", "entities": {"customer_id": [42]}}
+serve-features: install
+	$(BIN)/shopsmart-features serve --port $${PORT:-6566}
+
+# MLflow's scoring server for the registry's champion: POST /invocations (dataframe_split).
+serve-model: install
+	$(BIN)/shopsmart-model serve --port $${PORT:-5001}
+
+# MLflow's UI over the tracking store and registry (runs, metrics, versions, aliases).
+mlflow-ui: install
+	$(BIN)/shopsmart-model ui --port $${PORT:-5000}
 
 lint: install
 	$(BIN)/ruff check shopsmart_assets shopsmart_assets_tests

@@ -457,3 +457,45 @@ def test_mlflow_scoring_server_returns_the_batch_scores(ten_days, tmp_path):
     served = [pair[1] for pair in answer["predictions"]]
     batch = scores.loc[features["customer_id"], "score"].tolist()
     assert served == pytest.approx(batch, abs=1e-9)
+
+
+def test_point_in_time_retrieval_through_feast_matches_the_lake(ten_days):
+    """Feast's historical retrieval over the lake (DuckDB offline store) returns, for an
+    instant during day D+1, the features as of D: never a later day's, every entity row kept."""
+    import pandas as pd
+
+    p = ten_days
+    day = START + 5 * DAY
+    customers = [
+        r[0]
+        for r in lake_rows(
+            p,
+            f"SELECT customer_id FROM read_parquet('LAKE/features/customer_features/date={day}/*')"
+            " ORDER BY hash(customer_id) LIMIT 5",
+        )
+    ]
+    during_next_day = datetime.combine(day + DAY, datetime.min.time(), timezone.utc)
+    entity = pd.DataFrame(
+        {
+            "customer_id": [*customers, -1],
+            "event_timestamp": pd.Timestamp(during_next_day + timedelta(hours=13)),
+        }
+    )
+    found = (
+        p.feature_store.get_store()
+        .get_historical_features(entity_df=entity, features=["customer_features:monetary_90d"])
+        .to_df()
+        .set_index("customer_id")["monetary_90d"]
+    )
+    assert len(found) == len(entity)  # the unknown customer too, with nothing known
+    assert pd.isna(found.loc[-1])
+    ids = ", ".join(map(str, customers))
+    expected = dict(
+        lake_rows(
+            p,
+            "SELECT customer_id, monetary_90d FROM read_parquet("
+            f"'LAKE/features/customer_features/date={day}/*.parquet') WHERE customer_id IN ({ids})",
+        )
+    )
+    for customer in customers:
+        assert found.loc[customer] == pytest.approx(expected[customer]), customer

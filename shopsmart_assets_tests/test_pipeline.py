@@ -7,7 +7,7 @@ The lake is reconciled against the source databases independently of the code un
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import dagster as dg
 import duckdb
@@ -136,7 +136,9 @@ def test_rerunning_a_partition_changes_nothing(two_days):
 def test_a_malformed_source_row_lands_in_quarantine_with_its_reason(platform: Platform, spark):
     platform.generate(DAY1, days=1, orders_per_day=40)
     db = sources(platform)
-    at = datetime(2026, 1, 1, 10, 30)
+    # as the sources store instants: naive UTC text (not a Python datetime, whose sqlite3
+    # adapter is process-wide: Feast's SQLite online store replaces it with epoch seconds)
+    at = "2026-01-01 10:30:00"
     with db:
         db.execute("INSERT INTO orders VALUES (777777, 1, ?, 'placed', 'USD', 'web', ?)", (at, at))
         db.execute("INSERT INTO order_items VALUES (777777, 1, 5, 2, -19.99)")

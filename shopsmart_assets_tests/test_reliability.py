@@ -203,6 +203,8 @@ def test_late_order_changes_rebuild_exactly_what_they_reach(platform: Platform):
         "features/customer_features": [d for d in built if d >= first_changed],
         # every built training set whose label window (or feature day) holds one
         "ml/training_set": [d for d in built if d >= first_changed],
+        # the scores of every built day whose features change
+        "ml/purchase_scores": [d for d in built if d >= first_changed],
         # what serves: only the newest built partition
         "features/online_store": [built[-1]],
         "ml/purchase_model": [built[-1]],

@@ -98,7 +98,7 @@ def build_feature_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
         partitions_def=partitions.daily,
         backfill_policy=SINGLE_RUN,
         group_name="features",
-        kinds={"feast", "sqlite"},
+        kinds={"feast"},
         **STANDARD_STEP,
     )
     def online_store(
