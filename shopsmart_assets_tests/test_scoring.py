@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shopsmart_assets.transforms.scoring import score_distribution, scores_frame
+from shopsmart_assets.transforms.scoring import score_distribution, score_problems, scores_frame
 
 
 def features(n: int) -> pd.DataFrame:
@@ -34,3 +34,19 @@ def test_no_champion_no_scores_and_a_mismatch_is_an_error():
     assert np.isnan(score_distribution(empty)["score_p90"])
     with pytest.raises(ValueError, match="2 scores for 3 customers"):
         scores_frame(features(3), np.array([0.1, 0.2]), 1)
+
+
+def test_score_problems_name_missing_duplicate_and_foreign_customers():
+    snapshot = pd.Series([1, 2, 3, None, 3])
+    good = scores_frame(features(3), np.array([0.1, 0.2, 0.3]), 2)
+    assert score_problems("2026-01-02", snapshot, good, 2) == []
+    bad = pd.concat([good.iloc[[0, 0]], scores_frame(features(5).tail(1), [0.5], 2)])
+    assert score_problems("2026-01-02", snapshot, bad, 2) == [
+        "2026-01-02: 1 customers scored twice",
+        "2026-01-02: 2 customers of the snapshot have no score",
+        "2026-01-02: 1 scores for customers not in the snapshot",
+    ]
+    assert score_problems("2026-01-02", snapshot, scores_frame(features(3), None, None), None) == []
+    assert score_problems("2026-01-02", snapshot, good, None) == [
+        "2026-01-02: 3 scores without a champion"
+    ]

@@ -25,7 +25,7 @@ from shopsmart_assets.resources import (
 from shopsmart_assets.resources.feature_store import feast_source
 from shopsmart_assets.resources.lake import lake_table, part_file_name
 from shopsmart_assets.transforms.features import FEATURE_COLUMNS
-from shopsmart_assets.transforms.scoring import score_distribution, scores_frame
+from shopsmart_assets.transforms.scoring import score_distribution, score_problems, scores_frame
 from shopsmart_assets.transforms.training import (
     HYPERPARAMETERS,
     LABEL_DAYS,
@@ -437,7 +437,7 @@ def build_ml_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
             snapshot = lake.read_pandas(
                 context, CRM_CUSTOMERS_KEY, for_partitions=[key], columns=["customer_id"]
             )
-            problems += _score_problems(key, snapshot["customer_id"], scores, version)
+            problems += score_problems(key, snapshot["customer_id"], scores, version)
             scored += len(scores)
             lake.record_partition(
                 context,
@@ -459,22 +459,3 @@ def build_ml_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
         )
 
     return [training_set, purchase_model, champion_model, purchase_scores]
-
-
-def _score_problems(
-    key: str, snapshot_ids: pd.Series, scores: pd.DataFrame, version: int | None
-) -> list[str]:
-    """How a day's scores differ from one per customer of its CRM snapshot."""
-    if version is None:
-        return [] if scores.empty else [f"{key}: {len(scores)} scores without a champion"]
-    expected = set(snapshot_ids.dropna().astype("int64"))
-    got = scores["customer_id"]
-    problems = []
-    if got.duplicated().any():
-        problems.append(f"{key}: {int(got.duplicated().sum())} customers scored twice")
-    missing, extra = expected - set(got), set(got) - expected
-    if missing:
-        problems.append(f"{key}: {len(missing)} customers of the snapshot have no score")
-    if extra:
-        problems.append(f"{key}: {len(extra)} scores for customers not in the snapshot")
-    return problems

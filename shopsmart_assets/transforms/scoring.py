@@ -48,3 +48,22 @@ def score_distribution(scores: pd.DataFrame) -> dict[str, float]:
             float(values.quantile(q)) if len(values) else float("nan")
         )
     return summary
+
+
+def score_problems(
+    key: str, snapshot_ids: pd.Series, scores: pd.DataFrame, version: int | None
+) -> list[str]:
+    """How a day's scores differ from one per customer of its CRM snapshot."""
+    if version is None:
+        return [] if scores.empty else [f"{key}: {len(scores)} scores without a champion"]
+    expected = set(snapshot_ids.dropna().astype("int64"))
+    got = scores["customer_id"]
+    problems = []
+    if got.duplicated().any():
+        problems.append(f"{key}: {int(got.duplicated().sum())} customers scored twice")
+    missing, extra = expected - set(got), set(got) - expected
+    if missing:
+        problems.append(f"{key}: {len(missing)} customers of the snapshot have no score")
+    if extra:
+        problems.append(f"{key}: {len(extra)} scores for customers not in the snapshot")
+    return problems
