@@ -47,3 +47,20 @@ def test_blank_settings_mean_default(monkeypatch, value):
     assert settings.timezone() == "UTC"
     assert settings.start_date() == "2026-01-01"
     assert spark_config()["spark.master"] == "local[*]"
+
+
+def test_feast_and_mlflow_live_in_the_data_dir_unless_told_otherwise(monkeypatch, tmp_path):
+    monkeypatch.setenv("SHOPSMART_DATA_DIR", str(tmp_path))
+    for name in ("SHOPSMART_MLFLOW_TRACKING_URI", "SHOPSMART_MLFLOW_UI_URL"):
+        monkeypatch.delenv(name, raising=False)
+    assert settings.default_online_store_url() == f"sqlite:///{tmp_path}/feast/online_store.db"
+    assert settings.default_feast_registry() == f"{tmp_path}/feast/registry.db"
+    assert settings.mlflow_tracking_uri() == f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+    assert settings.mlflow_artifact_location() == (tmp_path / "mlflow" / "artifacts").as_uri()
+    assert settings.mlflow_ui_url() == "http://127.0.0.1:5000"
+    # an MLflow server: it keeps the artifacts, and links never carry its credentials
+    monkeypatch.setenv("SHOPSMART_MLFLOW_TRACKING_URI", "https://ml:pw-1@mlflow.internal:8443/")
+    assert settings.mlflow_artifact_location() is None
+    assert settings.mlflow_ui_url() == "https://mlflow.internal:8443"
+    monkeypatch.setenv("SHOPSMART_MLFLOW_UI_URL", "https://mlflow.example.com/")
+    assert settings.mlflow_ui_url() == "https://mlflow.example.com"
