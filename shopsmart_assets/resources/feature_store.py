@@ -10,7 +10,9 @@ database needs no separate `feast apply`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import fcntl
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +75,17 @@ def registry_config(registry: str) -> dict[str, Any]:
     return {"registry_type": "file", "path": registry, "cache_ttl_seconds": 60}
 
 
+@contextmanager
+def _exclusive(lock_file: Path) -> Iterator[None]:
+    """An exclusive lock between processes of this machine (released on exit or crash)."""
+    with lock_file.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class FeatureStoreResource(dg.ConfigurableResource):
     """Feast's feature store over the lake: customer features and purchase-propensity scores,
     served by customer id."""
@@ -107,9 +120,12 @@ class FeatureStoreResource(dg.ConfigurableResource):
                 entity_key_serialization_version=3,
                 repo_path=Path(self.repo_dir),
             )
-            store = FeatureStore(config=config)
             tables = {name: Path(path) for name, path in self.view_tables.items()}
-            store.apply(feature_repo_objects(tables))
+            # Feast's file registry is rewritten in place: steps of one run that apply at
+            # the same time take turns (a SQL registry has transactions of its own).
+            with _exclusive(Path(self.repo_dir) / ".apply.lock"):
+                store = FeatureStore(config=config)
+                store.apply(feature_repo_objects(tables))
             self._store = store
         return self._store
 
