@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +23,20 @@ MODEL_SERVER_PORT = 5001
 MLFLOW_UI_PORT = 5000
 
 
-def configured(name: str) -> Any:
-    """A resource of the code location, as the environment configures it, ready to use."""
+@cache
+def _resources() -> dict[str, Any]:
+    """The code location's resources, built once per command from the environment."""
     from shopsmart_assets.definitions import build_assets
     from shopsmart_assets.partitions import build_partitions
     from shopsmart_assets.resources import build_resources
 
-    resource = build_resources(build_assets(build_partitions()))[name]
-    return resource.process_config_and_initialize()
+    return build_resources(build_assets(build_partitions()))
+
+
+@cache
+def configured(name: str) -> Any:
+    """A resource of the code location, as the environment configures it, ready to use."""
+    return _resources()[name].process_config_and_initialize()
 
 
 def _json_value(value: Any) -> Any:

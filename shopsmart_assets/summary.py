@@ -10,10 +10,12 @@ from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import dagster as dg
 import duckdb
 import sqlalchemy as sa
 
 from shopsmart_assets import settings
+from shopsmart_assets.assets.ml import CHAMPION_MODEL_KEY, PURCHASE_MODEL_KEY, PURCHASE_SCORES_KEY
 from shopsmart_assets.resources.sources import source_engine
 
 
@@ -60,7 +62,15 @@ def source_order_lines(orders_url: str, start: date, end: date, tz: str) -> int:
         return connection.execute(query, {"lower": lower, "upper": upper}).scalar_one()
 
 
-def print_serving(lake: Path, day: date) -> None:
+def day_path(key: dg.AssetKey, day: date) -> Path:
+    """Where the lake layer keeps a day of a daily asset."""
+    from shopsmart_assets.partitions import build_partitions
+    from shopsmart_assets.serving import configured
+
+    return configured("lake").partition_path(key, build_partitions().daily, str(day))
+
+
+def print_serving(day: date) -> None:
     """The registry's champion, the day's scores and one customer as Feast serves them."""
     from shopsmart_assets.serving import configured
 
@@ -72,7 +82,7 @@ def print_serving(lake: Path, day: date) -> None:
         run_id = registry.get_client().get_model_version(registry.model_name, str(version)).run_id
         auc = registry.get_client().get_run(run_id).data.metrics.get("auc")
         print(f"  MLflow registry: {registry.model_name}@champion = version {version} (AUC {auc})")
-    scores = lake / "scores" / "purchase_propensity" / f"date={day}"
+    scores = day_path(PURCHASE_SCORES_KEY, day)
     if not scores.is_dir():
         print(f"  scores {day}: none")
         return
@@ -128,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{verdict}"
     )
 
-    champion = lake / "models" / "champion_model" / f"date={args.end}" / "champion.json"
-    candidate = lake / "models" / "purchase_model" / f"date={args.end}" / "metrics.json"
+    champion = day_path(CHAMPION_MODEL_KEY, args.end) / "champion.json"
+    candidate = day_path(PURCHASE_MODEL_KEY, args.end) / "metrics.json"
     if candidate.exists():
         metrics = json.loads(candidate.read_text())
         auc = metrics["metrics"].get("auc")
@@ -150,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         print("  champion: none (the model did not pass its promotion check)")
-    print_serving(lake, args.end)
+    print_serving(args.end)
     print(
         "\nQuery it yourself, e.g. with DuckDB:\n"
         f"  SELECT * FROM read_parquet('{lake}/curated/purchases/*/*.parquet',"

@@ -3,6 +3,7 @@ and the daily scores (lake + Feast)."""
 
 import hashlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -86,18 +87,26 @@ def _of(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return frame[frame["partition"].isin(keys)].drop(columns="partition")
 
 
+def _champion_days(
+    lake: LakeResource, partitions_def: dg.PartitionsDefinition, before: str | None = None
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(partition, champion record) of the days ml/champion_model has in the lake, newest
+    first (only those before `before` when given)."""
+    keys = partitions_def.get_partition_keys()
+    for key in reversed([k for k in keys if before is None or k < before]):
+        path = lake.partition_path(CHAMPION_MODEL_KEY, partitions_def, key) / "champion.json"
+        if path.is_file():
+            yield key, json.loads(path.read_text())
+
+
 def _latest_champion(
     lake: LakeResource, partitions_def: dg.PartitionsDefinition, before: str
 ) -> dict[str, Any] | None:
     """The champion record in force before partition `before` (the newest earlier one)."""
-    earlier = [k for k in partitions_def.get_partition_keys() if k < before]
-    for key in reversed(earlier):
-        path = lake.partition_path(CHAMPION_MODEL_KEY, partitions_def, key) / "champion.json"
-        if path.is_file():
-            record = json.loads(path.read_text())
-            if record.get("model_partition"):
-                return record
-    return None
+    return next(
+        (r for _, r in _champion_days(lake, partitions_def, before) if r.get("model_partition")),
+        None,
+    )
 
 
 def data_version(trained_on: dict[str, str]) -> str:
@@ -107,16 +116,6 @@ def data_version(trained_on: dict[str, str]) -> str:
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def _newest_champion_key(lake: LakeResource, partitions_def: dg.PartitionsDefinition) -> str | None:
-    """The newest partition of ml/champion_model in the lake."""
-    for key in reversed(partitions_def.get_partition_keys()):
-        if (
-            lake.partition_path(CHAMPION_MODEL_KEY, partitions_def, key) / "champion.json"
-        ).is_file():
-            return key
-    return None
 
 
 def build_ml_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
@@ -374,7 +373,7 @@ def build_ml_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
         if (
             champion
             and champion.get("model_version")
-            and (newest == _newest_champion_key(lake, partitions_def))
+            and newest == next(_champion_days(lake, partitions_def), (None,))[0]
         ):
             version = int(champion["model_version"])
             replaced = model_registry.promote(version)
