@@ -25,6 +25,7 @@ from shopsmart_assets.resources import (
 )
 from shopsmart_assets.resources.feature_store import feast_source
 from shopsmart_assets.resources.lake import lake_table, part_file_name
+from shopsmart_assets.resources.model_registry import DAGSTER_RUN_TAG
 from shopsmart_assets.transforms.features import FEATURE_COLUMNS
 from shopsmart_assets.transforms.scoring import score_distribution, score_problems, scores_frame
 from shopsmart_assets.transforms.training import (
@@ -226,7 +227,7 @@ def build_ml_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
                 },
                 metrics=outcome.metrics,
                 tags={
-                    "dagster.run_id": context.run.run_id,
+                    DAGSTER_RUN_TAG: context.run.run_id,
                     "trained": str(outcome.trained).lower(),
                     **({"not_trained_because": outcome.reason} if outcome.reason else {}),
                 },
@@ -253,6 +254,8 @@ def build_ml_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
                     **dict(outcome.metrics.items()),
                     "trained_on": dg.MetadataValue.json(versions),
                     "mlflow_run": dg.MetadataValue.url(model_registry.run_url(logged.run_id)),
+                    # the same data was trained before: its run and version are reused
+                    "mlflow_run_reused": logged.reused,
                     **(
                         {
                             "model_version": logged.version,

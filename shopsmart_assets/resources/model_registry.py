@@ -36,10 +36,6 @@ class LoggedRun:
     version: int | None
     reused: bool = False
 
-    @property
-    def trained(self) -> bool:
-        return self.version is not None
-
 
 class ModelRegistry(dg.ConfigurableResource):
     """MLflow tracking + model registry for the purchase-propensity model."""
