@@ -12,8 +12,8 @@ PYTEST_ARGS ?=
 # The UI listens on loopback only; HOST=0.0.0.0 make ui to expose it (behind auth, please).
 HOST ?= 127.0.0.1
 
-.PHONY: install java demo test bench ui backfill lint clean spark-up spark-down \
-	serve-features serve-model mlflow-ui
+.PHONY: install java chromium demo test bench ui live screenshots backfill lint clean \
+	spark-up spark-down serve-features serve-model mlflow-ui
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,10 +26,14 @@ install: $(VENV)/.installed
 java:
 	@scripts/ensure-java.sh
 
+# Debian's chromium, driven headless by Playwright for the browser tests and screenshots.
+chromium:
+	@scripts/ensure-chromium.sh >/dev/null
+
 demo: install java
 	BIN=$(BIN) scripts/demo.sh
 
-test: install java
+test: install java chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Speed and memory of extraction and the Spark transform at volume, against targets
@@ -37,12 +41,20 @@ test: install java
 bench: install java
 	$(BIN)/python scripts/bench.py
 
-# Runs from inside DAGSTER_HOME (holding a copy of dagster.yaml) so that Dagster does not
-# warn about the project's own dagster.yaml sitting in the working directory.
+# The Dagster UI and daemon on http://$(HOST):$${PORT:-3000}; Ctrl-C (or SIGTERM to make) stops
+# the whole process tree. LIVE=1 (or make live): schedules and sensors on, and the source
+# simulator writing new orders as time passes, so that the demo runs itself.
+LIVE ?=
 ui: install java
-	mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-	cd $(DAGSTER_HOME) && $(CURDIR)/$(BIN)/dagster dev -h $(HOST) -p $${PORT:-3000} \
-	  -w $(CURDIR)/workspace.yaml
+	exec $(BIN)/shopsmart-ui --host $(HOST) --port $${PORT:-3000} \
+	  $(if $(LIVE),--live --orders-per-day $${DEMO_ORDERS_PER_DAY:-500})
+
+live:
+	$(MAKE) ui LIVE=1
+
+# docs/images/*.png from the UI after make demo (headless Chromium).
+screenshots: install chromium
+	$(BIN)/python scripts/screenshots.py --out docs/images
 
 # make backfill FROM=2026-01-01 TO=2026-01-14: the whole chain for a date range, as a Dagster
 # backfill (uses the Dagster at SHOPSMART_UI_URL, or starts one for the duration).

@@ -7,15 +7,17 @@ set -euo pipefail
 
 : "${SHOPSMART_DATA_DIR:?}" "${DAGSTER_HOME:?}"
 BIN=${BIN:-.venv/bin}
-START=${DEMO_START:-${SHOPSMART_START_DATE:-2026-01-01}}
 DAYS=${DEMO_DAYS:-14}
 ORDERS_PER_DAY=${DEMO_ORDERS_PER_DAY:-500}
-END=$(date -u -d "$START + $((DAYS - 1)) days" +%F)
 LOGS="$SHOPSMART_DATA_DIR/logs"
 mkdir -p "$LOGS" "$DAGSTER_HOME"
 cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
 
-"$BIN/shopsmart-demo" --reset --start-date "$START" --days "$DAYS" \
+# DEMO_DAYS days ending yesterday (DEMO_END=YYYY-MM-DD to pin it) in SHOPSMART_TIMEZONE. The
+# partitions start on the first demo day, recorded with the data (partitions.json) the first
+# time, so that a later `make demo` adds the days since, and the UI has no empty partition.
+read -r START END < <("$BIN/shopsmart-demo" --plan --days "$DAYS" --end-date "${DEMO_END:-yesterday}")
+"$BIN/shopsmart-demo" --reset --start-date "$START" --end-date "$END" \
   --orders-per-day "$ORDERS_PER_DAY"
 
 materialize() {  # name, selection, partition range

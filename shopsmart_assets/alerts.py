@@ -16,6 +16,7 @@ import dagster as dg
 
 from shopsmart_assets import settings
 from shopsmart_assets.automation import PARTITION_RANGE_END, PARTITION_RANGE_START
+from shopsmart_assets.catalog import asset_url
 from shopsmart_assets.checks import FRESHNESS_SENSOR
 from shopsmart_assets.resources.slack import SlackAlerts
 
@@ -152,7 +153,7 @@ def freshness_text(check_key: dg.AssetCheckKey, description: str | None) -> str:
     return (
         f":hourglass: ShopSmart data is late: {asset.to_user_string()}\n"
         f"{description or check_key.name}\n"
-        f"Asset: {settings.ui_url()}/assets/{'/'.join(asset.path)}"
+        f"Asset: {asset_url(asset)}"
     )
 
 

@@ -15,6 +15,7 @@ from shopsmart_assets.assets.lake import build_lake_assets
 from shopsmart_assets.assets.ml import build_ml_assets
 from shopsmart_assets.assets.raw import build_raw_assets
 from shopsmart_assets.automation import build_automation
+from shopsmart_assets.catalog import with_owners
 from shopsmart_assets.checks import build_freshness
 from shopsmart_assets.lineage import Lineage
 from shopsmart_assets.partitions import Partitions, build_partitions
@@ -30,13 +31,15 @@ STEP_EXECUTOR = dg.multiprocess_executor.configured(
 
 
 def build_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
-    """Every asset of the chain, in layer order."""
-    return [
-        *build_raw_assets(partitions),
-        *build_lake_assets(partitions),
-        *build_feature_assets(partitions),
-        *build_ml_assets(partitions),
-    ]
+    """Every asset of the chain, in layer order, with its owners."""
+    return with_owners(
+        [
+            *build_raw_assets(partitions),
+            *build_lake_assets(partitions),
+            *build_feature_assets(partitions),
+            *build_ml_assets(partitions),
+        ]
+    )
 
 
 def build_definitions(partitions: Partitions | None = None) -> dg.Definitions:

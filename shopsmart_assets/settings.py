@@ -7,6 +7,7 @@ read here: resources receive them through `dagster.EnvVar` so they never reach t
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -101,14 +102,52 @@ def is_set(var: str) -> bool:
     return _env(var) is not None
 
 
+PARTITIONS_FILE = "partitions.json"
+
+
+def partitions_file() -> Path:
+    """Where a data directory records the partitions its history was built on."""
+    return data_dir() / PARTITIONS_FILE
+
+
+def recorded_partitions() -> dict[str, str]:
+    """The first day and time zone recorded with the data (`shopsmart-demo` writes them when
+    it creates the sources), or nothing."""
+    try:
+        recorded = json.loads(partitions_file().read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{partitions_file()} is not readable JSON: {error}") from error
+    return {k: str(v) for k, v in recorded.items() if k in {"start_date", "timezone"} and v}
+
+
+def record_partitions(start: str, zone: str) -> bool:
+    """Record the partitions' first day and time zone with the data, once: a later start
+    would move partitions under existing history. Returns whether it was written now."""
+    path = partitions_file()
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"start_date": start, "timezone": zone}, indent=2) + "\n")
+    return True
+
+
 def timezone() -> str:
-    """SHOPSMART_TIMEZONE: the company time zone that partition boundaries follow."""
-    return _env("SHOPSMART_TIMEZONE") or DEFAULT_TIMEZONE
+    """SHOPSMART_TIMEZONE: the company time zone that partition boundaries follow; default the
+    one recorded with the data ($SHOPSMART_DATA_DIR/partitions.json), else UTC."""
+    return _env("SHOPSMART_TIMEZONE") or recorded_partitions().get("timezone") or DEFAULT_TIMEZONE
 
 
 def start_date() -> str:
-    """SHOPSMART_START_DATE: the first daily partition (YYYY-MM-DD)."""
-    return _env("SHOPSMART_START_DATE") or DEFAULT_START_DATE
+    """SHOPSMART_START_DATE: the first daily partition (YYYY-MM-DD); default the one recorded
+    with the data ($SHOPSMART_DATA_DIR/partitions.json, written by the demo), else 2026-01-01.
+    Production sets it once, to the first day of history, and never moves it."""
+    return (
+        _env("SHOPSMART_START_DATE")
+        or recorded_partitions().get("start_date")
+        or DEFAULT_START_DATE
+    )
 
 
 def spark_master() -> str | None:
@@ -187,3 +226,13 @@ def recovery_days() -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise ValueError(f"SHOPSMART_RECOVERY_DAYS must be a whole number of days, got {raw!r}")
     return int(raw)
+
+
+def docs_url() -> str | None:
+    """SHOPSMART_DOCS_URL: where the project's docs/ directory is served, e.g.
+    https://github.com/acme/shopsmart/blob/main/docs; each asset's `docs` metadata then links
+    to `<url>/lake.md#<section>`. Default none: the repository has no public address, and a
+    file:// link is no answer (browsers do not open file:// links from the UI's http:// page),
+    so the UI shows the path in the repository instead (`docs/lake.md#<section>`, with a copy
+    button), correct wherever the project is checked out."""
+    return (_env("SHOPSMART_DOCS_URL") or "").rstrip("/") or None

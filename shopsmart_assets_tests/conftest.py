@@ -3,10 +3,13 @@ helper that materializes partition ranges through Dagster exactly as the CLI doe
 
 from __future__ import annotations
 
+import atexit
 import ipaddress
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -18,6 +21,10 @@ import pytest
 import sqlalchemy as sa
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+# Nothing a test runs may touch the developer's own data directory (`make test` exports the
+# one `make demo` uses): tests that need one set their own.
+os.environ["SHOPSMART_DATA_DIR"] = tempfile.mkdtemp(prefix="shopsmart-tests-data-")
+atexit.register(shutil.rmtree, os.environ["SHOPSMART_DATA_DIR"], ignore_errors=True)
 
 from shopsmart_assets.automation import range_tags  # noqa: E402
 from shopsmart_assets.definitions import build_assets  # noqa: E402

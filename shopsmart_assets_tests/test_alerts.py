@@ -11,9 +11,9 @@ import pytest
 from shopsmart_assets.alerts import SENSOR_NAME_TAG, build_alert_sensors, mask_credentials
 from shopsmart_assets.checks import FRESHNESS_SENSOR
 from shopsmart_assets.definitions import build_definitions
+from shopsmart_assets.demo.slack_stand_in import SlackServer
 from shopsmart_assets.resources import SlackAlerts
 from shopsmart_assets_tests.conftest import START, UTC_PARTITIONS, Platform, files_containing
-from shopsmart_assets_tests.slack_server import SlackServer
 
 TOKEN = "xoxb-shopsmart-test-0123456789"
 

@@ -48,6 +48,7 @@ from shopsmart_assets.automation import (
 from shopsmart_assets.automation import (
     PARTITION_RANGE_START as ASSET_PARTITION_RANGE_START_TAG,
 )
+from shopsmart_assets.demo.slack_stand_in import SlackServer
 from shopsmart_assets.devserver import INSTANCE_CONFIG, dagster_dev, graphql, is_up
 from shopsmart_assets_tests import reconcile
 from shopsmart_assets_tests.conftest import (
@@ -56,7 +57,6 @@ from shopsmart_assets_tests.conftest import (
     generate_sources,
     materialize_cli,
 )
-from shopsmart_assets_tests.slack_server import SlackServer
 
 pytestmark = [pytest.mark.spark, pytest.mark.e2e]
 

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 
 from shopsmart_assets.demo.cli import main as demo_main
+from shopsmart_assets.demo.generator import (
+    DemoConfig,
+    create_sources,
+    generate,
+    last_generated_hour,
+)
+from shopsmart_assets.demo.live import LiveSource
 
 TABLES = {
     "crm": ["customers", "interactions"],
@@ -190,3 +198,78 @@ def test_generator_covers_dst_days_hour_by_hour(tmp_path, start, zone, hours):
     assert datetime.fromisoformat(last_order).replace(tzinfo=ZoneInfo("UTC")) < day4.astimezone(
         ZoneInfo("UTC")
     ) + timedelta(hours=1)
+
+
+class FakeClock:
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+def engines(directory: Path) -> tuple[sa.Engine, sa.Engine]:
+    directory.mkdir(parents=True, exist_ok=True)
+    return (
+        sa.create_engine(f"sqlite:///{directory / 'crm.db'}"),
+        sa.create_engine(f"sqlite:///{directory / 'orders.db'}"),
+    )
+
+
+def test_live_source_writes_each_moment_as_it_passes_and_equals_the_batch(tmp_path):
+    """`shopsmart-demo --live`: rows appear when the clock passes their moment, never
+    before; an interrupted hour is taken back and drawn again; the result is the batch's."""
+    config = DemoConfig(seed=3, orders_per_day=4000, timezone="Europe/Berlin")
+    start = datetime(2026, 3, 28, 20, tzinfo=timezone.utc)  # over Berlin's spring-forward
+    batch = engines(tmp_path / "batch")
+    create_sources(*batch)
+    generate(*batch, start, 6, config)
+
+    live = engines(tmp_path / "live")
+    create_sources(*live)
+    generate(*live, start, 1, config)
+    clock = FakeClock(start + timedelta(hours=1, minutes=20))
+    source = LiveSource(*live, config, clock)
+    source.step()
+    with live[1].connect() as c:
+        latest = c.execute(sa.text("SELECT max(ordered_at) FROM orders")).scalar()
+        count = c.execute(sa.text("SELECT count(*) FROM orders")).scalar()
+    assert datetime.fromisoformat(str(latest)) < clock.at.replace(tzinfo=None)
+    with batch[1].connect() as c:
+        in_batch = c.execute(
+            sa.text("SELECT count(*) FROM orders WHERE ordered_at < :t"),
+            {"t": clock.at.replace(tzinfo=None)},
+        ).scalar()
+    assert count == in_batch  # exactly what had happened by then, the dirty rows included
+
+    clock.at += timedelta(minutes=25)
+    assert source.step()["orders"] > 0
+    # killed half-way through the hour: a new simulator takes the hour back ...
+    restarted = LiveSource(*live, config, clock)
+    assert restarted.take_back_unfinished() == 1
+    with live[1].connect() as c:
+        assert c.execute(sa.text("SELECT count(*) FROM orders")).scalar() < count
+    # ... and, hours later, catches up hour by hour and writes the present one as it passes
+    clock.at = start + timedelta(hours=5, minutes=30)
+    restarted.step()
+    clock.at = start + timedelta(hours=6)
+    restarted.step()
+    assert dump_engines(live) == dump_engines(batch)
+    assert last_generated_hour(live[1]) == start + timedelta(hours=5)
+
+
+def test_live_demo_needs_existing_sources(tmp_path):
+    live = engines(tmp_path)
+    create_sources(*live)
+    with pytest.raises(RuntimeError, match="make demo"):
+        LiveSource(*live, DemoConfig()).step()
+
+
+def dump_engines(pair: tuple[sa.Engine, sa.Engine]) -> dict[str, list[tuple]]:
+    out = {}
+    for engine, tables in zip(pair, TABLES.values(), strict=True):
+        with engine.connect() as c:
+            for table in tables:
+                rows = c.execute(sa.text(f"SELECT * FROM {table}")).all()
+                out[table] = sorted((tuple(r) for r in rows), key=repr)
+    return out

@@ -28,6 +28,7 @@ import pytest
 
 from shopsmart_assets.backfill import LAUNCH
 from shopsmart_assets.backfill import wait as backfill_wait
+from shopsmart_assets.demo.slack_stand_in import SlackServer
 from shopsmart_assets.devserver import dagster_dev, graphql, is_up
 from shopsmart_assets.recovery import RECOVERY_TAG
 from shopsmart_assets_tests import reconcile
@@ -38,7 +39,6 @@ from shopsmart_assets_tests.conftest import (
     generate_sources,
     listening_sockets,
 )
-from shopsmart_assets_tests.slack_server import SlackServer
 from shopsmart_assets_tests.spark_services import SparkService
 
 pytestmark = [pytest.mark.spark, pytest.mark.e2e, pytest.mark.spark_services]

@@ -13,12 +13,24 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
+import pyarrow.parquet as pq
 import pytest
 
-from shopsmart_assets.assets.ml import CHAMPION_MODEL_KEY, MEETS_BAR, PURCHASE_MODEL_KEY
+from shopsmart_assets.assets.features import CUSTOMER_FEATURES_KEY
+from shopsmart_assets.assets.ml import (
+    CHAMPION_MODEL_KEY,
+    MEETS_BAR,
+    PURCHASE_MODEL_KEY,
+    PURCHASE_SCORES_KEY,
+    TRAINING_SET_KEY,
+)
 from shopsmart_assets.backfill_requests import requested_partitions
+from shopsmart_assets.catalog import asset_url
+from shopsmart_assets.columns import PARTITION_COLUMNS, TABLES
+from shopsmart_assets.observability import column_schema_key
 from shopsmart_assets.recovery import Chain, late_data_request
 from shopsmart_assets.resources import PromotionPolicy, SourceDatabase
+from shopsmart_assets.resources.lake import lake_tables
 from shopsmart_assets_tests import reconcile
 from shopsmart_assets_tests.conftest import START, Platform
 from shopsmart_assets_tests.http_service import post_json, running
@@ -499,3 +511,148 @@ def test_point_in_time_retrieval_through_feast_matches_the_lake(ten_days):
     )
     for customer in customers:
         assert found.loc[customer] == pytest.approx(expected[customer]), customer
+
+
+# What the Dagster UI shows of the chain: every column documented, the numbers users plot over
+# partitions on every materialization, links to what made a model.
+
+# Per asset, the metadata users plot over partitions (asset page → Plots).
+PLOTTED: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(
+        ["raw/crm_customers", "raw/crm_interactions", "raw/orders", "raw/order_items"],
+        ("dagster/row_count", "unparsed_values_count"),
+    ),
+    "lake/purchases": ("dagster/row_count", "source_rows", "quarantined_rows", "quarantined_share"),
+    "features/customer_features": ("dagster/row_count",),
+    "features/online_store": ("dagster/row_count", "customers_written", "kept_fresher"),
+    "ml/training_set": ("dagster/row_count", "positive_rate"),
+    "ml/purchase_model": (
+        "auc",
+        "log_loss",
+        "train_rows",
+        "test_rows",
+        "train_positive_rate",
+        "test_positive_rate",
+    ),
+    "ml/champion_model": ("champion_auc", "champion_version"),
+    "ml/purchase_scores": (
+        "dagster/row_count",
+        "model_version",
+        "online_rows_written",
+        "score_mean",
+        *(f"score_p{q}" for q in ("10", "25", "50", "75", "90")),
+    ),
+}
+
+
+def materializations(p: Platform, asset: str) -> list[dg.EventLogRecord]:
+    """Every materialization of an asset, re-runs included, newest first."""
+    found = p.instance.fetch_materializations(dg.AssetKey.from_user_string(asset), limit=10_000)
+    assert not found.has_more
+    return list(found.records)
+
+
+def test_every_column_written_is_documented_and_every_documented_one_written(ten_days):
+    """The real files of every lake table after the chain: the columns and types they hold
+    (the same in every partition, empty ones included) and their Hive path columns are exactly
+    the documented ones (columns.py, docs/lake.md); every materialization's column schema says
+    so, with the descriptions."""
+    p = ten_days
+    for location, documented in TABLES.items():
+        table = p.root / "lake" / location
+        files = sorted(table.rglob("*.parquet"))
+        assert len(files) >= 10, location
+        written = {tuple((f.name, str(f.type)) for f in pq.read_schema(f)) for f in files}
+        assert len(written) == 1, (location, written)
+        in_path = {part.split("=")[0] for f in files for part in f.relative_to(table).parts[:-1]}
+        described = [(c.name, c.type) for c in documented.columns]
+        assert list(written.pop()) == [c for c in described if c[0] not in PARTITION_COLUMNS]
+        assert in_path == {name for name, _ in described if name in PARTITION_COLUMNS}
+    for table, location in lake_tables(p.assets).items():
+        if location not in TABLES:
+            continue  # the models zone: JSON records
+        asset, _, role = table.partition("#")
+        for record in materializations(p, asset):
+            shown = record.asset_materialization.metadata[column_schema_key(role or None)].value
+            assert [(c.name, c.type, c.description) for c in shown.columns] == [
+                (c.name, c.type, c.description) for c in TABLES[location].columns
+            ], (table, record.partition_key)
+
+
+def test_plotted_numbers_are_on_every_materialization_of_every_partition(ten_days):
+    """For every asset, every partition of the chain and every re-run (a model partition whose
+    MLflow run is reused, a champion day that moves no alias, days without a model or scores),
+    the metadata users plot over partitions is there, as numbers."""
+    p = ten_days
+    # An older day, trained on its data as it is now (a late change may have reached it),
+    # then again: the second run reuses its MLflow run and leaves the `champion` alias alone.
+    older = str(LAST - DAY)
+    p.materialize(["ml/purchase_model"], older)
+    p.materialize(["ml/purchase_model", "ml/champion_model"], older)
+    assert set(PLOTTED) == {k.to_user_string() for k in p.lineage.keys}
+    days = [str(START + k * DAY) for k in range(10)]
+    for asset, keys in PLOTTED.items():
+        records = materializations(p, asset)
+        hourly = p.lineage.partitions_def(dg.AssetKey.from_user_string(asset)) == (
+            p.partitions.hourly
+        )
+        expected = [h for d in days for h in p.partitions.hours_of_day(d)] if hourly else days
+        assert {r.partition_key for r in records} == set(expected), asset
+        for record in records:
+            metadata = record.asset_materialization.metadata
+            for name in keys:
+                value = metadata.get(name)
+                assert isinstance(value, (dg.IntMetadataValue, dg.FloatMetadataValue)), (
+                    asset,
+                    record.partition_key,
+                    name,
+                    value,
+                )
+    for record in materializations(p, "lake/purchases"):
+        metadata = {k: v.value for k, v in record.asset_materialization.metadata.items()}
+        assert isinstance(metadata["quarantined_share"], float)
+        assert metadata["quarantined_share"] == pytest.approx(
+            metadata["quarantined_rows"] / metadata["source_rows"]
+        )
+    [rerun, *_] = materializations(p, "ml/purchase_model")
+    assert rerun.partition_key == older
+    assert rerun.asset_materialization.metadata["mlflow_run_reused"].value is True
+    [champion, *_] = materializations(p, "ml/champion_model")
+    assert "alias_moved" not in champion.asset_materialization.metadata
+    untrained = model_metadata(p, START)
+    assert untrained["trained"] is False and untrained["auc"] != untrained["auc"]  # NaN
+
+
+def test_the_model_links_to_the_partitions_and_runs_that_made_it(ten_days):
+    p = ten_days
+    model = model_metadata(p, LAST)
+    trained_on = sorted(model["trained_on"])
+    for day in trained_on[:-1]:
+        assert f"]({asset_url(TRAINING_SET_KEY, day)})" in model["training_partitions"], day
+    assert asset_url(TRAINING_SET_KEY, str(LAST)) not in model["training_partitions"]
+    assert model["evaluation_partition"] == asset_url(TRAINING_SET_KEY, str(LAST))
+    registry = p.model_registry
+    assert model["registered_version"] == registry.version_url(model["model_version"])
+    assert model["mlflow_run"] == registry.run_url(
+        json.loads((p.path("ml/purchase_model", str(LAST)) / "metrics.json").read_text())[
+            "mlflow_run_id"
+        ]
+    )
+
+    def newest(key: dg.AssetKey) -> dict:
+        records = p.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[str(LAST)]), limit=1
+        ).records
+        return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+
+    record = json.loads((p.path("ml/champion_model", str(LAST)) / "champion.json").read_text())
+    champion = newest(CHAMPION_MODEL_KEY)
+    assert champion["candidate"] == asset_url(PURCHASE_MODEL_KEY, str(LAST))
+    assert champion["champion_trained_in"] == asset_url(
+        PURCHASE_MODEL_KEY, record["model_partition"]
+    )
+    assert champion["registered_version"] == registry.version_url(record["model_version"])
+    scores = newest(PURCHASE_SCORES_KEY)
+    assert scores["champion"] == asset_url(CHAMPION_MODEL_KEY, str(LAST))
+    assert scores["features"] == asset_url(CUSTOMER_FEATURES_KEY, str(LAST))
+    assert scores["registered_version"] == registry.version_url(record["model_version"])

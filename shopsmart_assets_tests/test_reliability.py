@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from shopsmart_assets.backfill_requests import requested_partitions
 from shopsmart_assets.definitions import build_definitions
 from shopsmart_assets.demo.generator import DemoConfig, generate
+from shopsmart_assets.demo.slack_stand_in import SlackServer
 from shopsmart_assets.recovery import (
     RECOVERY_TAG,
     Chain,
@@ -24,7 +25,6 @@ from shopsmart_assets.recovery import (
 from shopsmart_assets.resources import SlackAlerts, SourceDatabase
 from shopsmart_assets_tests import reconcile
 from shopsmart_assets_tests.conftest import DAILY, HOURLY, START, Platform
-from shopsmart_assets_tests.slack_server import SlackServer
 from shopsmart_assets_tests.test_alerts import failure_context
 
 pytestmark = [pytest.mark.spark]

@@ -30,7 +30,10 @@ def test_one_score_per_customer_with_its_model_version():
 
 def test_no_champion_no_scores_and_a_mismatch_is_an_error():
     empty = scores_frame(features(3), None, None)
-    assert empty.empty and list(empty.columns) == list(scores_frame(features(1), [0.5], 1))
+    scored = scores_frame(features(1), [0.5], 1)
+    assert empty.empty and list(empty.columns) == list(scored.columns)
+    # the lake's days with and without scores hold the same column types
+    assert empty.dtypes.to_dict() == scored.dtypes.to_dict()
     assert np.isnan(score_distribution(empty)["score_p90"])
     with pytest.raises(ValueError, match="2 scores for 3 customers"):
         scores_frame(features(3), np.array([0.1, 0.2]), 1)

@@ -6,6 +6,7 @@ import dagster as dg
 import pytest
 
 from shopsmart_assets import settings
+from shopsmart_assets.partitions import build_partitions
 from shopsmart_assets.resources import build_resources
 from shopsmart_assets.resources.spark import spark_config, spark_resource
 
@@ -64,3 +65,50 @@ def test_feast_and_mlflow_live_in_the_data_dir_unless_told_otherwise(monkeypatch
     assert settings.mlflow_ui_url() == "https://mlflow.internal:8443"
     monkeypatch.setenv("SHOPSMART_MLFLOW_UI_URL", "https://mlflow.example.com/")
     assert settings.mlflow_ui_url() == "https://mlflow.example.com"
+
+
+def test_partitions_recorded_with_the_data_hold_until_the_environment_says_otherwise(
+    monkeypatch, tmp_path
+):
+    monkeypatch.setenv("SHOPSMART_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("SHOPSMART_START_DATE", raising=False)
+    monkeypatch.delenv("SHOPSMART_TIMEZONE", raising=False)
+    assert settings.start_date() == "2026-01-01"  # nothing recorded: the default
+    assert settings.record_partitions("2026-11-12", "Asia/Kathmandu")
+    assert not settings.record_partitions("2026-11-20", "UTC")  # recorded once, never moved
+    assert (settings.start_date(), settings.timezone()) == ("2026-11-12", "Asia/Kathmandu")
+    partitions = build_partitions()
+    assert partitions.daily.get_first_partition_key() == "2026-11-12"
+    assert partitions.timezone == "Asia/Kathmandu"
+    monkeypatch.setenv("SHOPSMART_START_DATE", "2025-06-01")  # production says so explicitly
+    monkeypatch.setenv("SHOPSMART_TIMEZONE", "UTC")
+    assert (settings.start_date(), settings.timezone()) == ("2025-06-01", "UTC")
+    settings.partitions_file().write_text("{not json")
+    monkeypatch.delenv("SHOPSMART_START_DATE")
+    with pytest.raises(ValueError, match="partitions.json"):
+        settings.start_date()
+
+
+def test_the_demo_plans_days_ending_yesterday_from_the_recorded_start(monkeypatch, tmp_path):
+    from datetime import date, datetime, timezone
+
+    from shopsmart_assets.demo.cli import plan_days, yesterday
+
+    monkeypatch.setenv("SHOPSMART_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("SHOPSMART_START_DATE", raising=False)
+    # 23:30 UTC on the 25th is already the 26th in Kathmandu (+05:45)
+    late = datetime(2026, 11, 25, 23, 30, tzinfo=timezone.utc)
+    assert yesterday("Asia/Kathmandu", late) == date(2026, 11, 25)
+    assert yesterday("UTC", late) == date(2026, 11, 24)
+    assert plan_days("UTC", 14, date(2026, 11, 25), None) == (
+        date(2026, 11, 12),
+        date(2026, 11, 25),
+    )
+    settings.record_partitions("2026-11-12", "UTC")
+    # a later demo keeps the recorded first day and adds the days since
+    assert plan_days("UTC", 14, date(2026, 11, 30), None) == (
+        date(2026, 11, 12),
+        date(2026, 11, 30),
+    )
+    with pytest.raises(SystemExit, match="after the last day"):
+        plan_days("UTC", 14, date(2026, 11, 1), None)

@@ -7,6 +7,7 @@ from dagster_pyspark import LazyPySparkResource
 
 from shopsmart_assets.assets.lake import PURCHASES_KEY
 from shopsmart_assets.assets.raw import CRM_CUSTOMERS_KEY, CRM_INTERACTIONS_KEY, SINGLE_RUN
+from shopsmart_assets.catalog import docs_link
 from shopsmart_assets.feature_repo import CUSTOMER_FEATURES_VIEW
 from shopsmart_assets.lineage import LATEST_ONLY
 from shopsmart_assets.partitions import Partitions
@@ -47,6 +48,7 @@ def build_feature_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
         metadata={
             **lake_table("features", "customer_features"),
             **feast_source(CUSTOMER_FEATURES_VIEW),
+            **docs_link("lake.md", "Features and the training set"),
         },
         deps=[
             dg.AssetDep(PURCHASES_KEY, partition_mapping=trailing(LOOKBACK_DAYS)),
@@ -93,7 +95,7 @@ def build_feature_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
 
     @dg.asset(
         key=ONLINE_STORE_KEY,
-        metadata=LATEST_ONLY,
+        metadata={**LATEST_ONLY, **docs_link("ml.md", "The feature repository")},
         deps=[CUSTOMER_FEATURES_KEY],
         partitions_def=partitions.daily,
         backfill_policy=SINGLE_RUN,

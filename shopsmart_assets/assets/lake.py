@@ -13,8 +13,9 @@ from shopsmart_assets.assets.raw import (
     SINGLE_RUN,
     source_retry,
 )
+from shopsmart_assets.catalog import docs_link
 from shopsmart_assets.extract import ORDER_ITEMS, ORDERS
-from shopsmart_assets.observability import count_rows
+from shopsmart_assets.observability import count_rows, share
 from shopsmart_assets.partitions import Partitions
 from shopsmart_assets.reconciliation import HourCount, count_hours, describe_mismatches
 from shopsmart_assets.resources import LakeResource, SourceDatabase
@@ -50,7 +51,10 @@ def build_lake_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
 
     @dg.asset(
         key=PURCHASES_KEY,
-        metadata=lake_table("curated", "purchases", quarantine="quarantine/purchases"),
+        metadata={
+            **lake_table("curated", "purchases", quarantine="quarantine/purchases"),
+            **docs_link("lake.md", "Purchases and quarantine"),
+        },
         deps=list(RAW_INPUTS),
         partitions_def=partitions.daily,
         backfill_policy=SINGLE_RUN,
@@ -150,6 +154,7 @@ def _write_reconcile_publish(
             {
                 "source_rows": source_lines,
                 "quarantined_rows": quarantined_rows,
+                "quarantined_share": share(quarantined_rows, source_lines),
                 "quarantine_reasons": dg.MetadataValue.json(reasons[day]),
                 "quarantine_path": dg.MetadataValue.path(
                     str(lake.partition_path(PURCHASES_KEY, partitions_def, day, QUARANTINE))
@@ -163,8 +168,8 @@ def _write_reconcile_publish(
             context,
             PURCHASES_KEY,
             ok,
-            source_rows_total=source,
-            quarantined_rows_total=bad,
+            source_rows=source,
+            quarantined_rows=bad,
             quarantine_table=dg.MetadataValue.path(str(lake.table_dir(PURCHASES_KEY, QUARANTINE))),
         ),
     )

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from shopsmart_assets.assets.features import CUSTOMER_FEATURES_KEY
 from shopsmart_assets.assets.lake import PURCHASES_KEY
 from shopsmart_assets.assets.raw import CRM_CUSTOMERS_KEY, SINGLE_RUN
+from shopsmart_assets.catalog import asset_url, docs_link, partition_links
 from shopsmart_assets.feature_repo import SCORES_VIEW
 from shopsmart_assets.lineage import LATEST_ONLY
 from shopsmart_assets.partitions import Partitions
@@ -25,7 +26,7 @@ from shopsmart_assets.resources import (
 )
 from shopsmart_assets.resources.feature_store import feast_source
 from shopsmart_assets.resources.lake import lake_table, part_file_name
-from shopsmart_assets.resources.model_registry import DAGSTER_RUN_TAG
+from shopsmart_assets.resources.model_registry import DAGSTER_RUN_TAG, LoggedRun
 from shopsmart_assets.transforms.features import FEATURE_COLUMNS
 from shopsmart_assets.transforms.scoring import score_distribution, score_problems, scores_frame
 from shopsmart_assets.transforms.training import (
@@ -51,6 +52,10 @@ MEETS_BAR = "meets_promotion_bar"
 ONE_SCORE_PER_CUSTOMER = "one_score_per_customer"
 # Bumped when the model's code changes, so that MLflow logs a new run for the same data.
 MODEL_CODE_VERSION = "2"
+# Evaluation metrics every model partition reports, NaN when no model was trained, so that
+# their plots over partitions have a value (a gap) on every day.
+EVALUATION_METRICS = ("auc", "log_loss")
+MODEL_SECTION = ("ml.md", "The model: runs, versions, champion")
 
 # Training-set partition D: features as of D-7, labels from the purchases of D-6 … D.
 FEATURES_OF_LABEL_START = dg.TimeWindowPartitionMapping(
@@ -110,6 +115,52 @@ def _latest_champion(
     )
 
 
+def model_metadata(
+    outcome: TrainingOutcome,
+    versions: dict[str, str],
+    logged: LoggedRun,
+    model_registry: ModelRegistry,
+) -> dict[str, Any]:
+    """A model partition's metadata: its metrics (the evaluation metrics NaN when no model
+    was trained), what it was trained on, its MLflow run and registered version."""
+    return {
+        "trained": outcome.trained,
+        **({"not_trained_because": outcome.reason} if outcome.reason else {}),
+        **dict.fromkeys(EVALUATION_METRICS, float("nan")),
+        **outcome.metrics,
+        "trained_on": dg.MetadataValue.json(versions),
+        "mlflow_run": dg.MetadataValue.url(model_registry.run_url(logged.run_id)),
+        # the same data was trained before: its run and version are reused
+        "mlflow_run_reused": logged.reused,
+        **(
+            {"model_version": logged.version, "model_uri": model_registry.model_uri(logged.version)}
+            if logged.version is not None
+            else {}
+        ),
+        **registered_version(logged.version, model_registry),
+    }
+
+
+def registered_version(version: int | None, model_registry: ModelRegistry) -> dict[str, Any]:
+    """A link to a registered model version's page in MLflow's UI (nothing for none)."""
+    if version is None:
+        return {}
+    return {"registered_version": dg.MetadataValue.url(model_registry.version_url(int(version)))}
+
+
+def champion_links(record: dict[str, Any], model_registry: ModelRegistry) -> dict[str, Any]:
+    """Where a day's champion came from: the model partition that trained it (Dagster UI)
+    and its registered version (MLflow UI); nothing while there is no champion."""
+    if not record.get("model_partition"):
+        return {}
+    return {
+        "champion_trained_in": dg.MetadataValue.url(
+            asset_url(PURCHASE_MODEL_KEY, record["model_partition"])
+        ),
+        **registered_version(record["model_version"], model_registry),
+    }
+
+
 def data_version(trained_on: dict[str, str]) -> str:
     """What a model partition was made from: its training data, hyper-parameters and code."""
     payload = json.dumps(
@@ -124,7 +175,10 @@ def build_ml_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
 
     @dg.asset(
         key=TRAINING_SET_KEY,
-        metadata=lake_table("features", "training_set"),
+        metadata={
+            **lake_table("features", "training_set"),
+            **docs_link("lake.md", "Features and the training set"),
+        },
         deps=[
             dg.AssetDep(CUSTOMER_FEATURES_KEY, partition_mapping=FEATURES_OF_LABEL_START),
             dg.AssetDep(PURCHASES_KEY, partition_mapping=LABEL_WINDOW),
@@ -167,11 +221,15 @@ def build_ml_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
                     "window": window,
                 },
             )
-        return dg.MaterializeResult(metadata={"rows_total": total})
+        return dg.MaterializeResult(metadata=lake.summary(context, TRAINING_SET_KEY, total))
 
     @dg.asset(
         key=PURCHASE_MODEL_KEY,
-        metadata={**lake_table("models", "purchase_model"), **LATEST_ONLY},
+        metadata={
+            **lake_table("models", "purchase_model"),
+            **LATEST_ONLY,
+            **docs_link(*MODEL_SECTION),
+        },
         deps=[dg.AssetDep(TRAINING_SET_KEY, partition_mapping=TRAINING_WINDOW)],
         partitions_def=partitions.daily,
         backfill_policy=SINGLE_RUN,
@@ -249,24 +307,11 @@ def build_ml_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
                 (staged / "metrics.json").write_text(json.dumps(record, indent=2, sort_keys=True))
             context.add_asset_metadata(
                 {
-                    "trained": outcome.trained,
-                    **({"not_trained_because": outcome.reason} if outcome.reason else {}),
-                    **dict(outcome.metrics.items()),
-                    "trained_on": dg.MetadataValue.json(versions),
-                    "mlflow_run": dg.MetadataValue.url(model_registry.run_url(logged.run_id)),
-                    # the same data was trained before: its run and version are reused
-                    "mlflow_run_reused": logged.reused,
-                    **(
-                        {
-                            "model_version": logged.version,
-                            "model_uri": model_registry.model_uri(logged.version),
-                            "registered_version": dg.MetadataValue.url(
-                                model_registry.version_url(logged.version)
-                            ),
-                        }
-                        if logged.version is not None
-                        else {}
+                    **model_metadata(outcome, versions, logged, model_registry),
+                    "training_partitions": partition_links(
+                        TRAINING_SET_KEY, [k for k in window if k != key]
                     ),
+                    "evaluation_partition": dg.MetadataValue.url(asset_url(TRAINING_SET_KEY, key)),
                     "lake_path": dg.MetadataValue.path(
                         str(
                             lake.partition_path(
@@ -312,7 +357,11 @@ def build_ml_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
 
     @dg.asset(
         key=CHAMPION_MODEL_KEY,
-        metadata={**lake_table("models", "champion_model"), **LATEST_ONLY},
+        metadata={
+            **lake_table("models", "champion_model"),
+            **LATEST_ONLY,
+            **docs_link(*MODEL_SECTION),
+        },
         deps=[PURCHASE_MODEL_KEY],
         partitions_def=partitions.daily,
         backfill_policy=SINGLE_RUN,
@@ -365,6 +414,8 @@ def build_ml_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
                     "champion_version": record["model_version"] or 0,
                     "promoted": promote,
                     "decision": why,
+                    "candidate": dg.MetadataValue.url(asset_url(PURCHASE_MODEL_KEY, key)),
+                    **champion_links(record, model_registry),
                 },
                 partition_key=key,
             )
@@ -382,7 +433,7 @@ def build_ml_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
             replaced = model_registry.promote(version)
             metadata |= {
                 "champion_version": version,
-                "registered_version": dg.MetadataValue.url(model_registry.version_url(version)),
+                **registered_version(version, model_registry),
                 "alias_moved": replaced is not None,
                 **({"previous_champion_version": replaced} if replaced is not None else {}),
             }
@@ -390,7 +441,11 @@ def build_ml_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
 
     @dg.asset(
         key=PURCHASE_SCORES_KEY,
-        metadata={**lake_table("scores", "purchase_propensity"), **feast_source(SCORES_VIEW)},
+        metadata={
+            **lake_table("scores", "purchase_propensity"),
+            **feast_source(SCORES_VIEW),
+            **docs_link("ml.md", "Daily scores"),
+        },
         deps=[CUSTOMER_FEATURES_KEY, CHAMPION_MODEL_KEY, CRM_CUSTOMERS_KEY],
         partitions_def=partitions.daily,
         backfill_policy=SINGLE_RUN,
@@ -449,9 +504,12 @@ def build_ml_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
                     "model_version": version or 0,
                     "online_rows_written": written,
                     **score_distribution(scores),
+                    "champion": dg.MetadataValue.url(asset_url(CHAMPION_MODEL_KEY, key)),
+                    "features": dg.MetadataValue.url(asset_url(CUSTOMER_FEATURES_KEY, key)),
+                    **registered_version(version, model_registry),
                 },
             )
-        yield dg.MaterializeResult(metadata={"customers_scored": scored})
+        yield dg.MaterializeResult(metadata=lake.summary(context, PURCHASE_SCORES_KEY, scored))
         yield dg.AssetCheckResult(
             check_name=ONE_SCORE_PER_CUSTOMER,
             passed=not problems,

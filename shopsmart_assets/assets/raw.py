@@ -1,10 +1,12 @@
 """Raw zone: source tables landed as Parquet, exactly as the sources hold them."""
 
 from collections import Counter
+from typing import Any
 
 import dagster as dg
 
 from shopsmart_assets import settings
+from shopsmart_assets.catalog import docs_link
 from shopsmart_assets.extract import (
     CRM_CUSTOMERS,
     CRM_INTERACTIONS,
@@ -48,8 +50,12 @@ EXTRACTIONS = {
 }
 
 
-def raw_table(key: dg.AssetKey) -> dict[str, str]:
-    return lake_table("raw", EXTRACTIONS[key].raw_table)
+def raw_table(key: dg.AssetKey) -> dict[str, Any]:
+    """Definition metadata of a raw table: where it lies, its columns, its docs."""
+    return {
+        **lake_table("raw", EXTRACTIONS[key].raw_table),
+        **docs_link("lake.md", "Raw tables: what the sources held, unreadable values included"),
+    }
 
 
 def extract_partitions(
@@ -88,6 +94,7 @@ def extract_partitions(
             {
                 "window": f"{window.start.isoformat()} .. {window.end.isoformat()}",
                 "unparsed_values": dg.MetadataValue.json(dict(report.unparsed)),
+                "unparsed_values_count": sum(report.unparsed.values()),
             },
         )
         if report.unparsed:

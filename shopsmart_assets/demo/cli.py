@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -47,6 +48,19 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="first day to generate (default: $SHOPSMART_START_DATE, 2026-01-01)",
     )
+    parser.add_argument(
+        "--end-date",
+        type=_day,
+        default=None,
+        help="last day to generate, YYYY-MM-DD or 'yesterday' (in the time zone); with --days "
+        "and no --start-date, the days end here",
+    )
+    parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="print the first and last day that --days/--end-date would generate (the first "
+        "day is $SHOPSMART_START_DATE, or the one recorded with the data) and exit",
+    )
     span = parser.add_mutually_exclusive_group()
     span.add_argument("--days", type=int, help="days to generate (default 14)")
     span.add_argument("--hours", type=int, help="hours to generate")
@@ -71,7 +85,46 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument(
         "--reset", action="store_true", help="drop and recreate the source tables first"
     )
+    mode.add_argument(
+        "--live",
+        action="store_true",
+        help="keep writing new activity as time passes (catching up the hours missed since "
+        "the last generated one) until Ctrl-C",
+    )
+    parser.add_argument(
+        "--tick",
+        type=float,
+        default=5.0,
+        help="with --live: seconds between writes (default 5)",
+    )
     return parser
+
+
+def _day(value: str) -> date | str:
+    return value if value == "yesterday" else date.fromisoformat(value)
+
+
+def yesterday(tz: str, now: datetime | None = None) -> date:
+    """The local day before today in `tz`."""
+    return (now or datetime.now(timezone.utc)).astimezone(ZoneInfo(tz)).date() - timedelta(1)
+
+
+def plan_days(tz: str, days: int, end: date | str | None, start: date | None) -> tuple[date, date]:
+    """The demo's first and last day: `days` days ending `end` (default yesterday), unless the
+    partitions' first day is fixed (--start-date, $SHOPSMART_START_DATE, or recorded with the
+    data): then from that day through `end`."""
+    last = yesterday(tz) if end in (None, "yesterday") else end
+    assert isinstance(last, date)
+    fixed = start or _fixed_start()
+    first = fixed or last - timedelta(days=days - 1)
+    if first > last:
+        raise SystemExit(f"shopsmart-demo: the first day {first} is after the last day {last}")
+    return first, last
+
+
+def _fixed_start() -> date | None:
+    explicit = settings.is_set("SHOPSMART_START_DATE") or settings.recorded_partitions()
+    return date.fromisoformat(settings.start_date()) if explicit else None
 
 
 def _url(explicit: str | None, var: str, default: str) -> str:
@@ -101,11 +154,22 @@ def local_midnight(day: date, tz: str, days_later: int = 0) -> datetime:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     tz = args.timezone or settings.timezone()
+    if args.plan or args.end_date is not None:
+        if args.hours is not None:
+            raise SystemExit("shopsmart-demo: --end-date and --plan count whole days, not --hours")
+        first_day, last_day = plan_days(tz, args.days or 14, args.end_date, args.start_date)
+        if args.plan:
+            print(first_day, last_day)
+            return 0
+        args.start_date, args.days = first_day, (last_day - first_day).days + 1
     crm = _engine(_url(args.crm_url, settings.CRM_URL_VAR, settings.default_crm_url()))
     orders_db = _engine(
         _url(args.orders_url, settings.ORDERS_URL_VAR, settings.default_orders_url())
     )
     create_sources(crm, orders_db, reset=args.reset)
+    config = DemoConfig(seed=args.seed, orders_per_day=args.orders_per_day, timezone=tz)
+    if args.live:
+        return _live(crm, orders_db, config, args.tick)
 
     if args.append:
         last = last_generated_hour(orders_db)
@@ -122,8 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         end = local_midnight(first_hour.astimezone(ZoneInfo(tz)).date(), tz, args.days or 14)
         hours = math.ceil((end - first_hour).total_seconds() / 3600)
 
-    config = DemoConfig(seed=args.seed, orders_per_day=args.orders_per_day, timezone=tz)
     report = generate(crm, orders_db, first_hour, hours, config)
+    if not args.append:
+        _record(first_hour.astimezone(ZoneInfo(tz)).date(), tz)
     if report.hours == 0:
         print(
             f"shopsmart-demo: nothing to do, all {report.skipped_hours} hours already exist "
@@ -144,6 +209,58 @@ def main(argv: list[str] | None = None) -> int:
     )
     if report.skipped_hours:
         print(f"  skipped {report.skipped_hours} hours the source already held")
+    return 0
+
+
+def _record(first_day: date, tz: str) -> None:
+    """The partitions start on the demo's first day, recorded with the data once."""
+    if settings.record_partitions(str(first_day), tz):
+        print(f"  partitions start on {first_day} ({tz}), recorded in {settings.partitions_file()}")
+        return
+    recorded = settings.recorded_partitions()
+    if (
+        recorded.get("start_date", str(first_day)) > str(first_day)
+        or recorded.get("timezone", tz) != tz
+    ):
+        print(
+            f"  note: {settings.partitions_file()} says partitions start on "
+            f"{recorded.get('start_date')} ({recorded.get('timezone')}); days before that or in "
+            "another zone are not in the UI (make clean to start over)"
+        )
+
+
+def _live(crm: sa.Engine, orders_db: sa.Engine, config: DemoConfig, tick: float) -> int:
+    """Write new activity as time passes until SIGINT or SIGTERM."""
+    import signal
+    import threading
+
+    from shopsmart_assets.demo.live import LiveSource
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    source = LiveSource(crm, orders_db, config)
+    print(
+        f"shopsmart-demo: live, writing new orders every {tick:g}s as they happen "
+        f"({config.orders_per_day:,} a day on average, {config.timezone}); Ctrl-C stops",
+        flush=True,
+    )
+    if source.take_back_unfinished():
+        print("  took back the hour a previous run left half-written", flush=True)
+    last_report = 0.0
+    while not stop.is_set():
+        source.step()
+        if time.monotonic() - last_report >= 300:
+            last_report = time.monotonic()
+            c = source.counts
+            print(
+                f"  {datetime.now(ZoneInfo(config.timezone)):%Y-%m-%d %H:%M} written so far: "
+                f"{c['orders']:,} orders, {c['customers']:,} customers, "
+                f"{c['late_updates']:,} late updates",
+                flush=True,
+            )
+        stop.wait(tick)
+    print("shopsmart-demo: live simulator stopped", flush=True)
     return 0
 
 

@@ -41,6 +41,16 @@ generated_hours = sa.Table(
     _private,
     sa.Column("hour_start", sa.DateTime, primary_key=True),
 )
+# The hour `shopsmart-demo --live` is writing as it happens, with the first ids it drew, so
+# that an interrupted hour can be taken back and drawn again identically.
+live_hours = sa.Table(
+    "demo_live_hours",
+    _private,
+    sa.Column("hour_start", sa.DateTime, primary_key=True),
+    sa.Column("first_order_id", sa.BigInteger, nullable=False),
+    sa.Column("first_customer_id", sa.BigInteger, nullable=False),
+    sa.Column("first_interaction_id", sa.BigInteger, nullable=False),
+)
 
 UNKNOWN_CUSTOMER_BASE = 900_000_000
 UNKNOWN_CURRENCIES = ("XXX", "BTC", "ZZZ")
@@ -110,7 +120,7 @@ def customer_propensity(customer_ids: np.ndarray) -> np.ndarray:
     return 1.0 / (u + 0.02) ** 0.9
 
 
-class _State:
+class SourceState:
     """What the databases hold that the next hour builds on."""
 
     def __init__(self, crm: sa.Engine, orders_db: sa.Engine) -> None:
@@ -228,9 +238,38 @@ def _seed_reference_data(
             c.execute(customers.insert(), rows)
 
 
-def _generate_hour(
-    crm: sa.Engine, orders_db: sa.Engine, state: _State, hour: datetime, config: DemoConfig
-) -> Counter[str]:
+@dataclass
+class HourDraw:
+    """One hour of source activity, drawn but not yet written: each row with the moment it
+    happens (naive UTC, as the sources store times), in time order per table."""
+
+    hour_start: datetime  # naive UTC
+    customers: list[dict]
+    interactions: list[dict]
+    # (ordered_at, header rows, item rows): a duplicated order has two headers
+    orders: list[tuple[datetime, list[dict], list[dict]]]
+    pending_updates: list[dict]
+    counts: Counter[str]
+
+    def due(self, written_until: datetime | None, until: datetime) -> HourDraw:
+        """The rows that happen in [written_until, until): what a source would have received
+        in that stretch of time."""
+
+        def window(moment: datetime) -> bool:
+            return (written_until is None or moment >= written_until) and moment < until
+
+        return HourDraw(
+            hour_start=self.hour_start,
+            customers=[r for r in self.customers if window(r["signup_at"])],
+            interactions=[r for r in self.interactions if window(r["occurred_at"])],
+            orders=[o for o in self.orders if window(o[0])],
+            pending_updates=[r for r in self.pending_updates if window(r["order_time"])],
+            counts=Counter(),
+        )
+
+
+def draw_hour(state: SourceState, hour: datetime, config: DemoConfig) -> HourDraw:
+    """Draw an hour from its own random stream; advances `state` (ids, customers)."""
     rates = config.rates
     hour_index = int(hour.timestamp() // 3600)
     rng = np.random.default_rng([config.seed, hour_index])
@@ -259,8 +298,7 @@ def _generate_hour(
     p = state.weights / state.weights.sum()
     buyers = rng.choice(state.customer_ids, size=n_orders, p=p)
     order_times = moments(n_orders)
-    order_rows: list[dict] = []
-    item_rows: list[dict] = []
+    order_rows: list[tuple[datetime, list[dict], list[dict]]] = []
     pending_rows: list[dict] = []
     for i in range(n_orders):
         order_id = state.next_order_id
@@ -303,13 +341,13 @@ def _generate_hour(
                 }
             )
         copies = 2 if draw[2] < rates.duplicate_order else 1
-        order_rows.extend([header] * copies)
-        item_rows.extend(lines * copies)
+        order_rows.append((order_times[i], [header] * copies, lines * copies))
         counts["duplicate_orders"] += copies - 1
         if draw[3] < rates.late_update:
             delay = timedelta(seconds=float(rng.uniform(2 * 3600, 7 * 86400)))
             pending_rows.append(
                 {
+                    "order_time": order_times[i],
                     "order_id": order_id,
                     "apply_at": order_times[i] + delay,
                     "new_status": "refunded" if rng.random() < 0.6 else "cancelled",
@@ -336,21 +374,49 @@ def _generate_hour(
     ]
     state.next_interaction_id += n_inter
 
+    return HourDraw(
+        hour_start=naive,
+        customers=customer_rows,
+        interactions=interaction_rows,
+        orders=order_rows,
+        pending_updates=pending_rows,
+        counts=counts,
+    )
+
+
+def write_rows(crm: sa.Engine, orders_db: sa.Engine, draw: HourDraw) -> Counter[str]:
+    """Insert drawn rows (all of an hour, or the stretch `HourDraw.due` selected)."""
+    headers = [h for _, hs, _ in draw.orders for h in hs]
+    items = [i for _, _, its in draw.orders for i in its]
+    pending = [{k: v for k, v in r.items() if k != "order_time"} for r in draw.pending_updates]
     with crm.begin() as c:
-        if customer_rows:
-            c.execute(customers.insert(), customer_rows)
-        if interaction_rows:
-            c.execute(interactions.insert(), interaction_rows)
+        if draw.customers:
+            c.execute(customers.insert(), draw.customers)
+        if draw.interactions:
+            c.execute(interactions.insert(), draw.interactions)
     with orders_db.begin() as c:
-        if order_rows:
-            c.execute(orders.insert(), order_rows)
-            c.execute(order_items.insert(), item_rows)
-        if pending_rows:
-            c.execute(pending_updates.insert(), pending_rows)
+        if headers:
+            c.execute(orders.insert(), headers)
+            c.execute(order_items.insert(), items)
+        if pending:
+            c.execute(pending_updates.insert(), pending)
+    return Counter(
+        customers=len(draw.customers),
+        interactions=len(draw.interactions),
+        orders=len(headers),
+        order_items=len(items),
+    )
+
+
+def finish_hour(orders_db: sa.Engine, hour_start: datetime) -> int:
+    """Apply the late updates that fall in the hour (naive UTC start) and record the hour as
+    generated, in one transaction; returns how many orders changed."""
+    end = hour_start + timedelta(hours=1)
+    with orders_db.begin() as c:
         due = c.execute(
             sa.select(pending_updates)
-            .where(pending_updates.c.apply_at >= naive)
-            .where(pending_updates.c.apply_at < naive + timedelta(hours=1))
+            .where(pending_updates.c.apply_at >= hour_start)
+            .where(pending_updates.c.apply_at < end)
             .order_by(pending_updates.c.apply_at, pending_updates.c.order_id)
         ).all()
         for update in due:
@@ -359,18 +425,17 @@ def _generate_hour(
                 .where(orders.c.order_id == update.order_id)
                 .values(status=update.new_status, updated_at=update.apply_at)
             )
-        c.execute(
-            pending_updates.delete().where(pending_updates.c.apply_at < naive + timedelta(hours=1))
-        )
-        c.execute(generated_hours.insert(), {"hour_start": naive})
+        c.execute(pending_updates.delete().where(pending_updates.c.apply_at < end))
+        c.execute(generated_hours.insert(), {"hour_start": hour_start})
+    return len(due)
 
-    counts.update(
-        customers=n_new,
-        interactions=n_inter,
-        orders=len(order_rows),
-        order_items=len(item_rows),
-        late_updates=len(due),
-    )
+
+def _generate_hour(
+    crm: sa.Engine, orders_db: sa.Engine, state: SourceState, hour: datetime, config: DemoConfig
+) -> Counter[str]:
+    draw = draw_hour(state, hour, config)
+    counts = draw.counts + write_rows(crm, orders_db, draw)
+    counts["late_updates"] += finish_hour(orders_db, draw.hour_start)
     return counts
 
 
@@ -401,7 +466,7 @@ def generate(
     """Generate `hours` hours of activity starting at `first_hour` (tz-aware), skipping any
     hour the source already holds so that a repeated call never duplicates data."""
     _seed_reference_data(crm, orders_db, config, first_hour)
-    state = _State(crm, orders_db)
+    state = SourceState(crm, orders_db)
     report = GenerationReport()
     # Hours are counted in UTC: local wall-clock arithmetic would step into the hour a
     # spring-forward night skips, or over the one a fall-back night repeats.

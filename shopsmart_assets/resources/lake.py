@@ -38,8 +38,16 @@ import dagster as dg
 import pandas as pd
 import pyarrow.dataset as ds
 
+from shopsmart_assets.columns import column_schema, written_schema
 from shopsmart_assets.lineage import declared_mapping, upstream_partition_keys
-from shopsmart_assets.observability import count_rows, partition_metadata, summary_metadata
+from shopsmart_assets.observability import (
+    column_schema_key,
+    count_rows,
+    documented_schema,
+    file_schema,
+    partition_metadata,
+    summary_metadata,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -52,12 +60,15 @@ _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
 
-def lake_table(zone: str, table: str, **more: str) -> dict[str, str]:
-    """Definition metadata placing an asset in the lake as `<zone>/<table>`; an asset that
-    writes more than one table names the others by role, e.g. `quarantine="quarantine/x"`."""
-    metadata = {LAKE_TABLE: _location(zone, table)}
-    for role, location in more.items():
-        metadata[f"{LAKE_TABLE}#{role}"] = _location(*location.split("/", 1))
+def lake_table(zone: str, table: str, **more: str) -> dict[str, Any]:
+    """Definition metadata placing an asset in the lake as `<zone>/<table>`, with the table's
+    documented columns (columns.py, shown in the UI before anything is materialized); an asset
+    that writes more than one table names the others by role, e.g. `quarantine="quarantine/x"`."""
+    location = _location(zone, table)
+    metadata: dict[str, Any] = {LAKE_TABLE: location, **documented_schema(location)}
+    for role, other in more.items():
+        metadata[f"{LAKE_TABLE}#{role}"] = _location(*other.split("/", 1))
+        metadata |= documented_schema(metadata[f"{LAKE_TABLE}#{role}"], role)
     return metadata
 
 
@@ -363,11 +374,30 @@ class LakeResource(dg.ConfigurableResource):
         rows_total: int,
         **extra: Any,
     ) -> dict[str, Any]:
-        """Run-level metadata: totals, the schema and a preview of the newest partition."""
-        newest = self.partition_path(
-            key, _own_partitions_def(context, key), context.partition_keys[-1]
+        """Run-level metadata: totals, the schemas of the tables the asset writes (their
+        columns as the newest partition's files hold them, described) and a preview of the
+        newest partition."""
+        partitions_def = _own_partitions_def(context, key)
+        newest = context.partition_keys[-1]
+        schemas = {
+            column_schema_key(role): written_schema(
+                file_schema(self.partition_path(key, partitions_def, newest, role)),
+                column_schema(self.tables[table_id(key, role)]),
+            )
+            for role in self.roles(key)
+        }
+        return summary_metadata(
+            self.partition_path(key, partitions_def, newest),
+            rows_total,
+            len(context.partition_keys),
+            schemas,
+            **extra,
         )
-        return summary_metadata(newest, rows_total, len(context.partition_keys), **extra)
+
+    def roles(self, key: dg.AssetKey) -> list[str | None]:
+        """The tables an asset writes: None for its own, then the others by role."""
+        prefix = table_id(key) + "#"
+        return [None, *(t.removeprefix(prefix) for t in self.tables if t.startswith(prefix))]
 
     # Storage mechanics ---------------------------------------------------------------------
 

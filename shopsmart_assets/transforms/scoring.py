@@ -32,9 +32,11 @@ def scores_frame(
             "customer_id": features["customer_id"].astype("int64").to_numpy(),
             "score": np.asarray(probabilities, dtype="float64"),
             "model_version": np.full(len(features), model_version, dtype="int64"),
+            # the array keeps the zone and the unit (a NumPy array would make it ns): a day
+            # with scores and one without hold the same type
             EVENT_TIMESTAMP: pd.to_datetime(features[EVENT_TIMESTAMP], utc=True)
             .dt.as_unit("us")
-            .to_numpy(),
+            .array,
         }
     )
 

@@ -1,10 +1,12 @@
-"""A local HTTP server that speaks the part of Slack's Web API the alerts use."""
+"""A local HTTP server that speaks the part of Slack's Web API the alerts use: the tests'
+Slack, and the live demo's when no SLACK_BOT_TOKEN is set (it prints what it receives)."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
@@ -12,8 +14,9 @@ from urllib.parse import parse_qs
 class SlackServer:
     """`chat.postMessage` and `auth.test` on 127.0.0.1; checks the bearer token."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, on_message: Callable[[dict], None] | None = None) -> None:
         self.token = token
+        self.on_message = on_message
         self.messages: list[dict] = []
         self.rejected: list[str] = []
         server = self
@@ -32,6 +35,8 @@ class SlackServer:
                     reply = {"ok": False, "error": "invalid_auth"}
                 elif method == "chat.postMessage":
                     server.messages.append(body)
+                    if server.on_message:
+                        server.on_message(body)
                     reply = {
                         "ok": True,
                         "channel": body.get("channel"),

@@ -1,0 +1,168 @@
+"""`make ui` as a user runs it: the UI comes up, and Ctrl-C (SIGINT to the terminal's
+foreground process group) or SIGTERM to make stops the whole process tree: make, the
+`shopsmart-ui` supervisor, `dagster dev`, the webserver, the daemon, the code servers and, with
+LIVE=1, the source simulator, which meanwhile writes new orders as time passes while every
+schedule and sensor runs on its own."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import psutil
+import pytest
+
+from shopsmart_assets.devserver import code_location_loaded, free_port, graphql, is_up
+from shopsmart_assets_tests.conftest import listening_sockets
+
+pytestmark = [pytest.mark.ui]
+
+ROOT = Path(__file__).resolve().parents[1]
+AUTOMATION = """
+{ workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError {
+  ... on RepositoryLocation { repositories {
+    schedules { name cronSchedule scheduleState { status } }
+    sensors { name sensorState { status } } } } } } } } }
+"""
+
+
+@contextmanager
+def make_ui(tmp_path: Path, *args: str) -> Iterator[tuple[subprocess.Popen, str, Path]]:
+    """`make ui` in a session of its own, as a terminal runs a foreground job; yields the make
+    process, the UI's URL and the data directory; kills what is left on the way out."""
+    port = free_port()
+    data = tmp_path / "data"
+    env = {
+        **os.environ,
+        "SHOPSMART_DATA_DIR": str(data),
+        "DAGSTER_HOME": str(tmp_path / "home"),
+        "SHOPSMART_TIMEZONE": "UTC",
+        "PORT": str(port),
+    }
+    env.pop("MAKEFLAGS", None)
+    make = subprocess.Popen(
+        ["make", "--no-print-directory", "ui", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=open(tmp_path / "make-ui.log", "wb"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while not (is_up(url) and code_location_loaded(url)):
+            assert make.poll() is None, (tmp_path / "make-ui.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "make ui did not come up"
+            time.sleep(1)
+        yield make, url, data
+    finally:
+        for process in [psutil.Process(make.pid), *_tree(make.pid)] if make.poll() is None else []:
+            process.kill()
+
+
+def listening_addresses(port: int) -> set[str]:
+    return {address for address, bound, _ in listening_sockets() if bound == port}
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _names(processes: list[psutil.Process]) -> list[str]:
+    names = []
+    for p in processes:
+        try:
+            names.append(" ".join(p.cmdline()[:4]))
+        except psutil.NoSuchProcess:
+            names.append(f"{p.pid} (gone)")
+    return names
+
+
+def assert_all_stopped(make: subprocess.Popen, tree: list[psutil.Process], url: str) -> None:
+    assert make.wait(timeout=90) is not None
+    _, alive = psutil.wait_procs(tree, timeout=30)
+    assert not alive, f"left running: {_names(alive)}"
+    assert not is_up(url)
+
+
+def test_ctrl_c_stops_make_ui_and_all_its_processes(tmp_path):
+    with make_ui(tmp_path) as (make, url, _):
+        assert listening_addresses(int(url.rsplit(":", 1)[1])) == {"127.0.0.1"}  # loopback only
+        tree = _tree(make.pid)
+        names = " | ".join(_names(tree))
+        for part in (
+            "shopsmart-ui",
+            "dagster dev",
+            "dagster_webserver",
+            "dagster._daemon",
+            "code-server",
+        ):
+            assert part in names, names
+        os.killpg(make.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+        assert_all_stopped(make, tree, url)
+
+
+def history_until_this_hour() -> tuple[str, int]:
+    """Yesterday (UTC) and the number of hours from its midnight to the present hour: the
+    sources hold everything before this hour, the simulator writes this one live."""
+    now = datetime.now(timezone.utc)
+    return (now.date() - timedelta(days=1)).isoformat(), 24 + now.hour
+
+
+def order_count(data: Path) -> int:
+    with sqlite3.connect(data / "sources" / "orders.db") as c:
+        return c.execute("SELECT count(*) FROM orders").fetchone()[0]
+
+
+def test_live_ui_runs_itself_and_sigterm_to_make_stops_everything(tmp_path):
+    day, hours = history_until_this_hour()
+    data = tmp_path / "data"
+    subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "shopsmart-demo"), "--reset", "--start-date", day,
+         "--hours", str(hours), "--orders-per-day", "500"],
+        env={**os.environ, "SHOPSMART_DATA_DIR": str(data), "SHOPSMART_TIMEZONE": "UTC"},
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    before = order_count(data)
+    with make_ui(tmp_path, "LIVE=1", "DEMO_ORDERS_PER_DAY=50000", "HOST=0.0.0.0") as (
+        make,
+        url,
+        data,
+    ):
+        # exposed only when asked to (HOST=0.0.0.0: every interface)
+        assert listening_addresses(int(url.rsplit(":", 1)[1])) == {"0.0.0.0"}
+        repository = graphql(url, AUTOMATION)["workspaceOrError"]["locationEntries"][0][
+            "locationOrLoadError"
+        ]["repositories"][0]
+        schedules = {s["name"]: s for s in repository["schedules"]}
+        assert schedules["hourly_orders_schedule"]["cronSchedule"] == "0 0,1-23 * * *"
+        stopped = [
+            item["name"]
+            for item in repository["schedules"] + repository["sensors"]
+            if (item.get("scheduleState") or item.get("sensorState"))["status"] != "RUNNING"
+        ]
+        assert not stopped, f"not running in live mode: {stopped}"
+        # the simulator writes orders as their moments pass (about one every 2 s here)
+        deadline = time.monotonic() + 60
+        while order_count(data) == before:
+            assert time.monotonic() < deadline, "the live simulator wrote no order in 60 s"
+            time.sleep(2)
+        tree = _tree(make.pid)
+        assert "--live" in " | ".join(_names(tree))
+        make.send_signal(signal.SIGTERM)
+        assert_all_stopped(make, tree, url)
+    with sqlite3.connect(data / "sources" / "orders.db") as c:
+        latest = c.execute("SELECT max(ordered_at) FROM orders").fetchone()[0]
+    assert datetime.fromisoformat(latest) < datetime.now(timezone.utc).replace(tzinfo=None)
