@@ -64,7 +64,11 @@ def completed_backfill(url: str, day: str) -> str:
 
 
 def expand_all_groups(page: Page) -> None:
-    page.keyboard.press("Alt+e")  # the graph's "Expand all groups"
+    """The graph's "Expand all groups" (Alt+E), once the collapsed groups are drawn."""
+    page.get_by_text("ml", exact=True).last.wait_for(state="visible")
+    page.wait_for_timeout(1000)
+    page.keyboard.press("Alt+e")
+    page.get_by_text("purchase_model", exact=True).first.wait_for(state="visible")
 
 
 def show_plots(page: Page) -> None:
@@ -83,7 +87,7 @@ def shots(day: str, backfill_id: str) -> list[Shot]:
         ),
         Shot("model-metadata", "/assets/ml/purchase_model?view=events", "auc"),
         Shot("model-plots", "/assets/ml/purchase_model?view=overview", "auc", show_plots),
-        Shot("backfill", f"/runs/b/{backfill_id}?tab=partitions", "Completed"),
+        Shot("backfill", f"/runs/b/{backfill_id}", "Succeeded"),
     ]
 
 
@@ -104,17 +108,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="screenshots", description=__doc__)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images")
     args = parser.parse_args(argv)
+    out = args.out.resolve()
     home = Path(os.environ.get("DAGSTER_HOME") or ROOT / ".dagster_home").resolve()
     if not (home / "history").exists() and not any(home.glob("*.db")):
         raise SystemExit(f"screenshots: no Dagster history in {home}; run `make demo` first")
-    args.out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     day = newest_day()
     with dagster_dev(home, log=home / "screenshots-dagster.log") as url:
         backfill_id = completed_backfill(url, day)
         with browser_page() as page:
             for shot in shots(day, backfill_id):
-                path = take(page, url, shot, args.out)
-                print(f"screenshots: {path.relative_to(ROOT)} ({path.stat().st_size // 1024} KiB)")
+                path = take(page, url, shot, out)
+                print(f"screenshots: {path} ({path.stat().st_size // 1024} KiB)")
     return 0
 
 

@@ -13,11 +13,14 @@ import argparse
 import os
 import sys
 import time
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shopsmart_assets.devserver import dagster_dev, graphql, is_up
+
+if TYPE_CHECKING:
+    from shopsmart_assets.partitions import Partitions
 
 DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 
@@ -48,11 +51,14 @@ query Status($id: String!) {
 """
 
 
-def chain_ranges(first: date, last: date) -> list[tuple[list[str], str, str]]:
+def chain_ranges(
+    first: date, last: date, hours_until: datetime | None = None
+) -> list[tuple[list[str], str, str]]:
     """The whole chain over the days first..last as (asset keys, first partition, last
     partition), one entry per partitions definition, upstream first: the hourly extracts over
-    the hours of those days (DST days included), then the daily assets over the days. The
-    assets and partitions come from the definitions."""
+    the hours of those days (DST days included; with `hours_until`, on through the last hour
+    that ended by then), then the daily assets over the days. The assets and partitions come
+    from the definitions."""
     from shopsmart_assets.definitions import build_assets
     from shopsmart_assets.lineage import Lineage
     from shopsmart_assets.partitions import build_partitions
@@ -60,11 +66,18 @@ def chain_ranges(first: date, last: date) -> list[tuple[list[str], str, str]]:
     partitions = build_partitions()
     lineage = Lineage.of(build_assets(partitions))
     hours = partitions.hours_of_day(first.isoformat()), partitions.hours_of_day(last.isoformat())
+    last_hour = hours[1][-1]
+    if hours_until is not None:
+        ended = partitions.previous_hour_key(hours_until)
+        if ended is not None and _hour_start(partitions, ended) > _hour_start(
+            partitions, last_hour
+        ):
+            last_hour = ended
     return [
         (
             [k.to_user_string() for k in lineage.partitioned_by(partitions.hourly)],
             hours[0][0],
-            hours[1][-1],
+            last_hour,
         ),
         (
             [k.to_user_string() for k in lineage.partitioned_by(partitions.daily)],
@@ -72,6 +85,10 @@ def chain_ranges(first: date, last: date) -> list[tuple[list[str], str, str]]:
             str(last),
         ),
     ]
+
+
+def _hour_start(partitions: Partitions, key: str) -> datetime:
+    return partitions.hourly.time_window_for_partition_key(key).start
 
 
 def backfill_params(first: date, last: date) -> dict[str, Any]:
@@ -147,6 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument(
+        "--hours-until-now",
+        action="store_true",
+        help="the hourly range runs on past --to, through the last hour that ended before the "
+        "present UTC hour began (what `shopsmart-demo --until-now` generates)",
+    )
+    parser.add_argument(
         "--print-ranges",
         action="store_true",
         help="print, for `dagster asset materialize`, each group of assets and its partition "
@@ -156,7 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.last < args.first:
         parser.error("--to is before --from")
     if args.print_ranges:
-        for keys, start, end in chain_ranges(args.first, args.last):
+        until = None
+        if args.hours_until_now:
+            until = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+        for keys, start, end in chain_ranges(args.first, args.last, until):
             print(f"{','.join(keys)} {start}...{end}")
         return 0
 

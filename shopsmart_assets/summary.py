@@ -165,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         "\nQuery it yourself, e.g. with DuckDB:\n"
         f"  SELECT * FROM read_parquet('{lake}/curated/purchases/*/*.parquet',"
         " hive_partitioning = true) LIMIT 5;\n"
-        "Browse runs, assets and partitions: make ui  (http://127.0.0.1:3000)"
+        "Browse runs, assets and partitions: make ui  (http://127.0.0.1:3000)\n"
+        "Watch it run itself, with orders arriving live: make ui LIVE=1"
     )
     return 0 if source == landed else 1
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from shopsmart_assets.definitions import build_definitions
 from shopsmart_assets.partitions import build_partitions
@@ -88,3 +89,29 @@ def test_settings_are_read_when_the_definitions_are_built_not_at_import(monkeypa
     graph = build_definitions().resolve_asset_graph()
     daily = graph.get(dg.AssetKey(["lake", "purchases"])).partitions_def
     assert (daily.timezone, daily.start.date().isoformat()) == ("Australia/Lord_Howe", "2026-03-01")
+
+
+@pytest.mark.parametrize(
+    ("zone", "until", "last_hour"),
+    [
+        # 02:00 UTC: the hour 01:00-02:00 has ended, the present one has not
+        ("UTC", "2026-11-26T02:00:00+00:00", "2026-11-26-01:00"),
+        # Kathmandu (+05:45): 02:00 UTC is 07:45; the last local hour that ended is 06:00-07:00
+        ("Asia/Kathmandu", "2026-11-26T02:00:00+00:00", "2026-11-26-06:00"),
+        # before the days' own last hour ends, the days' range stands
+        ("UTC", "2026-11-25T12:00:00+00:00", "2026-11-25-23:00"),
+    ],
+)
+def test_the_demo_extracts_on_through_the_last_hour_that_ended(monkeypatch, zone, until, last_hour):
+    from datetime import date, datetime
+
+    from shopsmart_assets.backfill import chain_ranges
+
+    monkeypatch.setenv("SHOPSMART_TIMEZONE", zone)
+    monkeypatch.setenv("SHOPSMART_START_DATE", "2026-11-01")
+    hourly, daily = chain_ranges(
+        date(2026, 11, 24), date(2026, 11, 25), datetime.fromisoformat(until)
+    )
+    assert (hourly[1], hourly[2]) == ("2026-11-24-00:00", last_hour)
+    assert (daily[1], daily[2]) == ("2026-11-24", "2026-11-25")
+    assert chain_ranges(date(2026, 11, 24), date(2026, 11, 25))[0][2] == "2026-11-25-23:00"

@@ -273,3 +273,13 @@ def dump_engines(pair: tuple[sa.Engine, sa.Engine]) -> dict[str, list[tuple]]:
                 rows = c.execute(sa.text(f"SELECT * FROM {table}")).all()
                 out[table] = sorted((tuple(r) for r in rows), key=repr)
     return out
+
+
+def test_until_now_generates_every_hour_that_has_ended(tmp_path):
+    """`make demo`'s sources are as of now: the days, then today's hours that have ended."""
+    yesterday = datetime.now(timezone.utc).date() - timedelta(days=1)
+    run(tmp_path, "--start-date", str(yesterday), "--days", "1", "--until-now")
+    present = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    last = last_generated_hour(sa.create_engine(f"sqlite:///{tmp_path / 'orders.db'}"))
+    # the last hour that ended (the clock may have turned an hour meanwhile)
+    assert present - timedelta(hours=2) <= last <= present - timedelta(hours=1)

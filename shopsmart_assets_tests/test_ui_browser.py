@@ -41,7 +41,7 @@ from shopsmart_assets_tests.browser import ChromiumNotFound, browser_page, chrom
 from shopsmart_assets_tests.conftest import DAILY, HOURLY, UTC_PARTITIONS, generate_sources
 from shopsmart_assets_tests.spark_services import SparkService, materialize, platform_env
 
-pytestmark = [pytest.mark.spark, pytest.mark.e2e, pytest.mark.spark_services]
+pytestmark = [pytest.mark.spark, pytest.mark.e2e, pytest.mark.spark_services, pytest.mark.ui]
 
 TOKEN = "xoxb-ui-browser-0123456789"
 ORDERS_PER_DAY = 200

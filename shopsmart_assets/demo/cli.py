@@ -56,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
         "and no --start-date, the days end here",
     )
     parser.add_argument(
+        "--until-now",
+        action="store_true",
+        help="also generate every hour that has ended since (up to the present hour), so that "
+        "the sources are as they would be now",
+    )
+    parser.add_argument(
         "--plan",
         action="store_true",
         help="print the first and last day that --days/--end-date would generate (the first "
@@ -185,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     else:  # whole local days: 23, 24 or 25 hours each (or other counts in odd zones)
         end = local_midnight(first_hour.astimezone(ZoneInfo(tz)).date(), tz, args.days or 14)
         hours = math.ceil((end - first_hour).total_seconds() / 3600)
+    if args.until_now:  # and on through the hours that have ended since
+        present_hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+        hours = max(hours, int((present_hour - first_hour).total_seconds() // 3600))
 
     report = generate(crm, orders_db, first_hour, hours, config)
     if not args.append:
