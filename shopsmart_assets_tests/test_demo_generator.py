@@ -19,6 +19,7 @@ from shopsmart_assets.demo.generator import (
     last_generated_hour,
 )
 from shopsmart_assets.demo.live import LiveSource
+from shopsmart_assets.source_tables import orders
 
 TABLES = {
     "crm": ["customers", "interactions"],
@@ -236,9 +237,12 @@ def test_live_source_writes_each_moment_as_it_passes_and_equals_the_batch(tmp_pa
         count = c.execute(sa.text("SELECT count(*) FROM orders")).scalar()
     assert datetime.fromisoformat(str(latest)) < clock.at.replace(tzinfo=None)
     with batch[1].connect() as c:
+        # typed, so that SQLAlchemy binds the time as the sources store it (text), whatever
+        # adapters another library registered with sqlite3 (Feast's bind epoch seconds)
         in_batch = c.execute(
-            sa.text("SELECT count(*) FROM orders WHERE ordered_at < :t"),
-            {"t": clock.at.replace(tzinfo=None)},
+            sa.select(sa.func.count())
+            .select_from(orders)
+            .where(orders.c.ordered_at < clock.at.replace(tzinfo=None))
         ).scalar()
     assert count == in_batch  # exactly what had happened by then, the dirty rows included
 

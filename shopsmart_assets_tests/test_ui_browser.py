@@ -108,8 +108,12 @@ def expected_from_sources(sources: Path, day: date) -> Expected:
 
 def checks_of(key: dg.AssetKey) -> list[str]:
     """The names of the asset checks the definitions give an asset."""
-    graph = build_definitions(UTC_PARTITIONS).resolve_asset_graph()
-    return sorted(k.name for k in graph.asset_check_keys if k.asset_key == key)
+    defs = build_definitions(UTC_PARTITIONS)
+    # from the definitions' own lists: resolving the repository would need a Dagster
+    # instance in this process
+    keys = [k for a in defs.assets or [] for k in a.check_keys]
+    keys += [k for c in defs.asset_checks or [] for k in c.check_keys]
+    return sorted(k.name for k in keys if k.asset_key == key)
 
 
 def number(text: str) -> int:
