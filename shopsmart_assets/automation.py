@@ -143,7 +143,7 @@ def build_automation(partitions: Partitions, lineage: Lineage) -> Automation:
     )
     def daily_chain_sensor(context: dg.SensorEvaluationContext):
         return daily_chain_request(
-            context.instance, partitions, hourly_keys, datetime.now(ZoneInfo(zone))
+            context.instance, partitions, hourly_keys, datetime.now(ZoneInfo(zone)), daily_keys
         )
 
     return Automation(
@@ -158,11 +158,20 @@ def daily_chain_request(
     partitions: Partitions,
     hourly_keys: list[dg.AssetKey],
     now: datetime,
+    daily_keys: list[dg.AssetKey] | None = None,
 ) -> dg.RunRequest | dg.SkipReason:
-    """The daily chain for the day that ended before `now`, once all its hours are in."""
+    """The daily chain for the day that ended before `now`, once all its hours are in, unless
+    every daily asset of that day is already materialized (by a backfill or by hand: late
+    changes have their own sensor)."""
     day = partitions.previous_day_key(now)
     if day is None:
         return dg.SkipReason("no day has ended yet")
+    if daily_keys and all(
+        (instance.get_status_by_partition(key, [day], partitions.daily) or {}).get(day)
+        == dg.AssetPartitionStatus.MATERIALIZED
+        for key in daily_keys
+    ):
+        return dg.SkipReason(f"the daily chain of {day} is already materialized")
     missing = missing_hours(instance, partitions, hourly_keys, day)
     if missing:
         shown = ", ".join(key[11:] for key in missing[:6]) + (" …" if len(missing) > 6 else "")

@@ -17,7 +17,8 @@ from shopsmart_assets.automation import (
     daily_chain_request,
 )
 from shopsmart_assets.checks import FRESHNESS_SENSOR
-from shopsmart_assets.definitions import build_definitions
+from shopsmart_assets.definitions import build_assets, build_definitions
+from shopsmart_assets.lineage import Lineage
 from shopsmart_assets.partitions import build_partitions
 
 UTC = ZoneInfo("UTC")
@@ -25,6 +26,7 @@ NEW_YORK = ZoneInfo("America/New_York")
 TUESDAY = datetime(2026, 3, 3, tzinfo=UTC)  # a Tuesday
 HOURLY_KEYS = [ORDERS_KEY, ORDER_ITEMS_KEY]
 UTC_PARTITIONS = build_partitions("2026-01-01", "UTC")
+DAILY_KEYS = Lineage.of(build_assets(UTC_PARTITIONS)).partitioned_by(UTC_PARTITIONS.daily)
 NY_PARTITIONS = build_partitions("2026-01-01", "America/New_York")
 defs = build_definitions(UTC_PARTITIONS)
 
@@ -137,6 +139,17 @@ def test_daily_chain_waits_for_all_24_hours_then_requests_yesterday():
         late = TUESDAY + timedelta(days=1, hours=23)
         later = daily_chain_request(instance, UTC_PARTITIONS, HOURLY_KEYS, late)
         assert later.partition_key == "2026-03-03"
+
+        # a day whose chain is already in (a backfill, `make demo`) is not run again; one
+        # daily asset missing is enough to run it
+        daily = [key for key in DAILY_KEYS if key != dg.AssetKey(["ml", "purchase_scores"])]
+        materialize_hours(instance, daily, ["2026-03-03"])
+        run = daily_chain_request(instance, UTC_PARTITIONS, HOURLY_KEYS, late, DAILY_KEYS)
+        assert isinstance(run, dg.RunRequest)
+        materialize_hours(instance, [dg.AssetKey(["ml", "purchase_scores"])], ["2026-03-03"])
+        done = daily_chain_request(instance, UTC_PARTITIONS, HOURLY_KEYS, late, DAILY_KEYS)
+        assert isinstance(done, dg.SkipReason)
+        assert "2026-03-03 is already materialized" in done.skip_message
 
 
 @pytest.mark.parametrize(("day", "hours"), [("2026-11-01", 25), ("2026-03-08", 23)])
