@@ -33,8 +33,11 @@ chromium:
 demo: install java
 	BIN=$(BIN) scripts/demo.sh
 
+# Two workers (pytest-xdist), one test module per worker at a time: TEST_WORKERS=0 runs the
+# suite in one process.
+TEST_WORKERS ?= 2
 test: install java chromium
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # Speed and memory of extraction and the Spark transform at volume, against targets
 # (BENCH_ORDERS_PER_DAY=100000 by default); results in bench-results/.

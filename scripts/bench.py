@@ -1,124 +1,435 @@
-"""`make bench`: speed and memory of the platform's heavy paths, against targets.
+"""`make bench`: the platform against the baselines its users compare it with, in one run.
 
-One day of demo data at a production-like volume (BENCH_ORDERS_PER_DAY, default 100,000
-orders), then, each in a fresh process so that peak memory is its own:
-  1. extraction of the day's orders and order lines into the raw zone (streamed in chunks);
-  2. `lake/purchases` on Spark for the day, through `dagster asset materialize`.
-Prints a table, writes bench-results/<timestamp>.json, and exits 1 when a target is missed.
-Targets: extraction ≥ 20,000 rows/s with peak memory under 1 GiB, whatever the volume (it
-streams); lake/purchases ≥ 5,000 order lines/s for the whole command, Spark start included.
+Every figure is a ratio against a baseline measured in the same run, on the same data, on the
+same machine (or a peak memory / throughput at the bench volume):
+
+  chain_vs_plain_spark    `dagster asset materialize` of lake/purchases + features/customer_features
+                          for one day ÷ a plain PySpark script calling the same transform
+                          functions in one session (both whole commands)
+  spark_vs_duckdb         the lake/purchases step (its duration in the run above) ÷ DuckDB running
+                          the documented rules over the same raw partitions (a whole command),
+                          whose output must equal Spark's row for row
+  backfill_30d_vs_1d      the daily chain for 30 days in one run ÷ one day (demo scale)
+  step_overhead_s         (run wall time − the steps' own durations) ÷ steps, one day of the
+                          daily chain at demo scale
+  generator_peak_mib      peak RSS of `shopsmart-demo` generating one day at the bench volume
+  generator_orders_per_s  its orders per second (whole command)
+  chain_peak_mib          peak RSS of the Spark steps (the step's Python process + its Spark JVM:
+                          driver and executors in local mode)
+
+BENCH_ORDERS_PER_DAY (default 1,000,000) sets the volume; BENCH_SCALE=1 also runs the
+volume-dependent figures at 10k, 100k and 1M orders a day (docs/performance.md). Prints a
+table, writes bench-results/<stamp>.json (exactly the figures above) and
+bench-results/<stamp>.details.json (the measurements behind them), and exits 1 when a target
+is missed or DuckDB and Spark disagree.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-import pyarrow.dataset as ds
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-DAY = "2026-01-01"
-TARGETS = {
-    "extract_rows_per_s": 20_000,
-    "extract_peak_mib": 1024,
-    "purchases_lines_per_s": 5_000,
+DAY = date(2026, 3, 2)  # a Monday; one ordinary 24-hour day in UTC
+DEMO_ORDERS_PER_DAY = 500
+BACKFILL_DAYS = 30
+MODULE = ["-m", "shopsmart_assets.definitions"]
+SPARK_ASSETS = "lake/purchases,features/customer_features"
+
+# key: (target, "max" when the value must not exceed it, "min" when it must reach it)
+TARGETS: dict[str, tuple[float, str]] = {
+    "chain_vs_plain_spark": (1.3, "max"),
+    "spark_vs_duckdb": (5.0, "max"),
+    "backfill_30d_vs_1d": (2.0, "max"),
+    "step_overhead_s": (1.0, "max"),
+    "generator_peak_mib": (1024, "max"),
+    "generator_orders_per_s": (20_000, "min"),
+    "chain_peak_mib": (4096, "max"),
 }
 
-EXTRACT = """
-import json, resource, sys, time
+# A plain PySpark script: what a data engineer would write without the platform, calling the
+# platform's own transform functions in one Spark session.
+PLAIN_SPARK = """
+import sys
+from datetime import date, datetime, timedelta
 from pathlib import Path
-import sqlalchemy as sa
-from shopsmart_assets.extract import ORDER_ITEMS, ORDERS, extract_to_parquet, window_params
-from shopsmart_assets.partitions import build_partitions
-data = Path(sys.argv[1])
-engine = sa.create_engine(f"sqlite:///{data / 'sources' / 'orders.db'}")
-window = build_partitions().daily.time_window_for_partition_key(sys.argv[2])
-started, rows = time.perf_counter(), 0
-for extraction in (ORDERS, ORDER_ITEMS):
-    out = data / f"{extraction.raw_table}.parquet"
-    rows += extract_to_parquet(engine, extraction, window_params(window.start, window.end), out,
-                               partition_key=sys.argv[2]).rows
-seconds = time.perf_counter() - started
-peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"rows": rows, "seconds": seconds, "peak_mib": peak_mib}))
+from zoneinfo import ZoneInfo
+from pyspark.sql import SparkSession
+from shopsmart_assets.resources.spark import spark_config
+from shopsmart_assets.transforms.features import customer_features
+from shopsmart_assets.transforms.purchases import purchase_lines, split_valid
+
+raw, out, day, zone = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], ZoneInfo(sys.argv[4])
+builder = SparkSession.builder
+for key, value in spark_config().items():
+    builder = builder.config(key, value)
+spark = builder.getOrCreate()
+
+def read(table):
+    return spark.read.option("basePath", str(raw / table)).parquet(str(raw / table / f"date={day}"))
+
+lines = purchase_lines(read("orders"), read("order_items"), read("crm_customers")).cache()
+valid, quarantined = split_valid(lines)
+valid.write.mode("overwrite").partitionBy("date").parquet(str(out / "purchases"))
+quarantined.write.mode("overwrite").partitionBy("date").parquet(str(out / "quarantine"))
+start = datetime.combine(date.fromisoformat(day), datetime.min.time(), zone)
+features = customer_features(
+    spark.read.parquet(str(out / "purchases")),
+    read("crm_interactions"),
+    read("crm_customers"),
+    {start.date(): (start + timedelta(days=1)).astimezone(zone)},
+)
+features.write.mode("overwrite").partitionBy("as_of_date").parquet(str(out / "features"))
+spark.stop()
+"""
+
+# DuckDB over the same raw partitions, writing its two tables like the Spark step does; the
+# output is kept for the row-for-row comparison with the lake.
+DUCKDB = """
+import sys
+from pathlib import Path
+import pyarrow.parquet as pq
+from shopsmart_assets_tests.duckdb_purchases import purchases_duckdb
+lake, out, day = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+valid, quarantined = purchases_duckdb(lake, day)
+out.mkdir(parents=True, exist_ok=True)
+pq.write_table(valid, out / "valid.parquet")
+pq.write_table(quarantined, out / "quarantined.parquet")
 """
 
 
-def run(command: list[str], env: dict[str, str]) -> tuple[str, float]:
-    """Run a command to completion; its stdout and wall seconds."""
+@dataclass
+class Measured:
+    seconds: float
+    peak_mib: float  # of the whole command (its process and every descendant), or of a subset
+    stdout: str = ""
+
+
+@dataclass
+class Workspace:
+    """A data directory and a Dagster instance of its own, for one volume."""
+
+    root: Path
+    orders_per_day: int
+    zone: str = "UTC"
+    start: date = DAY
+    env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        home = self.root / "dagster_home"
+        home.mkdir(parents=True)
+        (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+        self.env = {
+            **os.environ,
+            "SHOPSMART_DATA_DIR": str(self.root / "data"),
+            "DAGSTER_HOME": str(home),
+            "SHOPSMART_TIMEZONE": self.zone,
+            "SHOPSMART_START_DATE": self.start.isoformat(),
+            "SPARK_LOCAL_IP": "127.0.0.1",
+        }
+
+    @property
+    def lake(self) -> Path:
+        return self.root / "data" / "lake"
+
+
+def run(
+    command: list[str], env: dict[str, str], peak_of: str = "tree", label: str = ""
+) -> Measured:
+    """Run a command to completion: its wall seconds and peak resident memory, sampled every
+    0.1 s over its process tree ("tree": everything; "spark": each Spark JVM with the Python
+    process that started it, i.e. the Spark steps)."""
+    print(f"  {label or ' '.join(Path(command[0]).name for _ in [0])} ...", end="", flush=True)
     started = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
+    process = subprocess.Popen(
+        command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    peak = [0.0]
+    done = threading.Event()
+    sampler = threading.Thread(target=_sample, args=(process.pid, peak_of, peak, done))
+    sampler.start()
+    output = process.stdout.read() if process.stdout else ""
+    process.wait()
     seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        output = done.stdout[-2000:] + done.stderr[-2000:]
-        sys.exit(f"bench: {' '.join(command[:4])} failed:\n{output}")
-    return done.stdout, seconds
+    done.set()
+    sampler.join()
+    if process.returncode != 0:
+        print(" FAILED")
+        sys.exit(f"bench: {' '.join(command[:6])} failed:\n{output[-4000:]}")
+    print(f" {seconds:.1f} s, peak {peak[0]:,.0f} MiB")
+    return Measured(seconds, peak[0], output)
+
+
+def _sample(pid: int, peak_of: str, peak: list[float], done: threading.Event) -> None:
+    try:
+        root = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    while not done.is_set():
+        try:
+            tree = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return
+        total = 0
+        for process in tree:
+            try:
+                if peak_of == "tree" or _is_spark(process):
+                    total += process.memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+        peak[0] = max(peak[0], total / 2**20)
+        done.wait(0.1)
+
+
+def _is_spark(process: psutil.Process) -> bool:
+    """A Spark JVM, or the Python process that started one (a Spark step's worker)."""
+    if process.name() == "java":
+        return True
+    return any(child.name() == "java" for child in process.children())
+
+
+def generate(ws: Workspace, days: int) -> Measured:
+    return run(
+        [
+            str(BIN / "shopsmart-demo"),
+            "--start-date",
+            ws.start.isoformat(),
+            "--days",
+            str(days),
+            "--orders-per-day",
+            str(ws.orders_per_day),
+        ],
+        ws.env,
+        label=f"generate {days} day(s) at {ws.orders_per_day:,} orders/day",
+    )
+
+
+def chain_ranges(ws: Workspace, first: date, last: date) -> list[tuple[str, str]]:
+    """(selection, partition range) of each part of the chain, from the definitions."""
+    out = run(
+        [
+            str(BIN / "shopsmart-backfill"),
+            "--from",
+            first.isoformat(),
+            "--to",
+            last.isoformat(),
+            "--print-ranges",
+        ],
+        ws.env,
+        label="chain ranges",
+    ).stdout
+    return [tuple(line.split()) for line in out.splitlines() if "..." in line]  # type: ignore[misc]
+
+
+def materialize(ws: Workspace, selection: str, partitions: str, label: str, peak_of: str = "tree"):
+    flag = "--partition-range" if "..." in partitions else "--partition"
+    command = [str(BIN / "dagster"), "asset", "materialize", *MODULE, "--select", selection]
+    return run([*command, flag, partitions], ws.env, peak_of=peak_of, label=label)
+
+
+def latest_run_steps(ws: Workspace) -> dict[str, float | dict[str, float]]:
+    """The newest run in the workspace's instance: its wall time, each step's duration, and
+    for each asset the seconds from its step's start to its materialization (the part of a
+    step that computes several assets which made that one)."""
+    script = """
+import json
+import dagster as dg
+instance = dg.DagsterInstance.get()
+record = instance.get_run_records(limit=1)[0]
+steps, starts, assets = {}, {}, {}
+for entry in instance.all_logs(record.dagster_run.run_id):
+    event = entry.dagster_event
+    if event is None or not event.step_key:
+        continue
+    if event.event_type_value == "STEP_START":
+        starts[event.step_key] = entry.timestamp
+    elif event.event_type_value == "STEP_SUCCESS":
+        steps[event.step_key] = entry.timestamp - starts[event.step_key]
+    elif event.event_type_value == "ASSET_MATERIALIZATION":
+        key = event.asset_key.to_user_string()
+        assets.setdefault(key, entry.timestamp - starts[event.step_key])
+print(json.dumps({"wall": record.end_time - record.start_time, "steps": steps,
+                  "assets": assets, "status": record.dagster_run.status.value}))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=ws.env, capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def volume_figures(root: Path, orders_per_day: int) -> dict[str, float]:
+    """The figures that depend on the volume, for one day at `orders_per_day`."""
+    print(f"One day at {orders_per_day:,} orders/day")
+    ws = Workspace(root / f"volume-{orders_per_day}", orders_per_day)
+    generated = generate(ws, 1)
+    orders = _count_orders(ws)
+    (hourly, hours), (daily, _) = chain_ranges(ws, DAY, DAY)
+    day = DAY.isoformat()
+    materialize(ws, hourly, hours, "extract the day's hourly orders")
+    crm = ",".join(k for k in daily.split(",") if k.startswith("raw/"))
+    materialize(ws, crm, day, "extract the day's CRM snapshot")
+
+    chain = materialize(ws, SPARK_ASSETS, day, "dagster: lake/purchases + features", "spark")
+    # lake/purchases is the first part of the Spark step: from the step's start (the Spark
+    # session starting meanwhile) to the purchases' materialization
+    chain_run = latest_run_steps(ws)
+    purchases_step = chain_run["assets"]["lake/purchases"]  # type: ignore[index]
+    plain_out = ws.root / "plain"
+    plain = run(
+        [sys.executable, "-c", PLAIN_SPARK, str(ws.lake / "raw"), str(plain_out), day, ws.zone],
+        ws.env,
+        peak_of="spark",
+        label="plain PySpark script: the same transforms",
+    )
+    duck_out = ws.root / "duckdb"
+    duck = run(
+        [sys.executable, "-c", DUCKDB, str(ws.lake), str(duck_out), day],
+        ws.env,
+        label="DuckDB: the documented rules",
+    )
+    differences = _crosscheck(ws, duck_out, day)
+    return {
+        "orders": orders,
+        "generator_seconds": round(generated.seconds, 1),
+        "generator_peak_mib": round(generated.peak_mib),
+        "generator_orders_per_s": round(orders / generated.seconds),
+        "chain_seconds": round(chain.seconds, 1),
+        "plain_spark_seconds": round(plain.seconds, 1),
+        "plain_spark_peak_mib": round(plain.peak_mib),
+        "chain_vs_plain_spark": round(chain.seconds / plain.seconds, 2),
+        "purchases_step_seconds": round(purchases_step, 1),
+        "duckdb_seconds": round(duck.seconds, 1),
+        "spark_vs_duckdb": round(purchases_step / duck.seconds, 2),
+        "chain_peak_mib": round(chain.peak_mib),
+        "chain_run": chain_run,
+        "duckdb_differences": differences,
+    }
+
+
+def _count_orders(ws: Workspace) -> int:
+    import sqlite3
+
+    database = ws.root / "data" / "sources" / "orders.db"
+    with sqlite3.connect(database) as connection:
+        return connection.execute("SELECT count(DISTINCT order_id) FROM orders").fetchone()[0]
+
+
+def _crosscheck(ws: Workspace, duck_out: Path, day: str) -> list[str]:
+    """DuckDB's tables against the lake's, row for row (the differences; none is agreement)."""
+    import pyarrow.parquet as pq
+
+    sys.path.insert(0, str(ROOT))
+    from shopsmart_assets_tests.duckdb_purchases import compare_with_lake
+
+    valid = pq.read_table(duck_out / "valid.parquet")
+    quarantined = pq.read_table(duck_out / "quarantined.parquet")
+    differences = compare_with_lake(ws.lake, day, valid, quarantined)
+    verdict = "agree row for row" if not differences else f"DISAGREE: {differences[:5]}"
+    print(
+        f"  DuckDB and Spark {verdict} ({valid.num_rows:,} valid, {quarantined.num_rows:,} "
+        "quarantined)"
+    )
+    return differences
+
+
+def demo_scale_figures(root: Path) -> dict[str, float]:
+    """The daily chain at demo scale: 30 days in one run against one day, and the per-step
+    overhead of the one-day run."""
+    print(f"Daily chain at demo scale ({DEMO_ORDERS_PER_DAY} orders/day)")
+    last = DAY + timedelta(days=BACKFILL_DAYS - 1)
+    ws = Workspace(root / "demo-scale", DEMO_ORDERS_PER_DAY)
+    generate(ws, BACKFILL_DAYS)
+    (hourly, hours), (daily, days) = chain_ranges(ws, DAY, last)
+    materialize(ws, hourly, hours, f"extract {BACKFILL_DAYS} days of hourly orders")
+    backfill = materialize(ws, daily, days, f"daily chain, {BACKFILL_DAYS} days in one run")
+    one_day = materialize(ws, daily, last.isoformat(), "daily chain, one day")
+    run_steps = latest_run_steps(ws)
+    steps: dict[str, float] = run_steps["steps"]  # type: ignore[assignment]
+    wall = float(run_steps["wall"])  # type: ignore[arg-type]
+    overhead = (wall - sum(steps.values())) / len(steps)
+    return {
+        "backfill_seconds": round(backfill.seconds, 1),
+        "one_day_seconds": round(one_day.seconds, 1),
+        "backfill_30d_vs_1d": round(backfill.seconds / one_day.seconds, 2),
+        "one_day_run_wall_seconds": round(wall, 1),
+        "one_day_step_seconds": {k: round(v, 2) for k, v in sorted(steps.items())},
+        "step_overhead_s": round(overhead, 2),
+    }
+
+
+def met(key: str, value: float) -> bool:
+    target, kind = TARGETS[key]
+    return value <= target if kind == "max" else value >= target
+
+
+def print_table(figures: dict[str, float]) -> None:
+    print(f"\n{'figure':24} {'value':>12} {'target':>10}  result")
+    for key, (target, kind) in TARGETS.items():
+        bound = "≤" if kind == "max" else "≥"
+        verdict = "met" if met(key, figures[key]) else "MISSED"
+        print(f"{key:24} {figures[key]:>12,} {bound + format(target, ','):>10}  {verdict}")
+
+
+def print_scaling(rows: list[dict[str, float]]) -> None:
+    print("\nScaling (one day)")
+    columns = (
+        "orders", "generator_seconds", "generator_peak_mib", "chain_seconds",
+        "plain_spark_seconds", "chain_vs_plain_spark", "purchases_step_seconds",
+        "duckdb_seconds", "spark_vs_duckdb", "chain_peak_mib",
+    )  # fmt: skip
+    print(" | ".join(columns))
+    for row in rows:
+        print(" | ".join(f"{row[c]:,}" for c in columns))
 
 
 def main() -> int:
-    orders_per_day = int(os.environ.get("BENCH_ORDERS_PER_DAY", "100000"))
-    results: dict[str, float] = {"orders_per_day": orders_per_day}
+    orders_per_day = int(os.environ.get("BENCH_ORDERS_PER_DAY", "1000000"))
+    scale = os.environ.get("BENCH_SCALE", "") not in ("", "0")
+    volumes = sorted({10_000, 100_000, 1_000_000, orders_per_day}) if scale else [orders_per_day]
+    started = time.perf_counter()
+    # BENCH_DIR keeps the data and Dagster instances for a look afterwards (`make ui` on one)
+    keep = os.environ.get("BENCH_DIR")
     with tempfile.TemporaryDirectory(prefix="shopsmart-bench-") as tmp:
-        data, home = Path(tmp) / "data", Path(tmp) / "home"
-        home.mkdir()
-        (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
-        env = {
-            **os.environ,
-            "SHOPSMART_DATA_DIR": str(data),
-            "DAGSTER_HOME": str(home),
-            "SHOPSMART_TIMEZONE": "UTC",
-            "SHOPSMART_START_DATE": DAY,
-            "SPARK_LOCAL_IP": "127.0.0.1",
-        }
-        generate = [str(BIN / "shopsmart-demo"), "--start-date", DAY, "--days", "1"]
-        _, seconds = run([*generate, "--orders-per-day", str(orders_per_day)], env)
-        results["generate_s"] = round(seconds, 1)
-
-        out, _ = run([sys.executable, "-c", EXTRACT, str(data), DAY], env)
-        extract = json.loads(out.strip().splitlines()[-1])
-        results["extract_rows"] = extract["rows"]
-        results["extract_rows_per_s"] = round(extract["rows"] / extract["seconds"])
-        results["extract_peak_mib"] = round(extract["peak_mib"])
-
-        dagster = str(BIN / "dagster")
-        materialize = [dagster, "asset", "materialize", "-m", "shopsmart_assets.definitions"]
-        hours = f"{DAY}-00:00...{DAY}-23:00"
-        run(
-            [*materialize, "--select", "raw/orders,raw/order_items", "--partition-range", hours],
-            env,
-        )
-        run([*materialize, "--select", "raw/crm_customers", "--partition", DAY], env)
-        _, seconds = run([*materialize, "--select", "lake/purchases", "--partition", DAY], env)
-        items = data / "lake" / "raw" / "order_items"
-        lines = ds.dataset(str(items), format="parquet", partitioning="hive").count_rows()
-        results["purchases_lines"] = lines
-        results["purchases_s"] = round(seconds, 1)
-        results["purchases_lines_per_s"] = round(lines / seconds)
-
-    missed = [
-        name
-        for name, target in TARGETS.items()
-        if (results[name] > target if name.endswith("_mib") else results[name] < target)
-    ]
-    print(f"ShopSmart bench, {orders_per_day:,} orders in one day")
-    for name, value in results.items():
-        target = TARGETS.get(name)
-        shown = f"{value:,}" if isinstance(value, int) else f"{value}"
-        bound = "≤" if name.endswith("_mib") else "≥"
-        goal = "" if target is None else f"  (target {bound} {target:,})"
-        print(f"  {name:24} {shown:>12}{goal}{'  MISSED' if name in missed else ''}")
+        work = Path(keep) if keep else Path(tmp)
+        by_volume = {v: volume_figures(work, v) for v in volumes}
+        demo = demo_scale_figures(work)
+    at_volume = by_volume[orders_per_day]
+    figures = {key: {**at_volume, **demo}[key] for key in TARGETS}
+    print_table(figures)
+    if scale:
+        print_scaling(list(by_volume.values()))
     out_dir = ROOT / "bench-results"
     out_dir.mkdir(exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    (out_dir / f"{stamp}.json").write_text(json.dumps({**results, "targets": TARGETS}, indent=2))
-    return 1 if missed else 0
+    (out_dir / f"{stamp}.json").write_text(json.dumps(figures, indent=2) + "\n")
+    details = {
+        "orders_per_day": orders_per_day,
+        "targets": {k: {"target": t, "kind": kind} for k, (t, kind) in TARGETS.items()},
+        "met": {k: met(k, v) for k, v in figures.items()},
+        "volumes": {str(v): f for v, f in by_volume.items()},
+        "demo_scale": demo,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "bench_seconds": round(time.perf_counter() - started),
+    }
+    (out_dir / f"{stamp}.details.json").write_text(json.dumps(details, indent=2) + "\n")
+    print(f"\nbench-results/{stamp}.json ({details['bench_seconds']} s)")
+    disagree = [v for v, f in by_volume.items() if f["duckdb_differences"]]
+    if disagree:
+        print(f"DuckDB and Spark disagree at {disagree} orders/day")
+    missed = [key for key, value in figures.items() if not met(key, value)]
+    return 1 if missed or disagree else 0
 
 
 if __name__ == "__main__":

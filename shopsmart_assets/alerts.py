@@ -187,7 +187,7 @@ def build_alert_sensors(slack: SlackAlerts) -> list[dg.SensorDefinition]:
         name="slack_on_run_failure",
         description=description,
         default_status=status,
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=settings.sensor_interval(30),
     )
     def slack_on_run_failure(context: dg.RunFailureSensorContext, slack_alerts: SlackAlerts):
         if not slack_alerts.enabled:
@@ -202,7 +202,7 @@ def build_alert_sensors(slack: SlackAlerts) -> list[dg.SensorDefinition]:
         run_status=dg.DagsterRunStatus.SUCCESS,
         description=description.replace("failed runs", "freshness checks failed at the deadline"),
         default_status=status,
-        minimum_interval_seconds=60,
+        minimum_interval_seconds=settings.sensor_interval(60),
     )
     def slack_on_failed_freshness(context: dg.RunStatusSensorContext, slack_alerts: SlackAlerts):
         """Posts each freshness check that failed in an evaluation by the freshness sensor at

@@ -135,7 +135,7 @@ def build_automation(partitions: Partitions, lineage: Lineage) -> Automation:
 
     @dg.sensor(
         job=daily_chain_job,
-        minimum_interval_seconds=60,
+        minimum_interval_seconds=settings.sensor_interval(60),
         default_status=sensor_status(),
         description="Starts the daily chain for yesterday as soon as every hour of its orders "
         "is in the lake; never on an incomplete day. One run per day (run key "

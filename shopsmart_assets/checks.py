@@ -58,7 +58,7 @@ def build_freshness(partitions: Partitions) -> Freshness:
         )
         sensor = dg.build_sensor_for_freshness_checks(
             freshness_checks=checks,
-            minimum_interval_seconds=60,
+            minimum_interval_seconds=settings.sensor_interval(60),
             name=FRESHNESS_SENSOR,
             default_status=sensor_status(),
         )

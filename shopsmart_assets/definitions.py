@@ -11,9 +11,9 @@ import dagster as dg
 
 from shopsmart_assets.alerts import build_alert_sensors
 from shopsmart_assets.assets.features import build_feature_assets
-from shopsmart_assets.assets.lake import build_lake_assets
 from shopsmart_assets.assets.ml import build_ml_assets
 from shopsmart_assets.assets.raw import build_raw_assets
+from shopsmart_assets.assets.spark_step import build_spark_assets
 from shopsmart_assets.automation import build_automation
 from shopsmart_assets.catalog import with_owners
 from shopsmart_assets.checks import build_freshness
@@ -26,7 +26,8 @@ from shopsmart_assets.resources import build_resources
 # imported the code location once (instead of each step importing Dagster, pandas, pyarrow
 # and the definitions again: seconds per step).
 STEP_EXECUTOR = dg.multiprocess_executor.configured(
-    {"start_method": {"forkserver": {}}}, name="multiprocess_forkserver"
+    {"start_method": {"forkserver": {"preload_modules": ["shopsmart_assets.definitions"]}}},
+    name="multiprocess_forkserver",
 )
 
 
@@ -35,7 +36,7 @@ def build_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
     return with_owners(
         [
             *build_raw_assets(partitions),
-            *build_lake_assets(partitions),
+            *build_spark_assets(partitions),
             *build_feature_assets(partitions),
             *build_ml_assets(partitions),
         ]

@@ -281,7 +281,7 @@ def build_recovery_sensors(chain: Chain) -> list[dg.SensorDefinition]:
 
     @dg.sensor(
         asset_selection=selection,
-        minimum_interval_seconds=300,
+        minimum_interval_seconds=settings.sensor_interval(300),
         default_status=sensor_status(),
         description="Every 5 minutes: partitions of the last SHOPSMART_RECOVERY_DAYS days "
         "(default 7) that failed, or are still missing a day later, are backfilled in one "
@@ -296,7 +296,7 @@ def build_recovery_sensors(chain: Chain) -> list[dg.SensorDefinition]:
 
     @dg.sensor(
         asset_selection=selection,
-        minimum_interval_seconds=600,
+        minimum_interval_seconds=settings.sensor_interval(600),
         default_status=sensor_status(),
         description="Every 10 minutes: days of the last SHOPSMART_RECOVERY_DAYS days whose "
         "orders changed in the source after they were loaded (late status changes, refunds) "

@@ -207,6 +207,19 @@ def automation_on() -> bool:
     return (_env("SHOPSMART_AUTOMATION") or "off").lower() in {"on", "true", "1", "yes"}
 
 
+def sensor_interval(default: int) -> int:
+    """A sensor's minimum interval: `default` seconds, unless SHOPSMART_SENSOR_INTERVAL_SECONDS
+    sets one for every sensor (tests and demos that cannot wait minutes for a tick)."""
+    raw = _env("SHOPSMART_SENSOR_INTERVAL_SECONDS")
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(
+            f"SHOPSMART_SENSOR_INTERVAL_SECONDS must be whole seconds ≥ 1, got {raw!r}"
+        )
+    return int(raw)
+
+
 def source_retry_delay() -> float:
     """SHOPSMART_SOURCE_RETRY_DELAY: seconds before the first retry of a step that reads a
     source (then ×3 and ×7, each ± the same), default 2."""

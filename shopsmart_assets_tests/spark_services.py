@@ -26,6 +26,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from shopsmart_assets.assets.spark_step import SPARK_STEP_NAME
 from shopsmart_assets_tests.conftest import (
     DAILY,
     HOURLY,
@@ -43,7 +44,7 @@ START_TIMEOUT = 240  # seconds, for a service to answer on a loaded 2-core machi
 TABLE_ZONES = ("raw", "curated", "quarantine", "features")
 # Examples need features as of D−7: none in the first week of history.
 MAY_BE_EMPTY = {"features/training_set"}
-SPARK_STEPS = ("lake__purchases", "features__customer_features")
+SPARK_STEPS = (SPARK_STEP_NAME,)
 # Environment that would point a run somewhere else than the run's own directories.
 _FOREIGN = (
     "SHOPSMART_SPARK_MASTER",

@@ -13,13 +13,13 @@ What it shows:
 (c) the run-failure sensor posts exactly one Slack message, for the crashed run;
 (d) after recovery the tables hold exactly the rows of the uninterrupted run, no duplicates.
 
-How the kill lands mid-write: the test waits for the run's `lake__purchases` STEP_START in the
-event log, then polls the filesystem every 0.05 s for the first new Parquet file of the
-purchases output anywhere in the output's trees (`lake/_staging/…` where the platform stages,
-or the tables themselves, so an in-place writer would be caught the same way). Spark opens a
-partition's Parquet file when it starts writing it, so that moment is inside the Spark write,
-seconds before anything can be published (two Spark writes, then a reconciliation, come
-first). The run worker (its pid is in its "Started process for run" engine event) and its
+How the kill lands mid-write: the test waits for the run's Spark step (`spark_transforms`)
+STEP_START in the event log, then polls the filesystem every 0.05 s for the first new Parquet
+file of the purchases output anywhere in the output's trees (`lake/_staging/…` where the
+platform stages, or the tables themselves, so an in-place writer would be caught the same way).
+Spark opens a partition's Parquet file when it starts writing it, so that moment is inside the
+Spark write, seconds before anything can be published (two Spark writes, then a reconciliation,
+come first). The run worker (its pid is in its "Started process for run" engine event) and its
 whole subtree (the step process and the Spark JVM under it) are frozen with SIGSTOP, walked
 again so no child escapes, then SIGKILLed.
 """
@@ -42,6 +42,7 @@ import pytest
 import yaml
 
 from shopsmart_assets.alerts import WILL_RETRY_TAG
+from shopsmart_assets.assets.spark_step import SPARK_STEP_NAME
 from shopsmart_assets.automation import (
     PARTITION_RANGE_END as ASSET_PARTITION_RANGE_END_TAG,
 )
@@ -64,14 +65,15 @@ TOKEN = "xoxb-crash-secret-2468013579"
 DAYS = [START + timedelta(days=k) for k in range(4)]
 WRITTEN_BEFORE, NEW_DAY = DAYS[:3], DAYS[3]  # NEW_DAY: purchases never written before the crash
 TABLES = ("curated/purchases", "quarantine/purchases")
-STEP = "lake__purchases"
+STEP = SPARK_STEP_NAME
 # Dagster's documented run-retry tags
 AUTO_RETRY_RUN_ID_TAG = "dagster/auto_retry_run_id"
 PARENT_RUN_ID_TAG = "dagster/parent_run_id"
 RETRY_NUMBER_TAG = "dagster/retry_number"
 MONITORING_POLL_SECONDS = 5
 FREE_SLOTS_AFTER_SECONDS = 10
-ALERT_SENSOR_INTERVAL_SECONDS = 30  # slack_on_run_failure's minimum interval
+# every sensor's minimum interval here (SHOPSMART_SENSOR_INTERVAL_SECONDS; 30 s in production)
+ALERT_SENSOR_INTERVAL_SECONDS = 5
 
 LAUNCH_RUN = """
 mutation LaunchRun($params: ExecutionParams!) {
@@ -276,6 +278,7 @@ def test_kill_9_mid_spark_write_is_invisible_failed_alerted_and_recovered(tmp_pa
         "SHOPSMART_TIMEZONE": "UTC",
         "SHOPSMART_START_DATE": str(START),
         "SHOPSMART_UI_URL": "http://ui.shopsmart.test",
+        "SHOPSMART_SENSOR_INTERVAL_SECONDS": str(ALERT_SENSOR_INTERVAL_SECONDS),
     }
 
     # The uninterrupted run: raw zone for 4 days, purchases for the first 3.

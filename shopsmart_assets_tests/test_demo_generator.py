@@ -8,18 +8,25 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 
 from shopsmart_assets.demo.cli import main as demo_main
 from shopsmart_assets.demo.generator import (
     DemoConfig,
+    Rows,
+    SourceState,
     create_sources,
+    draw_hour,
     generate,
+    insert_rows,
     last_generated_hour,
+    pending_updates,
+    seed_customers,
 )
 from shopsmart_assets.demo.live import LiveSource
-from shopsmart_assets.source_tables import orders
+from shopsmart_assets.source_tables import customers, interactions, order_items, orders, products
 
 TABLES = {
     "crm": ["customers", "interactions"],
@@ -287,3 +294,181 @@ def test_until_now_generates_every_hour_that_has_ended(tmp_path):
     last = last_generated_hour(sa.create_engine(f"sqlite:///{tmp_path / 'orders.db'}"))
     # the last hour that ended (the clock may have turned an hour meanwhile)
     assert present - timedelta(hours=2) <= last <= present - timedelta(hours=1)
+
+
+def test_seeding_in_chunks_gives_the_same_customers_whatever_the_chunk(tmp_path):
+    """The initial customer base is written a chunk at a time (bounded memory at millions of
+    customers); the chunk size changes nothing, and sign-ups follow the ids."""
+    config = DemoConfig(seed=5)
+    first_hour = datetime(2026, 1, 1)
+    dumps, countries = [], []
+    for chunk in (7, 64, 1000):
+        crm = sa.create_engine(f"sqlite:///{tmp_path / f'crm{chunk}.db'}")
+        create_sources(crm, crm)
+        with crm.begin() as c:
+            countries.append(seed_customers(c, 200, first_hour, config, chunk=chunk))
+        with crm.connect() as c:
+            dumps.append(c.execute(sa.select(customers).order_by(customers.c.customer_id)).all())
+    assert dumps[0] == dumps[1] == dumps[2]
+    assert all(np.array_equal(countries[0], c) for c in countries)
+    rows = dumps[0]
+    assert [r.customer_id for r in rows] == list(range(1, 201))
+    assert [r.country for r in rows] == [
+        ("US", "CA", "GB", "DE", "FR", "ES", "IT")[k] for k in countries[0]
+    ]
+    signups = [r.signup_at for r in rows]
+    assert signups == sorted(signups)
+    assert signups[0] >= first_hour - timedelta(days=730)  # the two years before the first day
+    assert signups[-1] < first_hour - timedelta(days=1)
+    assert all(r.updated_at == r.signup_at and r.signup_at.microsecond == 0 for r in rows)
+
+
+def _typed_dump(engine: sa.Engine, table: sa.Table) -> list[tuple]:
+    """Every stored value with its SQLite type, in a stable order."""
+    columns = ", ".join(f"{c.name}, typeof({c.name})" for c in table.columns)
+    with engine.connect() as c:
+        return sorted(c.exec_driver_sql(f"SELECT {columns} FROM {table.name}").all(), key=repr)
+
+
+def _records(rows: Rows) -> list[dict]:
+    """Rows as SQLAlchemy insert parameters: Python values, None where masked."""
+    columns = {
+        name: v.astype("datetime64[us]").tolist()
+        if v.dtype.kind == "M"
+        else np.ma.masked_array(v).tolist()
+        for name, v in rows.columns.items()
+    }
+    return [dict(zip(columns, r, strict=True)) for r in zip(*columns.values(), strict=True)]
+
+
+@pytest.fixture
+def feast_like_adapter(monkeypatch):
+    """What Feast does process-wide: sqlite3 binds datetimes as epoch seconds."""
+    monkeypatch.setitem(
+        sqlite3.adapters, (datetime, sqlite3.PrepareProtocol), lambda d: d.timestamp()
+    )
+
+
+def test_sqlite_rows_are_stored_exactly_as_sqlalchemy_stores_them(tmp_path, feast_like_adapter):
+    """On SQLite rows bypass SQLAlchemy (for speed): the values, their types and the
+    'YYYY-MM-DD HH:MM:SS.ffffff' text of times must be what SQLAlchemy's insert writes, so
+    that extraction's text comparisons and SQLAlchemy's reads see the same data."""
+    fast, core = (sa.create_engine(f"sqlite:///{tmp_path / f'{n}.db'}") for n in ("f", "c"))
+    for engine in (fast, core):
+        create_sources(engine, engine)
+    config = DemoConfig(seed=2, orders_per_day=20_000)
+    generate(fast, fast, datetime(2026, 1, 1, tzinfo=timezone.utc), 1, config)
+    draw = draw_hour(SourceState(fast, fast), datetime(2026, 1, 1, 20, tzinfo=timezone.utc), config)
+    assert np.ma.getmaskarray(draw.order_items.columns["product_id"]).any()  # NULLs too
+    moments = np.array(
+        [
+            "1969-12-31T23:59:59.999999",
+            "2026-01-01T00:00:00",  # no fraction: SQLAlchemy still writes '.000000'
+            "2026-03-29T01:00:00.000001",
+            "2099-12-31T23:59:59.5",
+        ],
+        dtype="datetime64[us]",
+    )
+    times = Rows(
+        pending_updates,
+        moments,
+        {
+            "order_id": np.arange(4),
+            "apply_at": moments,
+            "new_status": np.array(["refunded"] * 4, dtype=object),
+        },
+    )
+    for rows in (draw.customers, draw.orders, draw.order_items, draw.pending_updates, times):
+        with fast.begin() as c:
+            c.execute(rows.table.delete())
+            insert_rows(c, rows)
+        with core.begin() as c:
+            c.execute(rows.table.delete())
+            c.execute(rows.table.insert(), _records(rows))
+        assert _typed_dump(fast, rows.table) == _typed_dump(core, rows.table)
+        with fast.connect() as f, core.connect() as k:
+            read = [sorted(c.execute(sa.select(rows.table)).all(), key=repr) for c in (f, k)]
+        assert read[0] == read[1]
+    assert [r[2:4] for r in _typed_dump(fast, pending_updates)[:2]] == [
+        ("1969-12-31 23:59:59.999999", "text"),
+        ("2026-01-01 00:00:00.000000", "text"),
+    ]
+
+
+def test_the_state_read_back_is_the_state_carried_over(tmp_path):
+    """Generating on reads the state back from the databases; it must be exactly what one run
+    carries from hour to hour (country codes, the running activity weights, next ids)."""
+    config = DemoConfig(seed=4, orders_per_day=20_000)
+    crm, orders_db = engines(tmp_path)
+    create_sources(crm, orders_db)
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    generate(crm, orders_db, start, 1, config)
+    carried = SourceState(crm, orders_db)
+    for k in range(1, 4):
+        draw_hour(carried, start + timedelta(hours=k), config)
+    generate(crm, orders_db, start + timedelta(hours=1), 3, config)
+    read = SourceState(crm, orders_db)
+    assert np.array_equal(read.country, carried.country)
+    assert np.array_equal(read.cumulative_weight, carried.cumulative_weight)  # bit for bit
+    assert (read.next_customer_id, read.next_order_id, read.next_interaction_id) == (
+        carried.next_customer_id,
+        carried.next_order_id,
+        carried.next_interaction_id,
+    )
+
+
+def test_customers_deleted_from_the_crm_no_longer_buy(tmp_path):
+    """A gap in the customer ids (deleted customers) is carried as a zero activity weight."""
+    config = DemoConfig(seed=6, orders_per_day=2000)
+    crm, orders_db = engines(tmp_path)
+    create_sources(crm, orders_db)
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    generate(crm, orders_db, start, 1, config)
+    with crm.begin() as c:
+        c.execute(customers.delete().where(customers.c.customer_id.between(1, 6000)))
+    report = generate(crm, orders_db, start + timedelta(hours=1), 12, config)
+    assert report.counts["orders"] > 500
+    with orders_db.connect() as c:
+        bought = c.execute(
+            sa.select(sa.func.count())
+            .select_from(orders)
+            .where(orders.c.ordered_at >= datetime(2026, 1, 1, 1))
+            .where(orders.c.customer_id <= 6000)
+        ).scalar()
+    assert bought == 0
+
+
+def typed_rows(pair: tuple[sa.Engine, sa.Engine]) -> dict[str, list[tuple]]:
+    """Every table as SQLAlchemy reads it (datetimes, floats), in a stable order."""
+    tables = {
+        pair[0]: [customers, interactions],
+        pair[1]: [orders, order_items, products, pending_updates],
+    }
+    out = {}
+    for engine, of_engine in tables.items():
+        with engine.connect() as c:
+            for table in of_engine:
+                rows = c.execute(sa.select(table)).all()
+                out[table.name] = sorted((tuple(r) for r in rows), key=repr)
+    return out
+
+
+@pytest.mark.postgres
+def test_postgres_gets_the_rows_sqlite_gets(pg, tmp_path):
+    """Elsewhere than SQLite rows go through SQLAlchemy Core and the state is read back
+    through a server-side cursor: the same rows as SQLite's fast path, appending included."""
+    config = DemoConfig(seed=9, orders_per_day=3000)
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    on_sqlite = engines(tmp_path)
+    create_sources(*on_sqlite)
+    generate(*on_sqlite, start, 3, config)
+    urls = [pg.create_database(f"demo_generator_{name}") for name in ("crm", "orders")]
+    on_postgres = (sa.create_engine(urls[0]), sa.create_engine(urls[1]))
+    try:
+        create_sources(*on_postgres)
+        generate(*on_postgres, start, 1, config)
+        assert generate(*on_postgres, start, 3, config).skipped_hours == 1
+        assert typed_rows(on_postgres) == typed_rows(on_sqlite)
+    finally:
+        for engine in on_postgres:
+            engine.dispose()

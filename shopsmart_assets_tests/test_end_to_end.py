@@ -118,6 +118,8 @@ def test_wheel_backfill_failure_alert_and_recovery_by_the_daemon(
             "SHOPSMART_SLACK_API_URL": slack.url,
             "SHOPSMART_SLACK_CHANNEL": "#e2e-alerts",
             "SHOPSMART_UI_URL": "http://ui.shopsmart.test",
+            # sensors tick every 5 s instead of every 30 s to 10 min: the test waits on them
+            "SHOPSMART_SENSOR_INTERVAL_SECONDS": "5",
             "SHOPSMART_SPARK_REMOTE": spark_connect.url,
         }
 

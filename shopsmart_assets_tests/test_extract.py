@@ -166,6 +166,29 @@ def test_a_column_is_drifted_only_when_most_rows_do_not_read(sources, tmp_path):
     assert report.rows == keep and dict(report.unparsed) == {"updated_at": keep}
 
 
-def test_parameters_are_bound_not_formatted():
-    for extraction in (CRM_CUSTOMERS, ORDERS, ORDER_ITEMS):
-        assert ":end" in extraction.sql and "{" not in extraction.sql
+def test_window_bounds_reach_the_database_as_bound_parameters(sources, tmp_path):
+    """What the database receives: the statement text never holds a window bound (no value is
+    formatted into SQL), each bound arrives as a parameter, and the rows are those of the
+    window, so a value can never change the query."""
+    crm, orders = sources
+    sent: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        sent.append((statement, parameters))
+
+    for engine, extraction in ((crm, CRM_CUSTOMERS), (orders, ORDERS), (orders, ORDER_ITEMS)):
+        sent.clear()
+        sa.event.listen(engine, "before_cursor_execute", record)
+        try:
+            extract_to_parquet(
+                engine, extraction, window_params(START, END), tmp_path / "x.parquet", "k"
+            )
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", record)
+        queries = [(s, p) for s, p in sent if s.lstrip().upper().startswith("SELECT")]
+        assert queries, extraction.raw_table
+        for statement, _ in queries:
+            for bound in ("2026-01-01", "10:00", "11:00"):
+                assert bound not in statement, (extraction.raw_table, statement)
+        bound_values = [v for _, p in queries for v in (p or ()) if isinstance(v, str)]
+        assert any(v.startswith("2026-01-01 11:00:00") for v in bound_values), bound_values

@@ -112,3 +112,20 @@ def test_the_demo_plans_days_ending_yesterday_from_the_recorded_start(monkeypatc
     )
     with pytest.raises(SystemExit, match="after the last day"):
         plan_days("UTC", 14, date(2026, 11, 1), None)
+
+
+def test_one_setting_sets_every_sensors_interval(monkeypatch):
+    from shopsmart_assets.definitions import build_definitions
+
+    def intervals() -> dict[str, int | None]:
+        sensors = build_definitions(build_partitions("2026-01-01", "UTC")).sensors or []
+        return {s.name: s.minimum_interval_seconds for s in sensors}
+
+    monkeypatch.delenv("SHOPSMART_SENSOR_INTERVAL_SECONDS", raising=False)
+    default = intervals()
+    assert default["slack_on_run_failure"] == 30 and default["recovery_sensor"] == 300
+    monkeypatch.setenv("SHOPSMART_SENSOR_INTERVAL_SECONDS", "5")
+    assert set(intervals().values()) == {5} and intervals().keys() == default.keys()
+    monkeypatch.setenv("SHOPSMART_SENSOR_INTERVAL_SECONDS", "0")
+    with pytest.raises(ValueError, match="SHOPSMART_SENSOR_INTERVAL_SECONDS"):
+        intervals()

@@ -73,7 +73,10 @@ def test_the_lake_comparison_sees_a_changed_row(local_run: ChainRun, tmp_path: P
     """The comparison the service tests rely on fails on one changed amount."""
     changed = tmp_path / "lake"
     shutil.copytree(local_run.lake, changed)
-    [part] = (changed / "curated" / "purchases" / f"date={START}").glob("*.parquet")
+    part = max(
+        (changed / "curated" / "purchases" / f"date={START}").glob("*.parquet"),
+        key=lambda p: p.stat().st_size,
+    )
     edited = tmp_path / "edited.parquet"
     duckdb.execute(
         "COPY (SELECT * REPLACE (CASE WHEN row_number() OVER () = 1 THEN amount_usd + 0.01 "
@@ -120,7 +123,7 @@ class TestSparkConnect:
             f"local {local_run.step_seconds()}, Connect {remote.step_seconds()}",
         )
 
-    def test_a_connect_step_starts_no_jvm_and_starts_faster(
+    def test_a_connect_step_starts_no_jvm(
         self, spark_connect: SparkService, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         local = spark_start_cost(tmp_path)
@@ -131,8 +134,8 @@ class TestSparkConnect:
         assert local["jvm_in_process"] and local["session_type"] == "pyspark.sql.session"
         assert not remote["jvm_in_process"]
         assert remote["session_type"] == "pyspark.sql.connect.session"
-        # a JVM per step against a connection to a running one
-        assert remote["total_s"] < local["total_s"]
+        # How much faster a connection to a running server starts than a JVM per step is a
+        # measurement, not a test: `make bench` (docs/performance.md).
 
 
 class TestStandaloneCluster:
@@ -159,9 +162,10 @@ class TestStandaloneCluster:
             SHOPSMART_SPARK_MASTER=spark_cluster.url,
         )
         rows = assert_same_lake(local_run.lake, clustered.lake, spark_only=True)
-        # both Spark steps ran as applications of the cluster, on the worker's executors
+        # the Spark step (purchases, then features) ran as one application of the cluster, on
+        # the worker's executors
         applications = sorted((spark_cluster.state / "work").glob("app-*"))
-        assert len(applications) == 2, applications
+        assert len(applications) == 1, applications
         executor_logs = "".join(
             p.read_text(errors="replace") for p in spark_cluster.state.glob("work/app-*/*/stderr")
         )

@@ -1,9 +1,9 @@
 """Features zone: customer features as of each day (Spark) and their Feast online store."""
 
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 import dagster as dg
-from dagster_pyspark import LazyPySparkResource
 
 from shopsmart_assets.assets.lake import PURCHASES_KEY
 from shopsmart_assets.assets.raw import CRM_CUSTOMERS_KEY, CRM_INTERACTIONS_KEY, SINGLE_RUN
@@ -16,7 +16,10 @@ from shopsmart_assets.resources.feature_store import feast_source
 from shopsmart_assets.resources.lake import lake_table
 from shopsmart_assets.transforms.features import INTERACTION_DAYS, LOOKBACK_DAYS
 from shopsmart_assets.transforms.features import customer_features as compute_customer_features
-from shopsmart_assets.workers import SPARK_STEP, STANDARD_STEP
+from shopsmart_assets.workers import STANDARD_STEP
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 CUSTOMER_FEATURES_KEY = dg.AssetKey(["features", "customer_features"])
 ONLINE_STORE_KEY = dg.AssetKey(["features", "online_store"])
@@ -40,11 +43,15 @@ def day_ends(partitions_def: dg.PartitionsDefinition, keys: list[str]) -> dict[d
     }
 
 
-def build_feature_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
-    """Customer features (Spark) and the online store they are served from."""
-
-    @dg.asset(
-        key=CUSTOMER_FEATURES_KEY,
+def customer_features_spec(partitions: Partitions) -> dg.AssetSpec:
+    """features/customer_features, computed by the Spark step (assets/spark_step.py)."""
+    return dg.AssetSpec(
+        CUSTOMER_FEATURES_KEY,
+        description="One row per customer in the day's CRM snapshot, as of the end of the "
+        "day: recency, frequency and spend over 7/30/90 days (from the 90 days of purchases "
+        "it reads), interactions and support tickets over 30 days, tenure, email validity, "
+        "segment, country. Point-in-time correct: nothing dated after the partition's day is "
+        "read. Spark.",
         metadata={
             **lake_table("features", "customer_features"),
             **feast_source(CUSTOMER_FEATURES_VIEW),
@@ -56,42 +63,42 @@ def build_feature_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
             CRM_CUSTOMERS_KEY,
         ],
         partitions_def=partitions.daily,
-        backfill_policy=SINGLE_RUN,
         group_name="features",
         kinds={"spark", "parquet"},
-        **SPARK_STEP,
     )
-    def customer_features(
-        context: dg.AssetExecutionContext, pyspark: LazyPySparkResource, lake: LakeResource
-    ) -> dg.MaterializeResult:
-        """One row per customer in the day's CRM snapshot, as of the end of the day: recency,
-        frequency and spend over 7/30/90 days (from the 90 days of purchases it reads),
-        interactions and support tickets over 30 days, tenure, email validity, segment,
-        country. Point-in-time correct: nothing dated after the partition's day is read."""
-        spark = pyspark.spark_session
-        features = compute_customer_features(
-            lake.read_spark(context, spark, PURCHASES_KEY),
-            lake.read_spark(context, spark, CRM_INTERACTIONS_KEY),
-            lake.read_spark(context, spark, CRM_CUSTOMERS_KEY),
-            day_ends(context.assets_def.partitions_def, context.partition_keys),
-        ).withColumnRenamed("as_of_date", "date")
-        with lake.staging() as staging:
-            staged = lake.write_spark_daily(
-                context, CUSTOMER_FEATURES_KEY, {None: features}, staging
-            )
-            lake.publish_staged(context, CUSTOMER_FEATURES_KEY, staged)
-        total = sum(
-            lake.record_partition(context, CUSTOMER_FEATURES_KEY, key)
-            for key in context.partition_keys
-        )
-        return dg.MaterializeResult(
-            metadata=lake.summary(
-                context,
-                CUSTOMER_FEATURES_KEY,
-                total,
-                purchase_partitions_read=len(lake.upstream_keys(context, PURCHASES_KEY)),
-            )
-        )
+
+
+def materialize_customer_features(
+    context: dg.AssetExecutionContext, spark: "SparkSession", lake: LakeResource
+) -> dg.MaterializeResult:
+    """The step's days of customer features (transforms/features.py), read from the lake's
+    purchases (published before, never passed in memory), written and published."""
+    features = compute_customer_features(
+        lake.read_spark(context, spark, PURCHASES_KEY),
+        lake.read_spark(context, spark, CRM_INTERACTIONS_KEY),
+        lake.read_spark(context, spark, CRM_CUSTOMERS_KEY),
+        day_ends(context.assets_def.partitions_def, context.partition_keys),
+    ).withColumnRenamed("as_of_date", "date")
+    with lake.staging() as staging:
+        staged = lake.write_spark_daily(context, CUSTOMER_FEATURES_KEY, {None: features}, staging)
+        lake.publish_staged(context, CUSTOMER_FEATURES_KEY, staged)
+    total = sum(
+        lake.record_partition(context, CUSTOMER_FEATURES_KEY, key) for key in context.partition_keys
+    )
+    return dg.MaterializeResult(
+        asset_key=CUSTOMER_FEATURES_KEY,
+        metadata=lake.summary(
+            context,
+            CUSTOMER_FEATURES_KEY,
+            total,
+            purchase_partitions_read=len(lake.upstream_keys(context, PURCHASES_KEY)),
+        ),
+    )
+
+
+def build_feature_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
+    """The online store the customer features are served from (the features themselves are
+    computed in the Spark step)."""
 
     @dg.asset(
         key=ONLINE_STORE_KEY,
@@ -123,4 +130,4 @@ def build_feature_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
             )
         return dg.MaterializeResult(metadata={"feature_view": CUSTOMER_FEATURES_VIEW})
 
-    return [customer_features, online_store]
+    return [online_store]

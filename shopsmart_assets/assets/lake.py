@@ -1,17 +1,21 @@
-"""Curated zone: validated purchases (Spark), with rejected lines in quarantine."""
+"""Curated zone: validated purchases (Spark), with rejected lines in quarantine.
 
-from collections.abc import Iterator
+The asset is computed in the Spark step (assets/spark_step.py) with the customer features,
+in one Spark application; this module holds its definition and what the step does for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
-from dagster_pyspark import LazyPySparkResource
 
 from shopsmart_assets.assets.raw import (
     CRM_CUSTOMERS_KEY,
     ORDER_ITEMS_KEY,
     ORDERS_KEY,
-    SINGLE_RUN,
-    source_retry,
 )
 from shopsmart_assets.catalog import docs_link
 from shopsmart_assets.extract import ORDER_ITEMS, ORDERS
@@ -21,7 +25,9 @@ from shopsmart_assets.reconciliation import HourCount, count_hours, describe_mis
 from shopsmart_assets.resources import LakeResource, SourceDatabase
 from shopsmart_assets.resources.lake import lake_table
 from shopsmart_assets.transforms.purchases import purchase_lines, split_valid
-from shopsmart_assets.workers import SPARK_STEP
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 PURCHASES_KEY = dg.AssetKey(["lake", "purchases"])
 QUARANTINE = "quarantine"  # the asset's second table: quarantine/purchases
@@ -46,73 +52,73 @@ def source_reconciliation(
     return counts
 
 
-def build_lake_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
-    """lake/purchases: curated purchases and their quarantine, one Spark step."""
-
-    @dg.asset(
-        key=PURCHASES_KEY,
+def purchases_spec(partitions: Partitions) -> dg.AssetSpec:
+    """lake/purchases, computed by the Spark step (assets/spark_step.py)."""
+    return dg.AssetSpec(
+        PURCHASES_KEY,
+        description="Order lines that passed validation, deduplicated (latest version of "
+        "each order, one copy of each line), joined to their order and priced in US dollars "
+        "(`amount_usd`). Lines that fail go to `quarantine/purchases` with the `reason` (the "
+        "first rule they break) and, for values the source held unreadably, the source text. "
+        "Reconciled with the source before anything is published. Spark; a range runs as one "
+        "Spark job.",
         metadata={
             **lake_table("curated", "purchases", quarantine="quarantine/purchases"),
             **docs_link("lake.md", "Purchases and quarantine"),
         },
         deps=list(RAW_INPUTS),
         partitions_def=partitions.daily,
-        backfill_policy=SINGLE_RUN,
-        # It counts the source again: a source that blinks is retried like an extract.
-        retry_policy=source_retry(),
         group_name="lake",
         kinds={"spark", "parquet"},
-        check_specs=[
-            dg.AssetCheckSpec(
-                RECONCILES,
-                asset=PURCHASES_KEY,
-                blocking=True,
-                description="Every order and order line the source holds for each hour of the "
-                "day is in the raw zone (counted again in the source database), and every raw "
-                "order line is either a valid purchase or in quarantine: valid + quarantined "
-                "= source lines, per partition. Nothing is published otherwise.",
-            )
-        ],
-        **SPARK_STEP,
     )
-    def purchases(
-        context: dg.AssetExecutionContext,
-        pyspark: LazyPySparkResource,
-        lake: LakeResource,
-        orders_db: SourceDatabase,
-    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        """Order lines that passed validation, deduplicated (latest version of each order, one
-        copy of each line), joined to their order and priced in US dollars (`amount_usd`).
-        Lines that fail go to `quarantine/purchases` with the `reason` (the first rule they
-        break) and, for values the source held unreadably, the source text. Reconciled with
-        the source before anything is published. Spark; a range runs as one Spark job."""
-        counts = source_reconciliation(context, lake, orders_db)
-        behind = {day: c for day, c in counts.items() if not all(h.matches for h in c)}
-        if behind:
-            day, day_counts = next(iter(behind.items()))
-            yield dg.AssetCheckResult(
-                check_name=RECONCILES,
-                passed=False,
-                description=f"the raw zone does not match the source for {', '.join(behind)}",
-                metadata={"first_difference": describe_mismatches(day_counts)},
-            )
-            raise dg.Failure(
-                description=f"lake/purchases {day}: the raw zone does not match the orders "
-                f"source ({describe_mismatches(day_counts)}). Re-extract those hours "
-                "(late_orders_sensor does it by itself); nothing was published.",
-                allow_retries=False,
-            )
 
-        spark = pyspark.spark_session
-        lines = purchase_lines(
-            lake.read_spark(context, spark, ORDERS_KEY),
-            lake.read_spark(context, spark, ORDER_ITEMS_KEY),
-            lake.read_spark(context, spark, CRM_CUSTOMERS_KEY),
-        ).cache()
-        with lake.staging() as staging:
-            yield from _write_reconcile_publish(context, lake, lines, counts, staging)
 
-    return [purchases]
+PURCHASES_RECONCILES = dg.AssetCheckSpec(
+    RECONCILES,
+    asset=PURCHASES_KEY,
+    blocking=True,
+    description="Every order and order line the source holds for each hour of the day is in "
+    "the raw zone (counted again in the source database), and every raw order line is either "
+    "a valid purchase or in quarantine: valid + quarantined = source lines, per partition. "
+    "Nothing is published otherwise.",
+)
+
+
+def materialize_purchases(
+    context: dg.AssetExecutionContext,
+    spark: Callable[[], SparkSession],
+    lake: LakeResource,
+    orders_db: SourceDatabase,
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """The step's days of lake/purchases: reconcile the raw zone with the source, transform
+    (transforms/purchases.py), write, reconcile the output and publish. `spark` gives the
+    session once the source is counted (it may be starting meanwhile)."""
+    counts = source_reconciliation(context, lake, orders_db)
+    behind = {day: c for day, c in counts.items() if not all(h.matches for h in c)}
+    if behind:
+        day, day_counts = next(iter(behind.items()))
+        yield dg.AssetCheckResult(
+            asset_key=PURCHASES_KEY,
+            check_name=RECONCILES,
+            passed=False,
+            description=f"the raw zone does not match the source for {', '.join(behind)}",
+            metadata={"first_difference": describe_mismatches(day_counts)},
+        )
+        raise dg.Failure(
+            description=f"lake/purchases {day}: the raw zone does not match the orders "
+            f"source ({describe_mismatches(day_counts)}). Re-extract those hours "
+            "(late_orders_sensor does it by itself); nothing was published.",
+            allow_retries=False,
+        )
+
+    session = spark()
+    lines = purchase_lines(
+        lake.read_spark(context, session, ORDERS_KEY),
+        lake.read_spark(context, session, ORDER_ITEMS_KEY),
+        lake.read_spark(context, session, CRM_CUSTOMERS_KEY),
+    ).cache()
+    with lake.staging() as staging:
+        yield from _write_reconcile_publish(context, lake, lines, counts, staging)
 
 
 def _write_reconcile_publish(
@@ -164,6 +170,7 @@ def _write_reconcile_publish(
 
     source, ok, bad = (sum(b[i] for b in balance.values()) for i in range(3))
     yield dg.MaterializeResult(
+        asset_key=PURCHASES_KEY,
         metadata=lake.summary(
             context,
             PURCHASES_KEY,
@@ -174,6 +181,7 @@ def _write_reconcile_publish(
         ),
     )
     yield dg.AssetCheckResult(
+        asset_key=PURCHASES_KEY,
         check_name=RECONCILES,
         passed=True,
         metadata={

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sqlite3
 import sys
 import time
 from datetime import date, datetime, timedelta, timezone
@@ -18,7 +19,6 @@ from shopsmart_assets.demo.generator import (
     generate,
     last_generated_hour,
 )
-from shopsmart_assets.resources.sources import source_engine
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -142,11 +142,24 @@ def _url(explicit: str | None, var: str, default: str) -> str:
 def _engine(url: str) -> sa.Engine:
     """An engine for a source URL: SQLite (its directory is created) or PostgreSQL and others
     by SQLAlchemy URL (`postgresql://` gets the psycopg 3 driver; the databases must exist)."""
-    if url.startswith("sqlite:///"):
-        from pathlib import Path
+    if not url.startswith("sqlite:///"):
+        # Imported here: the resources package loads Dagster, seconds a SQLite run can skip.
+        from shopsmart_assets.resources.sources import source_engine
 
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return source_engine(url)
+        return source_engine(url)
+    from pathlib import Path
+
+    Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url)  # what source_engine gives a SQLite URL
+    sa.event.listen(engine, "connect", _unsynced)
+    return engine
+
+
+def _unsynced(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+    """The generator's SQLite connections do not wait for the disk at each commit: an
+    interrupted run loses nothing committed, a crash of the machine may damage the demo data
+    (regenerate it). Only these connections: the setting is not stored in the file."""
+    dbapi_connection.execute("PRAGMA synchronous = OFF")
 
 
 def local_midnight(day: date, tz: str, days_later: int = 0) -> datetime:

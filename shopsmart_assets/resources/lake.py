@@ -320,9 +320,11 @@ class LakeResource(dg.ConfigurableResource):
         staged: dict[str | None, dict[str, Path]] = {}
         for role, frame in frames.items():
             base = staging / (role or "table")
-            frame.repartition("date").write.options(**NO_SUCCESS_MARKER).mode(
-                "overwrite"
-            ).partitionBy("date").parquet(str(base))
+            # Every task writes its share of each day: no shuffle funnelling a day's rows
+            # through one task (a few files per partition, written in parallel).
+            frame.write.options(**NO_SUCCESS_MARKER).mode("overwrite").partitionBy("date").parquet(
+                str(base)
+            )
             staged[role] = {}
             for partition_key in context.partition_keys:
                 directory = base / f"date={partition_key}"

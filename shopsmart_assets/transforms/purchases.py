@@ -122,14 +122,19 @@ def purchase_lines(orders: DataFrame, items: DataFrame, customers: DataFrame) ->
         .distinct()
         .withColumn("_known_customer", F.lit(True))
     )
+    # Whether the CRM knows the customer is a property of the order: looked up once per order
+    # header, not once per line.
+    headers = headers.join(known, ["date", "customer_id"], "left")
     copy_order = Window.partitionBy("date", "order_id", "line_no").orderBy(
         "product_id", "quantity", "unit_price"
     )
     lines = (
         items.drop("hour")
+        # Clustered by order once: the copy numbering and the join with the order headers
+        # both use this partitioning (one shuffle of the lines instead of two).
+        .repartition("date", "order_id")
         .withColumn("_copy", F.row_number().over(copy_order))
         .join(headers, ["date", "order_id"], "left")
-        .join(known, ["date", "customer_id"], "left")
         .withColumn("usd_per_unit", usd_rate(F.col("currency")))
     )
     quantity, price = F.col("quantity"), F.col("unit_price")
