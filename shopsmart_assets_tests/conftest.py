@@ -221,6 +221,14 @@ class Platform:
         return self.materialize(DAILY, str(first), str(last), raise_on_error=raise_on_error)
 
 
+def repository_of(defs: dg.Definitions) -> dg.RepositoryDefinition:
+    """The definitions' repository, resolved under a live test instance: resolving reads the
+    current instance's state storage, which a test that ended before may have left behind
+    disposed (fixtures are not always torn down in the order they were set up)."""
+    with dg.instance_for_test():
+        return defs.get_repository_def()
+
+
 def days(first: date, last: date) -> list[date]:
     return [first + timedelta(days=k) for k in range((last - first).days + 1)]
 

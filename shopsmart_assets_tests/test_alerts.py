@@ -13,7 +13,13 @@ from shopsmart_assets.checks import FRESHNESS_SENSOR
 from shopsmart_assets.definitions import build_definitions
 from shopsmart_assets.demo.slack_stand_in import SlackServer
 from shopsmart_assets.resources import SlackAlerts
-from shopsmart_assets_tests.conftest import START, UTC_PARTITIONS, Platform, files_containing
+from shopsmart_assets_tests.conftest import (
+    START,
+    UTC_PARTITIONS,
+    Platform,
+    files_containing,
+    repository_of,
+)
 
 TOKEN = "xoxb-shopsmart-test-0123456789"
 
@@ -102,16 +108,15 @@ def test_freshness_failures_page_once_at_the_deadline_only(platform):
     checks = dg.AssetSelection.checks(
         *[
             key
-            for checks_def in defs.get_repository_def().asset_checks_defs_by_key.values()
+            for checks_def in repository_of(defs).asset_checks_defs_by_key.values()
             for key in checks_def.check_keys
             if key.name == "freshness_check"
         ]
     )
     # the checks alone, as the freshness sensor launches them
     freshness_job = dg.define_asset_job("freshness_job", selection=checks)
-    resolved = dg.Definitions.merge(defs, dg.Definitions(jobs=[freshness_job])).resolve_job_def(
-        "freshness_job"
-    )
+    merged = dg.Definitions.merge(defs, dg.Definitions(jobs=[freshness_job]))
+    resolved = repository_of(merged).get_job("freshness_job")
     with SlackServer(TOKEN) as slack:
         alerts = SlackAlerts(token=TOKEN, api_url=slack.url)
         sensor = build_alert_sensors(alerts)[1]

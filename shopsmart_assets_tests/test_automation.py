@@ -20,6 +20,7 @@ from shopsmart_assets.checks import FRESHNESS_SENSOR
 from shopsmart_assets.definitions import build_assets, build_definitions
 from shopsmart_assets.lineage import Lineage
 from shopsmart_assets.partitions import build_partitions
+from shopsmart_assets_tests.conftest import repository_of
 
 UTC = ZoneInfo("UTC")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -42,7 +43,7 @@ def materialize_hours(instance: dg.DagsterInstance, keys, hour_keys) -> None:
 def tick(definitions: dg.Definitions, name: str, at: datetime, instance=None) -> list:
     """The run requests of one evaluation of a schedule at `at`. The context is closed on the
     way out: an unclosed one leaves its instance registered for Dagster's later loads."""
-    repository = definitions.get_repository_def()
+    repository = repository_of(definitions)
     schedule = repository.get_schedule_def(name)
     with dg.build_schedule_context(
         instance=instance, scheduled_execution_time=at, repository_def=repository
@@ -51,7 +52,7 @@ def tick(definitions: dg.Definitions, name: str, at: datetime, instance=None) ->
 
 
 def test_hourly_extraction_fires_at_the_end_of_each_trading_hour():
-    cron = defs.get_repository_def().get_schedule_def("hourly_orders_schedule").cron_schedule
+    cron = repository_of(defs).get_schedule_def("hourly_orders_schedule").cron_schedule
     week = cron_string_iterator(TUESDAY.timestamp() - 2 * 86400, cron, "UTC")
     fired = [next(week) for _ in range(46)]
     # Sunday 2026-03-01 .. : Monday 10:00 is the first tick, Friday 18:00 the 45th
@@ -168,7 +169,7 @@ def test_daily_chain_waits_for_every_hour_of_a_dst_day(day, hours):
 
 def test_daily_chain_sensor_runs_against_the_instance():
     with dg.instance_for_test() as instance:
-        sensor = defs.get_repository_def().get_sensor_def("daily_chain_sensor")
+        sensor = repository_of(defs).get_sensor_def("daily_chain_sensor")
         with dg.build_sensor_context(instance=instance, definitions=defs) as context:
             result = sensor.evaluate_tick(context)
         assert result.skip_message and "waiting for 24 hourly order partitions" in (
@@ -181,7 +182,7 @@ def test_timezone_trading_hours_and_deadline_come_from_the_environment(monkeypat
     monkeypatch.setenv("SHOPSMART_BUSINESS_HOURS", "08-20")
     monkeypatch.setenv("SHOPSMART_BUSINESS_DAYS", "1-6")
     monkeypatch.setenv("SHOPSMART_FRESHNESS_DEADLINE", "07:30")
-    repository = build_definitions().get_repository_def()
+    repository = repository_of(build_definitions())
     hourly = repository.get_schedule_def("hourly_orders_schedule")
     assert hourly.cron_schedule == "0 9-20 * * 1-6"
     assert hourly.execution_timezone == "Europe/Berlin"
@@ -200,7 +201,7 @@ def test_timezone_trading_hours_and_deadline_come_from_the_environment(monkeypat
 @pytest.mark.parametrize(("value", "status"), [("", "STOPPED"), ("on", "RUNNING")])
 def test_automation_switch_starts_schedules_and_sensors(monkeypatch, value, status):
     monkeypatch.setenv("SHOPSMART_AUTOMATION", value)
-    repository = build_definitions().get_repository_def()
+    repository = repository_of(build_definitions())
     statuses = {s.name: s.default_status.value for s in repository.schedule_defs}
     statuses.update(
         {

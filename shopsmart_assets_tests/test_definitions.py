@@ -12,6 +12,7 @@ import pytest
 
 from shopsmart_assets.definitions import build_definitions
 from shopsmart_assets.partitions import build_partitions
+from shopsmart_assets_tests.conftest import repository_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,7 +42,7 @@ def test_dagster_definitions_validate(tmp_path):
 
 def test_every_asset_is_partitioned_documented_and_single_run():
     partitions = build_partitions("2026-01-01", "Asia/Kolkata")
-    graph = build_definitions(partitions).resolve_asset_graph()
+    graph = repository_of(build_definitions(partitions)).asset_graph
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {
         "raw/crm_customers",
@@ -86,7 +87,7 @@ def test_settings_are_read_when_the_definitions_are_built_not_at_import(monkeypa
 
     monkeypatch.setenv("SHOPSMART_TIMEZONE", "Australia/Lord_Howe")
     monkeypatch.setenv("SHOPSMART_START_DATE", "2026-03-01")
-    graph = build_definitions().resolve_asset_graph()
+    graph = repository_of(build_definitions()).asset_graph
     daily = graph.get(dg.AssetKey(["lake", "purchases"])).partitions_def
     assert (daily.timezone, daily.start.date().isoformat()) == ("Australia/Lord_Howe", "2026-03-01")
 

@@ -20,7 +20,7 @@ from shopsmart_assets.assets.spark_step import SPARK_STEP_NAME
 from shopsmart_assets.definitions import build_definitions
 from shopsmart_assets.workers import SPARK_POOL
 from shopsmart_assets_tests import reconcile, spark_services
-from shopsmart_assets_tests.conftest import START, generate_sources
+from shopsmart_assets_tests.conftest import START, generate_sources, repository_of
 
 ROOT = Path(__file__).resolve().parents[1]
 DAYS = [START + timedelta(days=k) for k in range(2)]
@@ -92,7 +92,7 @@ def test_independent_extractions_run_in_parallel(cli_runs):
 
 
 def test_spark_steps_use_the_spark_pool_and_bigger_workers():
-    assets = build_definitions().get_repository_def().assets_defs_by_key
+    assets = repository_of(build_definitions()).assets_defs_by_key
     spark_assets = {"lake/purchases", "features/customer_features"}
     for key, assets_def in assets.items():
         op = assets_def.op

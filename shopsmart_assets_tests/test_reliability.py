@@ -24,7 +24,7 @@ from shopsmart_assets.recovery import (
 )
 from shopsmart_assets.resources import SlackAlerts, SourceDatabase
 from shopsmart_assets_tests import reconcile
-from shopsmart_assets_tests.conftest import DAILY, HOURLY, START, Platform
+from shopsmart_assets_tests.conftest import DAILY, HOURLY, START, Platform, repository_of
 from shopsmart_assets_tests.test_alerts import failure_context
 
 pytestmark = [pytest.mark.spark]
@@ -51,7 +51,7 @@ def tick_recovery_sensor(p: Platform) -> dg.SensorResult:
         "orders_db": SourceDatabase(name="orders", url=p.orders_url),
     }
     defs = build_definitions(p.partitions)
-    sensor = defs.get_repository_def().get_sensor_def("recovery_sensor")
+    sensor = repository_of(defs).get_sensor_def("recovery_sensor")
     with dg.build_sensor_context(instance=p.instance, definitions=defs, resources=sources) as ctx:
         return sensor.evaluate_tick(ctx)
 

@@ -42,7 +42,9 @@ def test_source_urls_from_the_environment_stay_secret(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("value", ["", "   "])
-def test_blank_settings_mean_default(monkeypatch, value):
+def test_blank_settings_mean_default(monkeypatch, tmp_path, value):
+    # no partitions recorded with the data (shopsmart-demo records them in the data dir)
+    monkeypatch.setenv("SHOPSMART_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("SHOPSMART_TIMEZONE", value)
     monkeypatch.setenv("SHOPSMART_START_DATE", value)
     assert settings.timezone() == "UTC"
