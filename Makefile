@@ -37,7 +37,7 @@ demo: install java
 # suite in one process.
 TEST_WORKERS ?= 2
 test: install java chromium
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The platform against its baselines (plain PySpark, DuckDB), as ratios measured in one run,
 # against targets (docs/performance.md): BENCH_ORDERS_PER_DAY=1000000 by default, BENCH_SCALE=1

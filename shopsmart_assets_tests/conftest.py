@@ -323,11 +323,9 @@ def module_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platfo
         yield platform_at(tmp_path_factory.mktemp("platform"), instance)
 
 
-# `make test` runs the suite on two workers (pytest-xdist, `--dist loadgroup`). Each test module
-# stays on one worker, so that its module fixtures are built once; the modules that inspect the
-# one two-day CLI chain (`local_chain`) share a worker, so that it is run once. The modules
-# that take longest start first, so that the two workers finish together.
-SHARED_GROUPS = {"test_operations": "local_chain", "test_spark_services": "local_chain"}
+# `make test` runs the suite on two workers (pytest-xdist, `--dist loadfile`): each test module
+# stays on one worker, so that its module fixtures are built once. The modules that take
+# longest start first, so that the two workers finish together.
 LONGEST_FIRST = (
     "test_end_to_end",
     "test_crash",
@@ -349,13 +347,8 @@ LONGEST_FIRST = (
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    def module(item: pytest.Item) -> str:
-        return item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
-
     def rank(item: pytest.Item) -> int:
-        name = module(item)
-        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+        module = item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
+        return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: the order within a module is kept
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(SHARED_GROUPS.get(module(item), module(item))))
