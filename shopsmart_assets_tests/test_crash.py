@@ -32,6 +32,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -218,12 +219,15 @@ def kill_tree(root: int) -> dict[int, str]:
     tree = {root}
     while tree - frozen:
         for pid in tree - frozen:
-            os.kill(pid, signal.SIGSTOP)
+            # a short-lived helper (a log tailer, say) may exit on its own meanwhile
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
             frozen.add(pid)
         tree = {root} | descendants(root)
     commands = {pid: command_line(pid) for pid in tree}
     for pid in tree:
-        os.kill(pid, signal.SIGKILL)
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     return commands
 
 
