@@ -151,7 +151,7 @@ def run(
     """Run a command to completion: its wall seconds and peak resident memory, sampled every
     0.1 s over its process tree ("tree": everything; "spark": each Spark JVM with the Python
     process that started it, i.e. the Spark steps)."""
-    print(f"  {label or ' '.join(Path(command[0]).name for _ in [0])} ...", end="", flush=True)
+    print(f"  {label or Path(command[0]).name} ...", end="", flush=True)
     started = time.perf_counter()
     process = subprocess.Popen(
         command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
