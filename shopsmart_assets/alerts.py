@@ -8,6 +8,7 @@ masked before anything leaves the process.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -24,6 +25,9 @@ from shopsmart_assets.resources.slack import SlackAlerts
 PARTITION_TAG = "dagster/partition"
 SENSOR_NAME_TAG = "dagster/sensor_name"
 WILL_RETRY_TAG = "dagster/will_retry"
+# Dagster tags a failed run `will_retry` just after it stores the failure, so a sensor tick
+# can fall between the two: how long an alert waits for the tag to appear.
+WILL_RETRY_WAIT_SECONDS = 10.0
 _CREDENTIALS = re.compile(r"(://[^:/@\s]+):[^@\s]+@")
 
 
@@ -124,6 +128,21 @@ def crash_reason(instance: dg.DagsterInstance, run_id: str) -> str | None:
     return None
 
 
+def will_retry(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, wait: float = WILL_RETRY_WAIT_SECONDS
+) -> bool:
+    """Whether Dagster re-executes the failed run (its `dagster/will_retry` tag). With run
+    retries on, every failed run gets the tag right after its failure event: a run without it
+    yet is read again until it has it, for at most `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while run.tags.get(WILL_RETRY_TAG) is None and instance.run_retries_enabled:
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+        run = instance.get_run_by_id(run.run_id) or run
+    return run.tags.get(WILL_RETRY_TAG) == "true"
+
+
 def build_failure_alert(context: dg.RunFailureSensorContext, ui_url: str) -> FailureAlert:
     run = context.dagster_run
     step_failures = context.get_step_failure_events()
@@ -136,7 +155,7 @@ def build_failure_alert(context: dg.RunFailureSensorContext, ui_url: str) -> Fai
             reason or (context.failure_event.message or "run failed").splitlines()[0]
         )
         steps = unfinished_steps(context.instance, run.run_id)
-    if run.tags.get(WILL_RETRY_TAG) == "true":
+    if will_retry(context.instance, run):
         error += " (Dagster retries the run automatically)"
     return FailureAlert(
         job=run.job_name,

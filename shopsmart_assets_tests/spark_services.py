@@ -56,7 +56,6 @@ _FOREIGN = (
     "SHOPSMART_MLFLOW_TRACKING_URI",
     "SHOPSMART_AUTOMATION",
     "SPARK_HOME",
-    "SPARK_CONF_DIR",
 )
 
 
@@ -279,13 +278,14 @@ class LocalChain:
     last: date
 
 
-def run_local_chain(tmp_path_factory: pytest.TempPathFactory) -> LocalChain:
-    """Two days of demo sources and the whole chain on them in local mode (the `local_chain`
-    fixture of conftest.py, shared by the test run)."""
-    sources = tmp_path_factory.mktemp("sources")
+def run_local_chain(root: Path) -> LocalChain:
+    """Two days of demo sources and the whole chain on them in local mode, in `root` (the
+    `local_chain` fixture of conftest.py, shared by the test run)."""
+    sources = root / "sources"
+    sources.mkdir(parents=True)
     generate_sources(sources, days=2, orders_per_day=2000)
     last = START + timedelta(days=1)
-    run = run_chain(tmp_path_factory.mktemp("local"), sources, HOURLY, DAILY, START, last)
+    run = run_chain(root / "local", sources, HOURLY, DAILY, START, last)
     return LocalChain(sources, run, START, last)
 
 

@@ -8,7 +8,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from shopsmart_assets.alerts import SENSOR_NAME_TAG, build_alert_sensors, mask_credentials
+from shopsmart_assets.alerts import (
+    SENSOR_NAME_TAG,
+    WILL_RETRY_TAG,
+    build_alert_sensors,
+    mask_credentials,
+)
 from shopsmart_assets.checks import FRESHNESS_SENSOR
 from shopsmart_assets.definitions import build_definitions
 from shopsmart_assets.demo.slack_stand_in import SlackServer
@@ -18,6 +23,7 @@ from shopsmart_assets_tests.conftest import (
     UTC_PARTITIONS,
     Platform,
     files_containing,
+    platform_at,
     repository_of,
 )
 
@@ -65,6 +71,39 @@ def test_a_failed_run_posts_exactly_one_message_with_what_failed(platform, faile
     assert TOKEN not in text
     # the token is nowhere in the instance's storage (event log, run storage, logs)
     assert files_containing(Path(platform.instance.root_directory), TOKEN) == []
+
+
+def test_an_alert_built_before_dagster_tags_the_retry_still_says_it_is_retried(tmp_path):
+    """Dagster tags a failed run `dagster/will_retry` just after it stores the failure: a sensor
+    tick in between sees the run without the tag. The alert reads the run again and waits for
+    Dagster's decision instead of leaving out that the run is retried."""
+    retries = {"run_retries": {"enabled": True, "max_retries": 1}}
+    with dg.instance_for_test(overrides=retries) as instance:
+        p = platform_at(tmp_path, instance)
+        p.generate(START, days=1, orders_per_day=20)
+        day = START + timedelta(days=1)
+        result = p.materialize(["lake/purchases"], str(day), raise_on_error=False)
+        run = instance.get_run_by_id(result.run_id)
+        assert run.tags[WILL_RETRY_TAG] == "true"  # the instance's decision, once it is made
+        # the run as a sensor tick can read it between the failure and the tag
+        untagged = dg.DagsterRun(
+            job_name=run.job_name,
+            run_id=run.run_id,
+            tags={k: v for k, v in run.tags.items() if k != WILL_RETRY_TAG},
+            status=run.status,
+        )
+        [failure] = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+        context = dg.build_run_status_sensor_context(
+            sensor_name="slack_on_run_failure",
+            dagster_instance=instance,
+            dagster_run=untagged,
+            dagster_event=failure.dagster_event,
+        ).for_run_failure()
+        with SlackServer(TOKEN) as slack:
+            alerts = SlackAlerts(token=TOKEN, api_url=slack.url)
+            build_alert_sensors(alerts)[0](context, slack_alerts=alerts)
+            [message] = slack.messages
+    assert "(Dagster retries the run automatically)" in message["text"]
 
 
 def test_without_a_token_the_sensors_are_off_and_say_why(platform, failed_run):
