@@ -65,6 +65,37 @@ def test_newest_wins_and_a_backfill_does_not_regress(store):
     assert pd.isna(times.iloc[2])
 
 
+def test_a_range_of_days_in_one_write_leaves_what_day_by_day_writes_leave(tmp_path):
+    def fresh(name: str) -> FeatureStoreResource:
+        return FeatureStoreResource(
+            online_store=f"sqlite:///{tmp_path / name / 'online.db'}",
+            registry=str(tmp_path / name / "registry.db"),
+            repo_dir=str(tmp_path / name),
+            view_tables={view: str(tmp_path / name / view) for view in VIEW_COLUMNS},
+        )
+
+    days = {
+        "2026-03-06": day_features("2026-03-06", 10.0, customers=(1, 2, 3)),
+        "2026-03-07": day_features("2026-03-07", 20.0, customers=(1, 2)),
+        "2026-03-08": day_features("2026-03-08", 30.0, customers=(1,)),
+    }
+    # customer 2 already has a fresher value online than any day of the range
+    already = day_features("2026-03-10", 99.0, customers=(2,))
+    one_by_one, at_once = fresh("one-by-one"), fresh("at-once")
+    for store in (one_by_one, at_once):
+        store.write_newest(CUSTOMER_FEATURES_VIEW, already)
+    for frame in days.values():
+        one_by_one.write_newest(CUSTOMER_FEATURES_VIEW, frame)
+    written = at_once.write_newest_of_days(CUSTOMER_FEATURES_VIEW, days)
+    # each customer's newest row is written once, by the day it comes from
+    assert written == {"2026-03-06": 1, "2026-03-07": 0, "2026-03-08": 1}
+    ids = [1, 2, 3, 4]
+    expected, actual = one_by_one.online(ids), at_once.online(ids)
+    pd.testing.assert_frame_equal(actual, expected)
+    served = actual.set_index("customer_id")["monetary_90d"]
+    assert list(served.loc[[1, 2, 3]]) == [30.0, 99.0, 10.0]
+
+
 def test_store_urls_become_feast_config():
     assert online_store_config("sqlite:////data/feast/online.db") == {
         "type": "sqlite",

@@ -135,3 +135,20 @@ def test_fingerprint_tracks_content_not_order():
     changed.loc[0, "label"] = 1 - changed.loc[0, "label"]
     assert frame_fingerprint(changed) != frame_fingerprint(frame)
     assert frame_fingerprint(pd.concat([frame, frame.iloc[:1]])) != frame_fingerprint(frame)
+
+
+def test_the_signature_sample_gives_the_signature_of_the_whole_frame():
+    from mlflow.models import infer_signature
+
+    from shopsmart_assets.resources.model_registry import signature_sample
+    from shopsmart_assets.transforms.training import model_input
+
+    activity = [1] * 40 + [0] + [1] * 20  # one customer without purchases, far down
+    frame = model_input(feature_rows(range(61), activity=activity))
+    frame.loc[frame.index[50], "segment"] = None
+    sample = signature_sample(frame)
+    assert len(sample) < 10
+    whole = infer_signature(frame).inputs.to_dict()
+    assert infer_signature(sample).inputs.to_dict() == whole
+    optional = {c["name"] for c in whole if not c.get("required", True)}
+    assert {"recency_days", "segment"} <= optional

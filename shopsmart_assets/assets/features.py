@@ -116,15 +116,20 @@ def build_feature_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
         """The day's customer features materialized into Feast's online store (feature view
         `customer_features`), served by customer id (`shopsmart-features CUSTOMER_ID`,
         `make serve-features`). A customer's row is replaced only by values as of the same
-        day or later, so backfilling old days never overwrites fresher values."""
-        for key in context.partition_keys:
-            frame = lake.read_pandas(context, CUSTOMER_FEATURES_KEY, for_partitions=[key])
-            written = feature_store.write_newest(CUSTOMER_FEATURES_VIEW, frame)
+        day or later, so backfilling old days never overwrites fresher values; a range of
+        days is one write of each customer's newest row."""
+        frames = {
+            key: lake.read_pandas(context, CUSTOMER_FEATURES_KEY, for_partitions=[key])
+            for key in context.partition_keys
+        }
+        written = feature_store.write_newest_of_days(CUSTOMER_FEATURES_VIEW, frames)
+        for key, frame in frames.items():
             context.add_asset_metadata(
                 {
                     "dagster/row_count": len(frame),
-                    "customers_written": written,
-                    "kept_fresher": len(frame) - written,
+                    "customers_written": written[key],
+                    # superseded by a later day of the run, or fresher values already online
+                    "kept_fresher": len(frame) - written[key],
                 },
                 partition_key=key,
             )

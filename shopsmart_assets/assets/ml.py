@@ -477,7 +477,7 @@ def build_ml_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
         champions = lake.input_paths(context, CHAMPION_MODEL_KEY)
         models: dict[int, Any] = {}
         problems: list[str] = []
-        scored = 0
+        days: dict[str, tuple[pd.DataFrame, int | None]] = {}
         for key in context.partition_keys:
             champion = json.loads((champions[key] / "champion.json").read_text())
             version = champion.get("model_version")
@@ -490,25 +490,30 @@ def build_ml_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
             scores = scores_frame(features, probabilities, version)
             with lake.writing(context, PURCHASE_SCORES_KEY, key) as staged:
                 scores.to_parquet(staged / part_file_name(), index=False)
-            written = feature_store.write_newest(SCORES_VIEW, scores)
             snapshot = lake.read_pandas(
                 context, CRM_CUSTOMERS_KEY, for_partitions=[key], columns=["customer_id"]
             )
             problems += score_problems(key, snapshot["customer_id"], scores, version)
-            scored += len(scores)
+            days[key] = (scores, version)
+        # the run's days in one online write: each customer's newest score
+        written = feature_store.write_newest_of_days(
+            SCORES_VIEW, {key: scores for key, (scores, _) in days.items()}
+        )
+        for key, (scores, version) in days.items():
             lake.record_partition(
                 context,
                 PURCHASE_SCORES_KEY,
                 key,
                 {
                     "model_version": version or 0,
-                    "online_rows_written": written,
+                    "online_rows_written": written[key],
                     **score_distribution(scores),
                     "champion": dg.MetadataValue.url(asset_url(CHAMPION_MODEL_KEY, key)),
                     "features": dg.MetadataValue.url(asset_url(CUSTOMER_FEATURES_KEY, key)),
                     **registered_version(version, model_registry),
                 },
             )
+        scored = sum(len(scores) for scores, _ in days.values())
         yield dg.MaterializeResult(metadata=lake.summary(context, PURCHASE_SCORES_KEY, scored))
         yield dg.AssetCheckResult(
             check_name=ONE_SCORE_PER_CUSTOMER,

@@ -11,7 +11,7 @@ database needs no separate `feast apply`.
 from __future__ import annotations
 
 import fcntl
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -150,18 +150,33 @@ class FeatureStoreResource(dg.ConfigurableResource):
         """Write a view's rows to the online store, except where the store already holds a
         newer row of that customer (a backfill of an old day never overwrites fresher
         values; re-running a day replaces its own rows). Returns the rows written."""
+        return self.write_newest_of_days(view, {"": frame})[""]
+
+    def write_newest_of_days(self, view: str, frames: Mapping[str, pd.DataFrame]) -> dict[str, int]:
+        """Several days' rows of a view in one write, leaving online what writing them one
+        day after the other would: each customer's newest row (on equal event times, the
+        later day's), unless the store holds a newer one. Returns each day's rows written;
+        the others were superseded by a later day or by a fresher row already online."""
         from shopsmart_assets.feature_repo import ENTITY_KEY, EVENT_TIMESTAMP, VIEW_COLUMNS
 
-        if frame.empty:
-            return 0
-        rows = frame.loc[:, [ENTITY_KEY, *VIEW_COLUMNS[view], EVENT_TIMESTAMP]].copy()
+        written = dict.fromkeys(frames, 0)
+        columns = [ENTITY_KEY, *VIEW_COLUMNS[view], EVENT_TIMESTAMP]
+        parts = [f.loc[:, columns].assign(_day=k) for k, f in frames.items() if not f.empty]
+        if not parts:
+            return written
+        rows = pd.concat(parts, ignore_index=True)
         rows[EVENT_TIMESTAMP] = pd.to_datetime(rows[EVENT_TIMESTAMP], utc=True)
+        order = {day: position for position, day in enumerate(frames)}
+        rows["_order"] = rows["_day"].map(order)
+        rows = rows.sort_values([EVENT_TIMESTAMP, "_order"], kind="stable")
+        rows = rows.drop_duplicates(ENTITY_KEY, keep="last")
         online = self.event_times(view, rows[ENTITY_KEY]).set_axis(rows.index)
-        newest = online.isna() | (rows[EVENT_TIMESTAMP] >= online)
-        fresh = rows[newest]
+        fresh = rows[online.isna() | (rows[EVENT_TIMESTAMP] >= online)]
         if not fresh.empty:
-            self.get_store().write_to_online_store(view, fresh)
-        return len(fresh)
+            self.get_store().write_to_online_store(view, fresh.drop(columns=["_day", "_order"]))
+        for day, count in fresh["_day"].value_counts().items():
+            written[day] = int(count)
+        return written
 
     def online(self, customer_ids: Iterable[int]) -> pd.DataFrame:
         """Every feature and the score of customers, in one lookup of the feature service."""
