@@ -33,9 +33,9 @@ chromium:
 demo: install java
 	BIN=$(BIN) scripts/demo.sh
 
-# Two workers (pytest-xdist), one test module per worker at a time: TEST_WORKERS=0 runs the
+# Three workers (pytest-xdist), one test module per worker at a time: TEST_WORKERS=0 runs the
 # suite in one process.
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 test: install java chromium
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 

@@ -85,31 +85,55 @@ pg = postgres_fixture(databases=("crm", "orders", "dagster"))
 
 @pytest.fixture(scope="session")
 def spark_connect(tmp_path_factory: pytest.TempPathFactory):
-    """One Spark Connect server for the test run (scripts/spark.sh), started on first use: the
-    service tests compare it with local mode, and the `dagster dev` end-to-end test runs its
-    Spark steps through it (a step connects in ~1 s instead of starting a JVM of its own)."""
-    from shopsmart_assets_tests.spark_services import spark_connect_server
+    """One Spark Connect server for the whole test run (scripts/spark.sh), however many
+    workers: started by the first test that needs it, stopped by the test run's controller at
+    the end (`pytest_unconfigure`). The service tests compare it with local mode, and the
+    `dagster dev` tests run their Spark steps through it (a step connects in ~1 s instead of
+    starting a JVM of its own)."""
+    from shopsmart_assets_tests.spark_services import start_spark_connect
 
-    with spark_connect_server(tmp_path_factory.mktemp("spark-connect")) as service:
-        yield service
+    return once_per_test_run(tmp_path_factory, SPARK_CONNECT, start_spark_connect)
 
 
 T = TypeVar("T")
+
+
+# A directory of the whole test run, made by its controller (the xdist controller, or the only
+# process) before any worker starts, and shared by the workers through the environment.
+RUN_DIR_VAR = "SHOPSMART_TEST_RUN_DIR"
+SPARK_CONNECT = "spark-connect"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):
+        os.environ[RUN_DIR_VAR] = tempfile.mkdtemp(prefix="shopsmart-test-run-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The controller stops what the workers shared, once every worker is done."""
+    if hasattr(config, "workerinput") or RUN_DIR_VAR not in os.environ:
+        return
+    run_dir = Path(os.environ.pop(RUN_DIR_VAR))
+    if (run_dir / f"{SPARK_CONNECT}.pickle").exists():
+        from shopsmart_assets_tests.spark_services import stop_spark_connect
+
+        stop_spark_connect(run_dir / SPARK_CONNECT)
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def once_per_test_run(
     tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], T]
 ) -> T:
     """`build(directory)` once for the whole test run, however many xdist workers run it: the
-    first worker to need it builds it under a file lock in the run's common temporary
-    directory, the others wait for it and share it (read-only). Its result is pickled."""
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        return build(tmp_path_factory.mktemp(name))
-    common = tmp_path_factory.getbasetemp().parent  # pytest-N/, shared by the workers
+    first worker to need it builds it under a file lock in the run's directory, the others
+    wait for it and share it (read-only). Its result is pickled."""
+    common = Path(os.environ.get(RUN_DIR_VAR) or tmp_path_factory.getbasetemp())
     done = common / f"{name}.pickle"
     with FileLock(common / f"{name}.lock"):
         if not done.exists():
-            result = build(common / name)
+            directory = common / name
+            directory.mkdir()
+            result = build(directory)
             done.write_bytes(pickle.dumps(result))
     return pickle.loads(done.read_bytes())
 

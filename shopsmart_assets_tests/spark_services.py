@@ -141,16 +141,31 @@ def _assert_all_gone(state: Path) -> None:
     assert not left, f"still running after scripts/spark.sh stopped its services: {left}"
 
 
-@contextmanager
-def spark_connect_server(state: Path) -> Iterator[SparkService]:
-    """`scripts/spark.sh connect-up PORT` … `connect-down`; nothing of it runs afterwards."""
+def start_spark_connect(state: Path) -> SparkService:
+    """`scripts/spark.sh connect-up PORT`: a Spark Connect server on a free port."""
     port = free_port()
     try:
         _script(state, "connect-up", str(port))
-        yield SparkService(url=f"sc://{HOST}:{port}", state=state)
+    except BaseException:
+        stop_spark_connect(state)
+        raise
+    return SparkService(url=f"sc://{HOST}:{port}", state=state)
+
+
+def stop_spark_connect(state: Path) -> None:
+    """`scripts/spark.sh connect-down`; nothing of the server runs afterwards."""
+    _script(state, "connect-down", timeout=120)
+    _assert_all_gone(state)
+
+
+@contextmanager
+def spark_connect_server(state: Path) -> Iterator[SparkService]:
+    """`scripts/spark.sh connect-up PORT` … `connect-down`; nothing of it runs afterwards."""
+    service = start_spark_connect(state)
+    try:
+        yield service
     finally:
-        _script(state, "connect-down", timeout=120)
-        _assert_all_gone(state)
+        stop_spark_connect(state)
 
 
 @contextmanager
