@@ -135,9 +135,11 @@ def will_retry(
     retries on, every failed run gets the tag right after its failure event: a run without it
     yet is read again until it has it, for at most `wait` seconds."""
     deadline = time.monotonic() + wait
-    while run.tags.get(WILL_RETRY_TAG) is None and instance.run_retries_enabled:
-        if time.monotonic() >= deadline:
-            break
+    while (
+        run.tags.get(WILL_RETRY_TAG) is None
+        and instance.run_retries_enabled
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.2)
         run = instance.get_run_by_id(run.run_id) or run
     return run.tags.get(WILL_RETRY_TAG) == "true"

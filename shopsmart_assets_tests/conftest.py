@@ -381,9 +381,9 @@ def module_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platfo
         yield platform_at(tmp_path_factory.mktemp("platform"), instance)
 
 
-# `make test` runs the suite on two workers (pytest-xdist, `--dist loadfile`): each test module
-# stays on one worker, so that its module fixtures are built once. The modules that take
-# longest start first, so that the two workers finish together.
+# `make test` runs the suite on several workers (pytest-xdist, `--dist loadfile`): each test
+# module stays on one worker, so that its module fixtures are built once. The modules that
+# take longest start first, so that the workers finish together.
 LONGEST_FIRST = (
     "test_end_to_end",
     "test_crash",

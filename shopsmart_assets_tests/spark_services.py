@@ -159,16 +159,6 @@ def stop_spark_connect(state: Path) -> None:
 
 
 @contextmanager
-def spark_connect_server(state: Path) -> Iterator[SparkService]:
-    """`scripts/spark.sh connect-up PORT` … `connect-down`; nothing of it runs afterwards."""
-    service = start_spark_connect(state)
-    try:
-        yield service
-    finally:
-        stop_spark_connect(state)
-
-
-@contextmanager
 def spark_standalone_cluster(state: Path) -> Iterator[SparkService]:
     """`scripts/spark.sh cluster-up PORT WEBUI WORKER_WEBUI` … `cluster-down`: a master and one
     worker (2 cores, 2 GiB), ready when the worker has registered."""
