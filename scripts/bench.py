@@ -6,9 +6,12 @@ same machine (or a peak memory / throughput at the bench volume):
   chain_vs_plain_spark    `dagster asset materialize` of lake/purchases + features/customer_features
                           for one day ÷ a plain PySpark script calling the same transform
                           functions in one session (both whole commands)
-  spark_vs_duckdb         the lake/purchases step (its duration in the run above) ÷ DuckDB running
-                          the documented rules over the same raw partitions (a whole command),
-                          whose output must equal Spark's row for row
+  spark_vs_duckdb         the lake/purchases part of the Spark step as `make ui` runs it with
+                          `make spark-up` (a warm Spark Connect server; from the step's start to
+                          the purchases' materialization) ÷ DuckDB running the documented rules
+                          over the same raw partitions (a whole command), whose output must
+                          equal Spark's row for row. The same part of the local-mode runs above
+                          (a new JVM per run) is in the details: spark_vs_duckdb_local.
   backfill_30d_vs_1d      the daily chain for 30 days in one run ÷ one day (demo scale)
   step_overhead_s         (run wall time − the steps' own durations) ÷ steps, one day of the
                           daily chain at demo scale
@@ -41,6 +44,8 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import psutil
+
+from shopsmart_assets.devserver import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -237,10 +242,18 @@ def chain_ranges(ws: Workspace, first: date, last: date) -> list[tuple[str, str]
     return [tuple(line.split()) for line in out.splitlines() if "..." in line]  # type: ignore[misc]
 
 
-def materialize(ws: Workspace, selection: str, partitions: str, label: str, peak_of: str = "tree"):
+def materialize(
+    ws: Workspace,
+    selection: str,
+    partitions: str,
+    label: str,
+    peak_of: str = "tree",
+    env: dict[str, str] | None = None,
+) -> Measured:
+    """`dagster asset materialize` in the workspace (`env` added to its environment)."""
     flag = "--partition-range" if "..." in partitions else "--partition"
     command = [str(BIN / "dagster"), "asset", "materialize", *MODULE, "--select", selection]
-    return run([*command, flag, partitions], ws.env, peak_of=peak_of, label=label)
+    return run([*command, flag, partitions], {**ws.env, **(env or {})}, peak_of, label)
 
 
 def latest_run_steps(ws: Workspace) -> dict[str, float | dict[str, float]]:
@@ -323,8 +336,11 @@ def volume_figures(root: Path, orders_per_day: int) -> dict[str, float]:
     chain = min(chains, key=lambda m: m.seconds)
     plain = min(plains, key=lambda m: m.seconds)
     duck = min(ducks, key=lambda m: m.seconds)
-    chain_run = min(chain_runs, key=lambda r: r["assets"]["lake/purchases"])  # type: ignore[index]
-    purchases_step = chain_run["assets"]["lake/purchases"]  # type: ignore[index]
+    chain_run = min(chain_runs, key=purchases_seconds)
+    local_step = purchases_seconds(chain_run)
+    connect_runs = connect_step_runs(ws, day)
+    connect_run = min(connect_runs, key=purchases_seconds)
+    purchases_step = purchases_seconds(connect_run)
     differences = _crosscheck(ws, duck_out, day)
     return {
         "orders": orders,
@@ -338,19 +354,50 @@ def volume_figures(root: Path, orders_per_day: int) -> dict[str, float]:
         "purchases_step_seconds": round(purchases_step, 1),
         "duckdb_seconds": round(duck.seconds, 1),
         "spark_vs_duckdb": round(purchases_step / duck.seconds, 2),
+        "purchases_step_local_seconds": round(local_step, 1),
+        "spark_vs_duckdb_local": round(local_step / duck.seconds, 2),
         "chain_peak_mib": round(max(m.peak_mib for m in chains)),
         "chain_run": chain_run,
+        "connect_run": connect_run,
         "attempts": {
             "chain_seconds": [round(m.seconds, 1) for m in chains],
             "plain_spark_seconds": [round(m.seconds, 1) for m in plains],
             "duckdb_seconds": [round(m.seconds, 1) for m in ducks],
-            "purchases_step_seconds": [
-                round(r["assets"]["lake/purchases"], 1)  # type: ignore[index]
-                for r in chain_runs
-            ],
+            "purchases_step_local_seconds": [round(purchases_seconds(r), 1) for r in chain_runs],
+            "purchases_step_seconds": [round(purchases_seconds(r), 1) for r in connect_runs],
         },
         "duckdb_differences": differences,
     }
+
+
+def purchases_seconds(run_steps: dict) -> float:
+    """lake/purchases in a run of the Spark step: from the step's start to its
+    materialization."""
+    return float(run_steps["assets"]["lake/purchases"])
+
+
+def connect_step_runs(ws: Workspace, day: str) -> list[dict]:
+    """The Spark step as `make ui` runs it after `make spark-up`: through a Spark Connect
+    server that stays up between runs (scripts/spark.sh). One run warms the server (its JVM
+    and the query's compiled code), then REPEAT runs are measured."""
+    state = ws.root / "spark_services"
+    port = str(free_port())
+    spark_sh = [str(ROOT / "scripts" / "spark.sh")]
+    script_env = {**ws.env, "SHOPSMART_SPARK_STATE": str(state), "VENV_PYTHON": sys.executable}
+    up = [*spark_sh, "connect-up", port]
+    subprocess.run(up, env=script_env, stdout=subprocess.DEVNULL, check=True)
+    remote = {"SHOPSMART_SPARK_REMOTE": f"sc://127.0.0.1:{port}"}
+    try:
+        materialize(ws, SPARK_ASSETS, day, "dagster, warm Spark Connect: warm-up", env=remote)
+        runs = []
+        for attempt in range(1, REPEAT + 1):
+            of = f" ({attempt}/{REPEAT})" if REPEAT > 1 else ""
+            materialize(ws, SPARK_ASSETS, day, f"dagster, warm Spark Connect{of}", env=remote)
+            runs.append(latest_run_steps(ws))
+        return runs
+    finally:
+        down = [*spark_sh, "connect-down"]
+        subprocess.run(down, env=script_env, stdout=subprocess.DEVNULL, check=False)
 
 
 def _count_orders(ws: Workspace) -> int:
@@ -422,7 +469,8 @@ def print_scaling(rows: list[dict[str, float]]) -> None:
     columns = (
         "orders", "generator_seconds", "generator_peak_mib", "chain_seconds",
         "plain_spark_seconds", "chain_vs_plain_spark", "purchases_step_seconds",
-        "duckdb_seconds", "spark_vs_duckdb", "chain_peak_mib",
+        "purchases_step_local_seconds", "duckdb_seconds", "spark_vs_duckdb",
+        "spark_vs_duckdb_local", "chain_peak_mib",
     )  # fmt: skip
     print(" | ".join(columns))
     for row in rows:

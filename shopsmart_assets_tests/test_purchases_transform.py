@@ -150,3 +150,32 @@ def test_quarantine_keeps_the_unreadable_source_value(spark):
     assert row["reason"] == "unparseable_unit_price"
     assert row["unparsed_values"] == '{"unit_price": "abc"}'
     assert row["amount_usd"] is None
+
+
+def test_customers_looked_up_by_broadcast_or_by_shuffle_give_the_same_lines(spark):
+    # The CRM without a primary key (customer 1 twice), a customer it does not know (3), one
+    # it knows on another day only (2 on D+1), a null customer and a customer nobody ordered
+    # as (4): the broadcast lookup filters the snapshot to the ordering customers first.
+    orders = [
+        order(1, customer_id=1),
+        order(2, customer_id=2),
+        order(3, customer_id=3),
+        order(4, customer_id=None),
+        order(5, customer_id=1, currency="EUR"),
+    ]
+    items = [item(o, line) for o in range(1, 7) for line in (1, 2)]
+    customers = [(D, 1), (D, 1), (date(2026, 1, 6), 2), (D, 4), (D, None)]
+    frames = (
+        spark.createDataFrame(orders, ORDER_SCHEMA),
+        spark.createDataFrame(items, ITEM_SCHEMA),
+        spark.createDataFrame(customers, CUSTOMER_SCHEMA),
+    )
+    by_broadcast = purchase_lines(*frames, broadcast=True).collect()
+    by_shuffle = purchase_lines(*frames, broadcast=False).collect()
+    assert sorted(by_broadcast) == sorted(by_shuffle)
+    reasons = {(r["order_id"], r["line_no"]): r["reason"] for r in by_broadcast}
+    assert len(by_broadcast) == len(items)  # no line doubled by the CRM's duplicate
+    assert reasons[(1, 1)] is None and reasons[(5, 2)] is None
+    assert reasons[(2, 1)] == reasons[(3, 1)] == "unknown_customer"
+    assert reasons[(4, 1)] == "null_customer_id"
+    assert reasons[(6, 1)] == "missing_order"

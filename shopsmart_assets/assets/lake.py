@@ -7,6 +7,7 @@ in one Spark application; this module holds its definition and what the step doe
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,9 @@ PURCHASES_KEY = dg.AssetKey(["lake", "purchases"])
 QUARANTINE = "quarantine"  # the asset's second table: quarantine/purchases
 RECONCILES = "valid_plus_quarantined_equals_source"
 RAW_INPUTS = (ORDERS_KEY, ORDER_ITEMS_KEY, CRM_CUSTOMERS_KEY)
+# Up to this many orders in a step, the CRM is looked up by broadcast (transforms/purchases.py,
+# `known_customers`): about 2 days at 1M orders a day; bigger ranges join by shuffle.
+BROADCAST_MAX_ORDERS = 2_000_000
 
 
 def source_reconciliation(
@@ -84,16 +88,39 @@ PURCHASES_RECONCILES = dg.AssetCheckSpec(
 )
 
 
+def raw_rows(context: dg.AssetExecutionContext, lake: LakeResource, key: dg.AssetKey) -> int:
+    """Rows of the step's days in a raw table, from the Parquet footers."""
+    return sum(count_rows(p) for p in lake.input_paths(context, key).values())
+
+
 def materialize_purchases(
     context: dg.AssetExecutionContext,
     spark: Callable[[], SparkSession],
     lake: LakeResource,
     orders_db: SourceDatabase,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """The step's days of lake/purchases: reconcile the raw zone with the source, transform
-    (transforms/purchases.py), write, reconcile the output and publish. `spark` gives the
-    session once the source is counted (it may be starting meanwhile)."""
-    counts = source_reconciliation(context, lake, orders_db)
+    """The step's days of lake/purchases: transform (transforms/purchases.py) and stage them
+    while the source is counted again, then reconcile the raw zone with the source and the
+    output with the raw lines, and publish. `spark` gives the session (it may be starting)."""
+    orders = raw_rows(context, lake, ORDERS_KEY)
+    with ThreadPoolExecutor(max_workers=1) as counter:
+        # The source's count runs in a database, not in Spark: they overlap. Nothing is
+        # published before it agrees with the raw zone.
+        counting = counter.submit(source_reconciliation, context, lake, orders_db)
+        session = spark()
+        lines = purchase_lines(
+            lake.read_spark(context, session, ORDERS_KEY),
+            lake.read_spark(context, session, ORDER_ITEMS_KEY),
+            lake.read_spark(context, session, CRM_CUSTOMERS_KEY),
+            broadcast=orders <= BROADCAST_MAX_ORDERS,
+        ).cache()
+        with lake.staging() as staging:
+            yield from _write_reconcile_publish(context, lake, lines, counting.result, staging)
+
+
+def _source_matches(
+    counts: dict[str, list[HourCount]],
+) -> Iterator[dg.AssetCheckResult]:
     behind = {day: c for day, c in counts.items() if not all(h.matches for h in c)}
     if behind:
         day, day_counts = next(iter(behind.items()))
@@ -111,21 +138,12 @@ def materialize_purchases(
             allow_retries=False,
         )
 
-    session = spark()
-    lines = purchase_lines(
-        lake.read_spark(context, session, ORDERS_KEY),
-        lake.read_spark(context, session, ORDER_ITEMS_KEY),
-        lake.read_spark(context, session, CRM_CUSTOMERS_KEY),
-    ).cache()
-    with lake.staging() as staging:
-        yield from _write_reconcile_publish(context, lake, lines, counts, staging)
-
 
 def _write_reconcile_publish(
     context: dg.AssetExecutionContext,
     lake: LakeResource,
     lines,
-    counts: dict[str, list[HourCount]],
+    source_counts: Callable[[], dict[str, list[HourCount]]],
     staging: Path,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     valid, quarantined = split_valid(lines)
@@ -137,6 +155,8 @@ def _write_reconcile_publish(
         reasons[row["date"].isoformat()][row["reason"]] = row["count"]
     lines.unpersist()
 
+    counts = source_counts()
+    yield from _source_matches(counts)
     partitions_def = context.assets_def.partitions_def
     # Reconcile before publishing: nothing reaches the lake unless every line is accounted for.
     balance = {}

@@ -54,7 +54,7 @@ def build_spark_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         """Curated purchases, then the customer features, in one Spark session."""
         selected = context.selected_asset_keys
-        # The session (a JVM, in local mode) starts while the orders source is counted.
+        # The session (a JVM, in local mode) starts while the raw zone is listed.
         with ThreadPoolExecutor(max_workers=1) as starter:
             session = starter.submit(lambda: pyspark.spark_session)
             if PURCHASES_KEY in selected:

@@ -101,9 +101,31 @@ def _first_unparsed(unparsed: Column, columns: tuple[str, ...]) -> Column:
     return reason
 
 
-def purchase_lines(orders: DataFrame, items: DataFrame, customers: DataFrame) -> DataFrame:
+def known_customers(orders: DataFrame, customers: DataFrame, broadcast: bool) -> DataFrame:
+    """(date, customer_id, _known_customer) once for each customer the CRM holds on that day.
+
+    With `broadcast`, only the customers who ordered that day are looked up: the CRM snapshot
+    (millions of rows, far more than order a day) is filtered against the broadcast set of
+    ordering customers instead of being shuffled, and the result is small enough to broadcast
+    to the order headers in turn. For ranges too big to broadcast, the whole snapshot is
+    joined by shuffle."""
+    known = customers.where(F.col("customer_id").isNotNull()).select("date", "customer_id")
+    if broadcast:
+        ordering = (
+            orders.where(F.col("customer_id").isNotNull()).select("date", "customer_id").distinct()
+        )
+        known = known.join(F.broadcast(ordering), ["date", "customer_id"], "left_semi")
+    # distinct: a CRM snapshot without a primary key must not duplicate lines.
+    known = known.distinct().withColumn("_known_customer", F.lit(True))
+    return F.broadcast(known) if broadcast else known
+
+
+def purchase_lines(
+    orders: DataFrame, items: DataFrame, customers: DataFrame, broadcast: bool = True
+) -> DataFrame:
     """Each raw item row joined to its order's latest version, with a `reason` column that is
-    null for valid lines. `customers` is the CRM snapshot (date, customer_id) per day."""
+    null for valid lines. `customers` is the CRM snapshot (date, customer_id) per day.
+    `broadcast`: look the customers up by broadcast (see `known_customers`); same result."""
     headers = latest_order_versions(orders).select(
         "date",
         "order_id",
@@ -116,15 +138,11 @@ def purchase_lines(orders: DataFrame, items: DataFrame, customers: DataFrame) ->
         F.col(UNPARSED).alias("_order_unparsed"),
         F.lit(True).alias("_has_order"),
     )
-    known = (
-        customers.where(F.col("customer_id").isNotNull())
-        .select("date", "customer_id")
-        .distinct()
-        .withColumn("_known_customer", F.lit(True))
-    )
     # Whether the CRM knows the customer is a property of the order: looked up once per order
     # header, not once per line.
-    headers = headers.join(known, ["date", "customer_id"], "left")
+    headers = headers.join(
+        known_customers(orders, customers, broadcast), ["date", "customer_id"], "left"
+    )
     copy_order = Window.partitionBy("date", "order_id", "line_no").orderBy(
         "product_id", "quantity", "unit_price"
     )
