@@ -24,6 +24,30 @@ import sqlalchemy as sa
 from filelock import FileLock
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+
+def _ram_temp_dir() -> Path | None:
+    """A private directory on a RAM file system (/dev/shm), or None where there is none."""
+    ram = Path("/dev/shm")
+    if not (ram.is_dir() and os.access(ram, os.W_OK)):
+        return None
+    if shutil.disk_usage(ram).free < 4 * 2**30:  # a container's 64 MiB /dev/shm: the disk
+        return None
+    directory = ram / f"shopsmart-tests-{os.getuid()}"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    stat = directory.stat()
+    return directory if stat.st_uid == os.getuid() and stat.st_mode & 0o077 == 0 else None
+
+
+# The test run's temporary files (pytest's tmp_path, the generated SQLite sources, Dagster
+# instances, MLflow and Feast stores, lakes) on a RAM file system where there is one, unless
+# TMPDIR says otherwise: SQLite commits every Dagster event, and an fsync on a VM's disk may
+# take 20 ms (500 commits: 9.3 s on disk, 0.2 s on tmpfs; 3 days of hourly extraction through
+# Dagster 35 → 21 s). Set before any temporary directory is made; the workers and the
+# processes the tests start (`dagster` commands, `dagster dev`) inherit it through TMPDIR.
+if "TMPDIR" not in os.environ and (_RAM_TEMP := _ram_temp_dir()) is not None:
+    os.environ["TMPDIR"] = str(_RAM_TEMP)
+    tempfile.tempdir = str(_RAM_TEMP)
 # Nothing a test runs may touch the developer's own data directory (`make test` exports the
 # one `make demo` uses): tests that need one set their own.
 os.environ["SHOPSMART_DATA_DIR"] = tempfile.mkdtemp(prefix="shopsmart-tests-data-")
@@ -33,9 +57,12 @@ atexit.register(shutil.rmtree, os.environ["SHOPSMART_DATA_DIR"], ignore_errors=T
 # and three small queries: 27 → 15 CPU s), and its wall time drops too. Given as Spark's own
 # spark-defaults.conf, which every driver this test run starts reads (in process, `dagster`
 # commands, `dagster dev`). At real volumes the full JIT wins: users and `make bench` keep it.
+# The executors a driver of this test run starts on a standalone cluster get the same.
+TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 _SPARK_CONF = Path(tempfile.mkdtemp(prefix="shopsmart-tests-spark-conf-"))
 (_SPARK_CONF / "spark-defaults.conf").write_text(
-    "spark.driver.extraJavaOptions -XX:TieredStopAtLevel=1 -XX:+UseSerialGC\n"
+    f"spark.driver.extraJavaOptions {TEST_JVM_OPTIONS}\n"
+    f"spark.executor.extraJavaOptions {TEST_JVM_OPTIONS}\n"
 )
 os.environ["SPARK_CONF_DIR"] = str(_SPARK_CONF)
 atexit.register(shutil.rmtree, _SPARK_CONF, ignore_errors=True)

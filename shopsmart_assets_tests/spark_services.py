@@ -31,6 +31,7 @@ from shopsmart_assets_tests.conftest import (
     DAILY,
     HOURLY,
     START,
+    TEST_JVM_OPTIONS,
     generate_sources,
     listening_sockets,
     materialize_cli,
@@ -100,6 +101,10 @@ def _script(state: Path, *args: str, timeout: float = START_TIMEOUT + 60) -> str
         "VENV_PYTHON": sys.executable,
         "PYSPARK_PYTHON": sys.executable,
         "SPARK_START_TIMEOUT": str(START_TIMEOUT),
+        # The services' JVMs (Connect server, master, worker) run the test run's small jobs:
+        # the same JIT and collector settings as the tests' own drivers (conftest.py).
+        "SPARK_SUBMIT_OPTS": TEST_JVM_OPTIONS,
+        "SPARK_DAEMON_JAVA_OPTS": TEST_JVM_OPTIONS,
     }
     for name in ("SPARK_HOME", "SPARK_CONF_DIR"):
         env.pop(name, None)

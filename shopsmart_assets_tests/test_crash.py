@@ -55,9 +55,9 @@ from shopsmart_assets.devserver import INSTANCE_CONFIG, dagster_dev, graphql, is
 from shopsmart_assets_tests import reconcile
 from shopsmart_assets_tests.conftest import (
     START,
+    Platform,
     files_containing,
     generate_sources,
-    materialize_cli,
 )
 
 pytestmark = [pytest.mark.spark, pytest.mark.e2e]
@@ -103,10 +103,25 @@ def write_instance_config(home: Path) -> None:
     (home / "dagster.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def materialize(home: Path, env: dict[str, str], select: str, first: str, last: str) -> None:
-    """`dagster asset materialize --partition-range`, as a user would (one uninterrupted run)."""
-    run_env = {**os.environ, **env, "DAGSTER_HOME": str(home)}
-    materialize_cli(run_env, home, "--select", select, "--partition-range", f"{first}...{last}")
+def uninterrupted_runs(home: Path, data: Path) -> None:
+    """The state before the crash, in the instance `dagster dev` then serves: the raw zone for
+    every day, then the purchases of the days written before, each one uninterrupted run of a
+    partition range (three runs). In this process, as the other chain tests run Dagster, not as
+    three `dagster asset materialize` processes: each of those imports the platform and loads
+    its definitions, and the Spark one starts a JVM of its own, where this one starts the
+    worker's JVM, which its next Spark test module reuses (the command line is tested in
+    test_operations.py and test_spark_services.py)."""
+    sources = data / "sources"
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        p = Platform(
+            root=data,
+            crm_url=f"sqlite:///{sources / 'crm.db'}",
+            orders_url=f"sqlite:///{sources / 'orders.db'}",
+            instance=instance,
+        )
+        p.materialize(["raw/orders", "raw/order_items"], *p.hours(DAYS[0], NEW_DAY))
+        p.materialize(["raw/crm_customers"], str(DAYS[0]), str(NEW_DAY))
+        p.materialize(["lake/purchases"], str(DAYS[0]), str(WRITTEN_BEFORE[-1]))
 
 
 def read_table(lake: Path, table: str) -> tuple[Counter, frozenset[str]]:
@@ -288,9 +303,7 @@ def test_kill_9_mid_spark_write_is_invisible_failed_alerted_and_recovered(tmp_pa
     }
 
     # The uninterrupted run: raw zone for 4 days, purchases for the first 3.
-    materialize(home, env, "raw/orders,raw/order_items", f"{DAYS[0]}-00:00", f"{NEW_DAY}-23:00")
-    materialize(home, env, "raw/crm_customers", str(DAYS[0]), str(NEW_DAY))
-    materialize(home, env, "lake/purchases", str(DAYS[0]), str(WRITTEN_BEFORE[-1]))
+    uninterrupted_runs(home, data)
     before = snapshot(lake)
     assert on_days(before, WRITTEN_BEFORE) == before
     for table in TABLES:

@@ -11,14 +11,14 @@ import json
 import math
 import shutil
 import tempfile
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from shopsmart_assets.source_tables import RAW_SCHEMAS
@@ -122,20 +122,26 @@ def at(minutes: float) -> datetime:
     return T + timedelta(minutes=minutes)
 
 
-def write_raw(root: Path, orders: list[dict], items: list[dict], customers: list[int | None]):
-    """Raw partitions of DAY as the extraction writes them (RAW_SCHEMAS): orders and lines in
+def write_raw(
+    root: Path,
+    orders: list[dict],
+    items: list[dict],
+    customers: list[int | None],
+    day: str = DAY,
+):
+    """Raw partitions of `day` as the extraction writes them (RAW_SCHEMAS): orders and lines in
     the hour of their `hour` key (default the first), the CRM snapshot; every hour of HOURS has
     a file, empty if no row falls in it."""
     for table, rows in (("orders", orders), ("order_items", items)):
         for hour in HOURS:
             schema = RAW_SCHEMAS[table]
             mine = [r for r in rows if r.get("hour", HOURS[0]) == hour]
-            directory = root / "raw" / table / f"date={DAY}" / f"hour={hour}"
+            directory = root / "raw" / table / f"date={day}" / f"hour={hour}"
             directory.mkdir(parents=True)
             data = {n: [r.get(n) for r in mine] for n in schema.names}
             pq.write_table(pa.table(data, schema=schema), directory / "part-0.parquet")
     schema = RAW_SCHEMAS["crm_customers"]
-    directory = root / "raw" / "crm_customers" / f"date={DAY}"
+    directory = root / "raw" / "crm_customers" / f"date={day}"
     directory.mkdir(parents=True)
     data = {n: [None] * len(customers) for n in schema.names}
     data["customer_id"] = customers
@@ -143,13 +149,20 @@ def write_raw(root: Path, orders: list[dict], items: list[dict], customers: list
     pq.write_table(pa.table(data, schema=schema), directory / "part-0.parquet")
 
 
-def spark_purchases(spark, root: Path) -> None:
-    """The Spark step on the raw partitions of DAY, read and written as the asset does
-    (LakeResource.read_spark, write_spark_daily): curated/ and quarantine/purchases/date=DAY."""
+def spark_purchases(spark, root: Path, days: tuple[str, ...] = (DAY,)) -> None:
+    """The Spark step on the raw partitions of `days` (one range, as a backfill runs it), read
+    and written as the asset does (LakeResource.read_spark, write_spark_daily): curated/ and
+    quarantine/purchases/date=DAY for each day."""
 
     def read(table: str, hourly: bool = True):
         base = root / "raw" / table
-        paths = sorted(base.glob(f"date={DAY}/hour=*")) if hourly else [base / f"date={DAY}"]
+        paths = [
+            path
+            for day in days
+            for path in (
+                sorted(base.glob(f"date={day}/hour=*")) if hourly else [base / f"date={day}"]
+            )
+        ]
         return spark.read.option("basePath", str(base)).parquet(*[str(p) for p in paths])
 
     lines = spark_rules.purchase_lines(
@@ -159,8 +172,9 @@ def spark_purchases(spark, root: Path) -> None:
     for table, frame in ((CURATED, valid), (QUARANTINE, quarantined)):
         base = root / table
         frame.repartition("date").write.mode("overwrite").partitionBy("date").parquet(str(base))
-        if not (base / f"date={DAY}").is_dir():
-            frame.drop("date").limit(0).coalesce(1).write.parquet(str(base / f"date={DAY}"))
+        for day in days:
+            if not (base / f"date={day}").is_dir():
+                frame.drop("date").limit(0).coalesce(1).write.parquet(str(base / f"date={day}"))
     lines.unpersist()
 
 
@@ -444,33 +458,47 @@ def _ambiguous(rows: list[dict], group: tuple[str, ...], order_by: tuple[str, ..
     return False
 
 
-@settings(
-    max_examples=5,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(orders=order_rows, items=item_rows, customers=st.lists(ids, max_size=5))
-def test_duckdb_equals_spark_on_arbitrary_rows(spark, orders, items, customers):
-    order_dicts = [
-        order(oid, cid, cur, status=s, updated_at=at(m), unparsed_values=u, hour=h)
-        for oid, cid, cur, s, m, u, h in orders
-    ]
-    item_dicts = [
-        line(o, n, q, p, product_id=pid, unparsed_values=u) for o, n, pid, q, p, u in items
-    ]
-    valid_orders = [o for o in order_dicts if o["order_id"] is not None]
-    assume(not _ambiguous(valid_orders, ("order_id",), ("updated_at", "status")))
-    assume(
-        not _ambiguous(
-            item_dicts, ("order_id", "line_no"), ("product_id", "quantity", "unit_price")
+EXAMPLES = 5
+
+
+def test_duckdb_equals_spark_on_arbitrary_rows(spark):
+    """Hypothesis draws the examples first (no Spark); each is written as a day of its own, the
+    Spark step runs once over all those days (as a backfill's range would), and DuckDB's
+    purchases of each day are compared with the lake's, row for row."""
+    examples: list[tuple[list[dict], list[dict], list]] = []
+
+    @settings(max_examples=EXAMPLES, deadline=None, database=None)
+    @given(orders=order_rows, items=item_rows, customers=st.lists(ids, max_size=5))
+    def draw(orders, items, customers):
+        order_dicts = [
+            order(oid, cid, cur, status=s, updated_at=at(m), unparsed_values=u, hour=h)
+            for oid, cid, cur, s, m, u, h in orders
+        ]
+        item_dicts = [
+            line(o, n, q, p, product_id=pid, unparsed_values=u) for o, n, pid, q, p, u in items
+        ]
+        valid_orders = [o for o in order_dicts if o["order_id"] is not None]
+        assume(not _ambiguous(valid_orders, ("order_id",), ("updated_at", "status")))
+        assume(
+            not _ambiguous(
+                item_dicts, ("order_id", "line_no"), ("product_id", "quantity", "unit_price")
+            )
         )
-    )
+        examples.append((order_dicts, item_dicts, customers))
+
+    draw()
+    assert examples
+    first = date.fromisoformat(DAY)
+    days = tuple(str(first + timedelta(days=k)) for k in range(len(examples)))
     root = Path(tempfile.mkdtemp(prefix="duckdb-crosscheck-"))
     try:
-        write_raw(root, order_dicts, item_dicts, customers)
-        spark_purchases(spark, root)
-        valid, quarantined = purchases_duckdb(root, DAY)
-        assert compare_with_lake(root, DAY, valid, quarantined) == []
-        assert valid.num_rows + quarantined.num_rows == len(items)
+        for day, (order_dicts, item_dicts, customers) in zip(days, examples, strict=True):
+            write_raw(root, order_dicts, item_dicts, customers, day)
+        spark_purchases(spark, root, days)
+        for day, (order_dicts, item_dicts, customers) in zip(days, examples, strict=True):
+            example = f"{day}: orders={order_dicts!r} items={item_dicts!r} customers={customers!r}"
+            valid, quarantined = purchases_duckdb(root, day)
+            assert compare_with_lake(root, day, valid, quarantined) == [], example
+            assert valid.num_rows + quarantined.num_rows == len(item_dicts), example
     finally:
         shutil.rmtree(root, ignore_errors=True)

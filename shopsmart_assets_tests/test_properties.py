@@ -4,16 +4,22 @@ never crash the validation and labelling functions and never lose or invent a ro
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from pyspark.sql import functions as F
 
 from shopsmart_assets.extract import ORDERS, SourceSchemaError, coerce_to_contract, read_value
 from shopsmart_assets.transforms.features import FEATURE_COLUMNS
-from shopsmart_assets.transforms.purchases import REASONS, purchase_lines, split_valid
+from shopsmart_assets.transforms.purchases import (
+    PURCHASE_COLUMNS,
+    REASONS,
+    purchase_lines,
+    split_valid,
+)
 from shopsmart_assets.transforms.training import label_examples
 
 DAY = date(2026, 2, 3)
@@ -52,34 +58,65 @@ ITEM_SCHEMA = (
 )
 
 
+EXAMPLES = 30
+
+
 @pytest.mark.spark
-@settings(
-    max_examples=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(orders=orders, items=items, customers=customers)
-def test_validation_keeps_every_line_exactly_once(spark, orders, items, customers):
-    order_rows = [
-        (DAY, "1200+0000", oid, cid, T, st_, cur, "web", T.replace(minute=minute), bad)
-        for oid, cid, cur, st_, minute, bad in orders
-    ]
-    item_rows = [(DAY, "1200+0000", *row) for row in items]
+def test_validation_keeps_every_line_exactly_once(spark):
+    """Hypothesis draws the examples first (no Spark), then one Spark job validates them all:
+    each example is a day of its own (the transformation joins, deduplicates and looks up
+    customers within a day), and every property is checked per example, on that day's rows."""
+    examples: list[tuple[list, list, list]] = []
+
+    @settings(max_examples=EXAMPLES, deadline=None, database=None)
+    @given(orders=orders, items=items, customers=customers)
+    def draw(orders, items, customers):
+        examples.append((orders, items, customers))
+
+    draw()
+    assert len(examples) >= EXAMPLES // 2  # hypothesis may stop early on a small space only
+    day_of = {k: DAY + timedelta(days=k) for k in range(len(examples))}
+    order_rows, item_rows, customer_rows = [], [], []
+    for k, (example_orders, example_items, example_customers) in enumerate(examples):
+        day = day_of[k]
+        at = datetime.combine(day, T.time())
+        order_rows += [
+            (day, "1200+0000", oid, cid, at, st_, cur, "web", at.replace(minute=minute), bad)
+            for oid, cid, cur, st_, minute, bad in example_orders
+        ]
+        item_rows += [(day, "1200+0000", *row) for row in example_items]
+        customer_rows += [(day, c) for c in example_customers]
     lines = purchase_lines(
         spark.createDataFrame(order_rows, ORDER_SCHEMA),
         spark.createDataFrame(item_rows, ITEM_SCHEMA),
-        spark.createDataFrame([(DAY, c) for c in customers], "date date, customer_id long"),
+        spark.createDataFrame(customer_rows, "date date, customer_id long"),
     )
+    # One job: every line of both outputs, tagged with the output it came from.
     valid, quarantined = split_valid(lines)
-    valid_rows, bad_rows = valid.collect(), quarantined.collect()
-    assert len(valid_rows) + len(bad_rows) == len(items)  # nothing lost, nothing invented
-    assert {r["reason"] for r in bad_rows} <= set(REASONS)
-    keys = [(r["order_id"], r["line_no"]) for r in valid_rows]
-    assert len(keys) == len(set(keys))  # one copy of each valid line
-    for row in valid_rows:
-        assert 0 < row["quantity"] <= 100_000 and 0 < row["unit_price"] <= 1_000_000
-        assert row["amount_usd"] is not None and 0 <= row["amount_usd"] <= 10_000_000
-        assert row["customer_id"] in customers
+    both = valid.select(*PURCHASE_COLUMNS, F.lit(None).cast("string").alias("reason")).withColumn(
+        "_valid", F.lit(True)
+    )
+    both = both.unionByName(
+        quarantined.select(*PURCHASE_COLUMNS, "reason").withColumn("_valid", F.lit(False))
+    )
+    by_day: dict[date, tuple[list, list]] = {day: ([], []) for day in day_of.values()}
+    for row in both.collect():
+        assert row["date"] in by_day, row  # a line on no example's day: invented
+        by_day[row["date"]][0 if row["_valid"] else 1].append(row)
+    for k, (example_orders, example_items, example_customers) in enumerate(examples):
+        valid_rows, bad_rows = by_day[day_of[k]]
+        example = f"example {k}: orders={example_orders!r} items={example_items!r} " + (
+            f"customers={example_customers!r}"
+        )
+        # nothing lost, nothing invented
+        assert len(valid_rows) + len(bad_rows) == len(example_items), example
+        assert {r["reason"] for r in bad_rows} <= set(REASONS), example
+        keys = [(r["order_id"], r["line_no"]) for r in valid_rows]
+        assert len(keys) == len(set(keys)), example  # one copy of each valid line
+        for row in valid_rows:
+            assert 0 < row["quantity"] <= 100_000 and 0 < row["unit_price"] <= 1_000_000, example
+            assert row["amount_usd"] is not None and 0 <= row["amount_usd"] <= 10_000_000, example
+            assert row["customer_id"] in example_customers, example
 
 
 @settings(max_examples=200, deadline=None)
