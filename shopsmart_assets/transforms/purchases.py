@@ -105,10 +105,10 @@ def known_customers(orders: DataFrame, customers: DataFrame, broadcast: bool) ->
     """(date, customer_id, _known_customer) once for each customer the CRM holds on that day.
 
     With `broadcast`, only the customers who ordered that day are looked up: the CRM snapshot
-    (millions of rows, far more than order a day) is filtered against the broadcast set of
-    ordering customers instead of being shuffled, and the result is small enough to broadcast
-    to the order headers in turn. For ranges too big to broadcast, the whole snapshot is
-    joined by shuffle."""
+    (millions of rows, far more customers than order on a day) is filtered against the
+    broadcast set of ordering customers instead of being shuffled, and the result is small
+    enough to broadcast to the order headers in turn. For ranges too big to broadcast, the
+    whole snapshot is joined by shuffle."""
     known = customers.where(F.col("customer_id").isNotNull()).select("date", "customer_id")
     if broadcast:
         ordering = (
