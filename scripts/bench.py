@@ -302,8 +302,10 @@ def volume_figures(root: Path, orders_per_day: int) -> dict[str, float]:
     # run of each varies by up to ±20 % on a 2-core machine. Peaks are the highest seen.
     chains, chain_runs, plains, ducks = [], [], [], []
     plain_out, duck_out = ws.root / "plain", ws.root / "duckdb"
+    plain_command = [sys.executable, "-c", PLAIN_SPARK, str(ws.lake / "raw"), str(plain_out)]
+    duck_command = [sys.executable, "-c", DUCKDB, str(ws.lake), str(duck_out), day]
     for attempt in range(1, REPEAT + 1):
-        of = f" ({attempt}/{REPEAT})" if REPEAT > 1 else ""
+        of = attempt_label(attempt)
         chains.append(
             materialize(ws, SPARK_ASSETS, day, f"dagster: lake/purchases + features{of}", "spark")
         )
@@ -312,27 +314,13 @@ def volume_figures(root: Path, orders_per_day: int) -> dict[str, float]:
         chain_runs.append(latest_run_steps(ws))
         plains.append(
             run(
-                [
-                    sys.executable,
-                    "-c",
-                    PLAIN_SPARK,
-                    str(ws.lake / "raw"),
-                    str(plain_out),
-                    day,
-                    ws.zone,
-                ],
+                [*plain_command, day, ws.zone],
                 ws.env,
                 peak_of="spark",
                 label=f"plain PySpark script: the same transforms{of}",
             )
         )
-        ducks.append(
-            run(
-                [sys.executable, "-c", DUCKDB, str(ws.lake), str(duck_out), day],
-                ws.env,
-                label=f"DuckDB: the documented rules{of}",
-            )
-        )
+        ducks.append(run(duck_command, ws.env, label=f"DuckDB: the documented rules{of}"))
     chain = min(chains, key=lambda m: m.seconds)
     plain = min(plains, key=lambda m: m.seconds)
     duck = min(ducks, key=lambda m: m.seconds)
@@ -370,6 +358,10 @@ def volume_figures(root: Path, orders_per_day: int) -> dict[str, float]:
     }
 
 
+def attempt_label(attempt: int) -> str:
+    return f" ({attempt}/{REPEAT})" if REPEAT > 1 else ""
+
+
 def purchases_seconds(run_steps: dict) -> float:
     """lake/purchases in a run of the Spark step: from the step's start to its
     materialization."""
@@ -391,8 +383,8 @@ def connect_step_runs(ws: Workspace, day: str) -> list[dict]:
         materialize(ws, SPARK_ASSETS, day, "dagster, warm Spark Connect: warm-up", env=remote)
         runs = []
         for attempt in range(1, REPEAT + 1):
-            of = f" ({attempt}/{REPEAT})" if REPEAT > 1 else ""
-            materialize(ws, SPARK_ASSETS, day, f"dagster, warm Spark Connect{of}", env=remote)
+            label = f"dagster, warm Spark Connect{attempt_label(attempt)}"
+            materialize(ws, SPARK_ASSETS, day, label, env=remote)
             runs.append(latest_run_steps(ws))
         return runs
     finally:

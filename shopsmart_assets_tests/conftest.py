@@ -314,6 +314,23 @@ def repository_of(defs: dg.Definitions) -> dg.RepositoryDefinition:
         return defs.get_repository_def()
 
 
+def draw_examples(count: int, example: Callable[..., T], **strategies) -> list[T]:
+    """Up to `count` examples of the hypothesis `strategies`, drawn before any is checked, each
+    built by `example` (which may `assume`): for tests that check many examples in one Spark
+    job instead of one job per example."""
+    from hypothesis import given, settings
+
+    examples: list[T] = []
+
+    @settings(max_examples=count, deadline=None, database=None)
+    @given(**strategies)
+    def draw(**values) -> None:
+        examples.append(example(**values))
+
+    draw()
+    return examples
+
+
 def days(first: date, last: date) -> list[date]:
     return [first + timedelta(days=k) for k in range((last - first).days + 1)]
 

@@ -18,12 +18,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume
 from hypothesis import strategies as st
 
 from shopsmart_assets.source_tables import RAW_SCHEMAS
 from shopsmart_assets.transforms import purchases as spark_rules
 from shopsmart_assets_tests import duckdb_purchases
+from shopsmart_assets_tests.conftest import draw_examples
 from shopsmart_assets_tests.duckdb_purchases import (
     CURATED,
     QUARANTINE,
@@ -465,11 +466,8 @@ def test_duckdb_equals_spark_on_arbitrary_rows(spark):
     """Hypothesis draws the examples first (no Spark); each is written as a day of its own, the
     Spark step runs once over all those days (as a backfill's range would), and DuckDB's
     purchases of each day are compared with the lake's, row for row."""
-    examples: list[tuple[list[dict], list[dict], list]] = []
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None)
-    @given(orders=order_rows, items=item_rows, customers=st.lists(ids, max_size=5))
-    def draw(orders, items, customers):
+    def example(orders, items, customers):
         order_dicts = [
             order(oid, cid, cur, status=s, updated_at=at(m), unparsed_values=u, hour=h)
             for oid, cid, cur, s, m, u, h in orders
@@ -484,9 +482,11 @@ def test_duckdb_equals_spark_on_arbitrary_rows(spark):
                 item_dicts, ("order_id", "line_no"), ("product_id", "quantity", "unit_price")
             )
         )
-        examples.append((order_dicts, item_dicts, customers))
+        return order_dicts, item_dicts, customers
 
-    draw()
+    examples = draw_examples(
+        EXAMPLES, example, orders=order_rows, items=item_rows, customers=st.lists(ids, max_size=5)
+    )
     assert examples
     first = date.fromisoformat(DAY)
     days = tuple(str(first + timedelta(days=k)) for k in range(len(examples)))

@@ -21,6 +21,7 @@ from shopsmart_assets.transforms.purchases import (
     split_valid,
 )
 from shopsmart_assets.transforms.training import label_examples
+from shopsmart_assets_tests.conftest import draw_examples
 
 DAY = date(2026, 2, 3)
 T = datetime(2026, 2, 3, 12)
@@ -66,14 +67,13 @@ def test_validation_keeps_every_line_exactly_once(spark):
     """Hypothesis draws the examples first (no Spark), then one Spark job validates them all:
     each example is a day of its own (the transformation joins, deduplicates and looks up
     customers within a day), and every property is checked per example, on that day's rows."""
-    examples: list[tuple[list, list, list]] = []
-
-    @settings(max_examples=EXAMPLES, deadline=None, database=None)
-    @given(orders=orders, items=items, customers=customers)
-    def draw(orders, items, customers):
-        examples.append((orders, items, customers))
-
-    draw()
+    examples = draw_examples(
+        EXAMPLES,
+        lambda orders, items, customers: (orders, items, customers),
+        orders=orders,
+        items=items,
+        customers=customers,
+    )
     assert len(examples) >= EXAMPLES // 2  # hypothesis may stop early on a small space only
     day_of = {k: DAY + timedelta(days=k) for k in range(len(examples))}
     order_rows, item_rows, customer_rows = [], [], []

@@ -118,9 +118,10 @@ def materialize_purchases(
             yield from _write_reconcile_publish(context, lake, lines, counting.result, staging)
 
 
-def _source_matches(
+def _fail_unless_source_matches(
     counts: dict[str, list[HourCount]],
 ) -> Iterator[dg.AssetCheckResult]:
+    """A day whose raw zone differs from the source fails the check and the step."""
     behind = {day: c for day, c in counts.items() if not all(h.matches for h in c)}
     if behind:
         day, day_counts = next(iter(behind.items()))
@@ -156,7 +157,7 @@ def _write_reconcile_publish(
     lines.unpersist()
 
     counts = source_counts()
-    yield from _source_matches(counts)
+    yield from _fail_unless_source_matches(counts)
     partitions_def = context.assets_def.partitions_def
     # Reconcile before publishing: nothing reaches the lake unless every line is accounted for.
     balance = {}
