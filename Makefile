@@ -33,11 +33,11 @@ chromium:
 demo: install java
 	BIN=$(BIN) scripts/demo.sh
 
-# Three workers (pytest-xdist), one test module per worker at a time: TEST_WORKERS=0 runs the
-# suite in one process.
+# Three workers (pytest-xdist), one test module per worker at a time, the longest modules first
+# (conftest.py): TEST_WORKERS=0 runs the suite in one process.
 TEST_WORKERS ?= 3
 test: install java chromium
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The platform against its baselines (plain PySpark, DuckDB), as ratios measured in one run,
 # against targets (docs/performance.md): BENCH_ORDERS_PER_DAY=1000000 by default, BENCH_SCALE=1

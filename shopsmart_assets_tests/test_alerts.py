@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,6 +29,14 @@ from shopsmart_assets_tests.conftest import (
 )
 
 TOKEN = "xoxb-shopsmart-test-0123456789"
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[Platform]:
+    """On a SQLite instance (conftest's is in memory): a test below looks for the token in the
+    files where the instance keeps its runs, events and logs."""
+    with dg.instance_for_test() as instance:
+        yield platform_at(tmp_path, instance)
 
 
 def failure_context(p: Platform, run_id: str) -> dg.RunFailureSensorContext:

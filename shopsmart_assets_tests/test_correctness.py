@@ -24,7 +24,7 @@ import pytest
 from shopsmart_assets.assets.lake import RECONCILES
 from shopsmart_assets.partitions import build_partitions
 from shopsmart_assets_tests import reconcile
-from shopsmart_assets_tests.conftest import DAILY, Platform, platform_at
+from shopsmart_assets_tests.conftest import DAILY, Platform, in_memory_instance, platform_at
 
 pytestmark = [pytest.mark.spark, pytest.mark.e2e]
 
@@ -78,7 +78,7 @@ def spoil(p: Platform) -> dict[str, tuple[int, int]]:
 def chain_through(root: Path, day: date, spoil_sources: bool = False):
     """The day before and `day` in New York through the whole chain, on their own sources,
     lake and instance (partitions from the day before)."""
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         first = day - date.resolution
         p = platform_at(root, instance, build_partitions(str(first), ZONE))
         p.generate(first, days=2, orders_per_day=150)

@@ -34,7 +34,14 @@ from shopsmart_assets.resources import SourceDatabase, build_resources
 from shopsmart_assets.resources.lake import ZONES
 from shopsmart_assets.resources.sources import source_engine, source_url
 from shopsmart_assets_tests import reconcile
-from shopsmart_assets_tests.conftest import DAILY, HOURLY, START, Platform, files_containing
+from shopsmart_assets_tests.conftest import (
+    DAILY,
+    HOURLY,
+    START,
+    Platform,
+    files_containing,
+    in_memory_instance,
+)
 from shopsmart_assets_tests.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.postgres
@@ -228,7 +235,7 @@ def two_lakes(
     on_postgres.mkdir()
     demo(f"sqlite:///{on_sqlite / 'crm.db'}", f"sqlite:///{on_sqlite / 'orders.db'}", 2, 150)
 
-    with dg.instance_for_test() as instance:
+    with in_memory_instance() as instance:
         sqlite_platform = Platform(
             on_sqlite,
             f"sqlite:///{on_sqlite / 'crm.db'}",
@@ -236,7 +243,7 @@ def two_lakes(
             instance,
         )
         assert sqlite_platform.materialize_days(DAY1, DAY2).success
-    with dg.instance_for_test() as instance, pytest.MonkeyPatch.context() as env:
+    with in_memory_instance() as instance, pytest.MonkeyPatch.context() as env:
         env.setenv("SHOPSMART_DATA_DIR", str(on_postgres))
         env.setenv(settings.CRM_URL_VAR, crm_url)
         env.setenv(settings.ORDERS_URL_VAR, orders_url)
