@@ -308,7 +308,8 @@ def volume_figures(root: Path, orders_per_day: int) -> dict[str, float]:
     # run of each varies by up to ±20 % on a 2-core machine. Peaks are the highest seen.
     chains, chain_runs, plains, ducks = [], [], [], []
     plain_out, duck_out = ws.root / "plain", ws.root / "duckdb"
-    plain_command = [sys.executable, "-c", PLAIN_SPARK, str(ws.lake / "raw"), str(plain_out)]
+    raw = str(ws.lake / "raw")
+    plain_command = [sys.executable, "-c", PLAIN_SPARK, raw, str(plain_out), day, ws.zone]
     duck_command = [sys.executable, "-c", DUCKDB, str(ws.lake), str(duck_out), day]
     for attempt in range(1, REPEAT + 1):
         of = attempt_label(attempt)
@@ -318,14 +319,8 @@ def volume_figures(root: Path, orders_per_day: int) -> dict[str, float]:
         # lake/purchases is the first part of the Spark step: from the step's start (the Spark
         # session starting meanwhile) to the purchases' materialization
         chain_runs.append(latest_run_steps(ws))
-        plains.append(
-            run(
-                [*plain_command, day, ws.zone],
-                ws.env,
-                peak_of="spark",
-                label=f"plain PySpark script: the same transforms{of}",
-            )
-        )
+        plain_label = f"plain PySpark script: the same transforms{of}"
+        plains.append(run(plain_command, ws.env, peak_of="spark", label=plain_label))
         ducks.append(run(duck_command, ws.env, label=f"DuckDB: the documented rules{of}"))
     chain = min(chains, key=lambda m: m.seconds)
     plain = min(plains, key=lambda m: m.seconds)
