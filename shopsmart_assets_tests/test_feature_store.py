@@ -37,6 +37,21 @@ def store(tmp_path) -> FeatureStoreResource:
     )
 
 
+def test_feast_runs_without_typeguard_instrumentation(store):
+    """Every Feast module the store loads is left as written (typeguard's `@typechecked` a
+    no-op, as under `python -O`): instrumented methods call typeguard's checkers."""
+    store.get_store()  # the process's first use of Feast, as in a step
+    import feast.feature_view
+    import feast.infra.online_stores.sqlite
+
+    methods = [
+        feast.feature_view.FeatureView.__init__,
+        feast.infra.online_stores.sqlite.SqliteOnlineStore.online_read,
+    ]
+    for method in methods:
+        assert "check_argument_types_internal" not in method.__code__.co_names, method
+
+
 def test_newest_wins_and_a_backfill_does_not_regress(store):
     assert store.write_newest(CUSTOMER_FEATURES_VIEW, day_features("2026-03-07", 20.0)) == 2
     assert store.write_newest(CUSTOMER_FEATURES_VIEW, day_features("2026-03-08", 30.0, (1,))) == 1
