@@ -88,6 +88,7 @@ from shopsmart_assets_tests.jvm_archive import (  # noqa: E402
     ClassArchiveBuild,
     class_archive_options,
     pyspark_submit_args,
+    wait_for_class_archive,
 )
 from shopsmart_assets_tests.postgres_server import postgres_fixture  # noqa: E402
 
@@ -99,10 +100,19 @@ HOURLY = [k.to_user_string() for k in _LINEAGE.partitioned_by(UTC_PARTITIONS.hou
 DAILY = [k.to_user_string() for k in _LINEAGE.partitioned_by(UTC_PARTITIONS.daily)]
 
 
+def spark_classes_ready() -> None:
+    """Wait for the run's archive of Spark's classes, if it is being written, before starting
+    a long-lived or early driver (pytest_configure)."""
+    if run_dir := os.environ.get(RUN_DIR_VAR):
+        wait_for_class_archive(Path(run_dir) / CLASS_ARCHIVE)
+
+
 @pytest.fixture(scope="session")
 def spark():
     """The one Spark session of the test run; the assets' LazyPySparkResource reuses it."""
     from pyspark.sql import SparkSession
+
+    spark_classes_ready()
 
     builder = SparkSession.builder
     for key, value in {**spark_config("local[2]"), "spark.app.name": "shopsmart-tests"}.items():
@@ -144,11 +154,13 @@ _ARCHIVE_BUILD: list[ClassArchiveBuild] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """The controller makes the run's directory and starts writing Spark's class archive into
-    it; every process of the run launches its drivers with the options that map it."""
+    """The controller makes the run's directory and, for a run on several workers (`make
+    test`), starts writing Spark's class archive into it; every process of the run launches
+    its drivers with the options that map it. A run in one process (`TEST_WORKERS=0`, one
+    module while developing) starts at once, without: the archive takes about 45 s to write."""
     if not hasattr(config, "workerinput"):
         os.environ[RUN_DIR_VAR] = tempfile.mkdtemp(prefix="shopsmart-test-run-")
-        if not config.option.collectonly:
+        if config.getoption("numprocesses", None) and not config.option.collectonly:
             archive = Path(os.environ[RUN_DIR_VAR]) / CLASS_ARCHIVE
             _ARCHIVE_BUILD.append(ClassArchiveBuild(archive, TEST_JVM_OPTIONS))
     run_dir = os.environ.get(RUN_DIR_VAR)

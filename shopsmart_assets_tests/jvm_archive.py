@@ -57,6 +57,8 @@ class ClassArchiveBuild:
     def __init__(self, archive: Path, jvm_options: str, timeout: float = 600) -> None:
         self.archive = archive
         self._partial = archive.with_name(f"{archive.name}.partial")
+        self._building = building_marker(archive)
+        self._building.touch()
         scratch = archive.with_name(f"{archive.name}.parquet")
         dump = f"{jvm_options} -XX:ArchiveClassesAtExit={self._partial}"
         self._process = subprocess.Popen(
@@ -73,14 +75,16 @@ class ClassArchiveBuild:
     def _finish(self) -> None:
         try:
             code = self._process.wait(timeout=self._timeout)
+            # The JVM writes the archive as it exits, after the Python that started it has.
+            deadline = time.monotonic() + 120
+            while _jvms_writing(self._partial) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if code == 0 and self._partial.exists() and not _jvms_writing(self._partial):
+                self._partial.rename(self.archive)
         except subprocess.TimeoutExpired:
-            return
-        # The JVM writes the archive as it exits, after the Python that started it has.
-        deadline = time.monotonic() + 120
-        while _jvms_writing(self._partial) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if code == 0 and self._partial.exists() and not _jvms_writing(self._partial):
-            self._partial.rename(self.archive)
+            pass
+        finally:
+            self._building.unlink(missing_ok=True)
 
     def stop(self) -> None:
         """Stop the build where it is (a test run shorter than the build)."""
@@ -88,6 +92,20 @@ class ClassArchiveBuild:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._process.pid, signal.SIGKILL)
         self._thread.join(timeout=30)
+
+
+def building_marker(archive: Path) -> Path:
+    return archive.with_name(f"{archive.name}.building")
+
+
+def wait_for_class_archive(archive: Path, timeout: float = 180) -> bool:
+    """Wait while the archive is being written (a driver started now would run without it);
+    True once it is there. Where a JVM would start anyway, waiting costs no CPU: on 2 cores the
+    other workers and the build itself use it."""
+    deadline = time.monotonic() + timeout
+    while building_marker(archive).exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return archive.exists()
 
 
 def pyspark_submit_args(driver_options: str, executor_options: str) -> str:

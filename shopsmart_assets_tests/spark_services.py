@@ -35,6 +35,7 @@ from shopsmart_assets_tests.conftest import (
     generate_sources,
     listening_sockets,
     materialize_cli,
+    spark_classes_ready,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -270,6 +271,7 @@ def run_chain(
     else:
         for table in ("orders", "order_items"):
             shutil.copytree(raw_orders_from / "raw" / table, run.lake / "raw" / table)
+    spark_classes_ready()
     started = time.monotonic()
     materialize(env, root, daily, f"{first}...{last}")
     run.seconds["daily"] = round(time.monotonic() - started, 1)
