@@ -88,10 +88,10 @@ def import_feast_unchecked() -> None:
     source of a whole module for each method it instruments, at every import (typeguard
     issue #468): in a process that has loaded the code location, `import feast` takes 6.5 CPU
     s with it and 0.75 s without, in every step and command that uses the store. typeguard
-    documents the decorator as checks
-    "not meant to be run in production" and turns it off under -O; this does the same for
-    Feast alone (no other dependency of the platform uses typeguard), without turning off
-    the interpreter's asserts. Runs before the process's first import of Feast."""
+    documents the decorator as checks "not meant to be run in production" and turns it off
+    under -O; this does the same for Feast alone (no other dependency of the platform uses
+    typeguard), without turning off the interpreter's asserts. Runs before the process's
+    first import of Feast."""
     if "feast" in sys.modules:
         return
     import typeguard
