@@ -100,11 +100,17 @@ HOURLY = [k.to_user_string() for k in _LINEAGE.partitioned_by(UTC_PARTITIONS.hou
 DAILY = [k.to_user_string() for k in _LINEAGE.partitioned_by(UTC_PARTITIONS.daily)]
 
 
+def class_archive() -> Path | None:
+    """Where the test run's archive of Spark's classes is (or will be) written."""
+    run_dir = os.environ.get(RUN_DIR_VAR)
+    return Path(run_dir) / CLASS_ARCHIVE if run_dir else None
+
+
 def spark_classes_ready() -> None:
     """Wait for the run's archive of Spark's classes, if it is being written, before starting
     a long-lived or early driver (pytest_configure)."""
-    if run_dir := os.environ.get(RUN_DIR_VAR):
-        wait_for_class_archive(Path(run_dir) / CLASS_ARCHIVE)
+    if archive := class_archive():
+        wait_for_class_archive(archive)
 
 
 @pytest.fixture(scope="session")
@@ -163,9 +169,8 @@ def pytest_configure(config: pytest.Config) -> None:
         if config.getoption("numprocesses", None) and not config.option.collectonly:
             archive = Path(os.environ[RUN_DIR_VAR]) / CLASS_ARCHIVE
             _ARCHIVE_BUILD.append(ClassArchiveBuild(archive, TEST_JVM_OPTIONS))
-    run_dir = os.environ.get(RUN_DIR_VAR)
-    archive = class_archive_options(Path(run_dir) / CLASS_ARCHIVE) if run_dir else ""
-    driver = f"{TEST_JVM_OPTIONS} {archive}".strip()
+    where = class_archive()
+    driver = f"{TEST_JVM_OPTIONS} {class_archive_options(where) if where else ''}".strip()
     os.environ["PYSPARK_SUBMIT_ARGS"] = pyspark_submit_args(driver, TEST_JVM_OPTIONS)
 
 
