@@ -95,17 +95,17 @@ class ClassArchiveBuild:
 
 
 def building_marker(archive: Path) -> Path:
+    """Present while the archive is being written."""
     return archive.with_name(f"{archive.name}.building")
 
 
-def wait_for_class_archive(archive: Path, timeout: float = 180) -> bool:
-    """Wait while the archive is being written (a driver started now would run without it);
-    True once it is there. Where a JVM would start anyway, waiting costs no CPU: on 2 cores the
-    other workers and the build itself use it."""
+def wait_for_class_archive(archive: Path, timeout: float = 180) -> None:
+    """Wait while the archive is being written (a driver started now would run without it).
+    Where a JVM would start anyway, waiting costs no CPU: on 2 cores the other workers and the
+    build itself use it."""
     deadline = time.monotonic() + timeout
     while building_marker(archive).exists() and time.monotonic() < deadline:
         time.sleep(0.5)
-    return archive.exists()
 
 
 def pyspark_submit_args(driver_options: str, executor_options: str) -> str:
