@@ -106,9 +106,7 @@ def _script(state: Path, *args: str, timeout: float = START_TIMEOUT + 60) -> str
         # the same JIT and collector settings as the tests' own drivers (conftest.py).
         "SPARK_SUBMIT_OPTS": TEST_JVM_OPTIONS,
         "SPARK_DAEMON_JAVA_OPTS": TEST_JVM_OPTIONS,
-    }
-    for name in ("SPARK_HOME", "SPARK_CONF_DIR"):
-        env.pop(name, None)
+    }  # the script sets SPARK_HOME (the installed pyspark) and its own empty SPARK_CONF_DIR
     done = subprocess.run(
         ["bash", str(SCRIPT), *args],
         env=env,
