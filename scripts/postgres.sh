@@ -15,7 +15,9 @@
 #
 # The server binaries come from Debian's postgresql package (/usr/lib/postgresql/*/bin),
 # installed with apt-get when missing (as root). PostgreSQL refuses to run as root, so as root
-# the cluster is owned and run by the unprivileged user $SHOPSMART_PG_OS_USER (default nobody).
+# the cluster is owned and run by the unprivileged user $SHOPSMART_PG_OS_USER (default nobody),
+# in a directory under TMPDIR or, when TMPDIR is private, its nearest ancestor that user can
+# enter.
 set -euo pipefail
 
 PG_SUPERUSER=shopsmart
@@ -76,6 +78,20 @@ as_owner() {
   fi
 }
 
+# Where the cluster's directory goes: TMPDIR (or /tmp) or, as root, its nearest ancestor that
+# every user may enter, since the server then runs as $OS_USER (a test run's or a user's
+# TMPDIR is often private, mode 0700).
+cluster_parent() {
+  local dir
+  dir=$(cd "${TMPDIR:-/tmp}" && pwd -P)
+  if [[ $(id -u) -eq 0 ]]; then
+    while [[ $dir != / ]] && (($(stat -c %a "$dir") % 2 == 0)); do # no execute bit for others
+      dir=$(dirname "$dir")
+    done
+  fi
+  printf '%s\n' "$dir"
+}
+
 free_port() {
   local port
   if command -v python3 >/dev/null 2>&1; then
@@ -122,9 +138,9 @@ cmd_start() {
     OS_USER=$(id -un)
   fi
 
-  # The cluster lives in its own directory the owner can reach (pytest's tmp dirs are 0700).
+  # The cluster lives in its own directory, which the owner can reach.
   local base
-  base=$(mktemp -d "${TMPDIR:-/tmp}/shopsmart-pg.XXXXXX")
+  base=$(mktemp -d "$(cluster_parent)/shopsmart-pg.XXXXXX")
   chmod 755 "$base"
   mkdir -p "$base/data" "$base/socket"
   local password=${SHOPSMART_PG_PASSWORD:-}

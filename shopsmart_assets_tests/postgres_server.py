@@ -76,17 +76,6 @@ def _read_env(path: Path) -> dict[str, str]:
     return {key: (shlex.split(value) or [""])[0] for key, value in pairs}
 
 
-def _reachable_temp_dir() -> str:
-    """Where the script may make the cluster's directory: as root it runs the server as
-    another user, which must reach it. The test run's TMPDIR may be a private (0700)
-    directory (conftest.py puts it on /dev/shm): then its nearest ancestor that every user
-    can enter, on the same file system."""
-    directory = Path(tempfile.gettempdir()).resolve()
-    while directory != directory.parent and not directory.stat().st_mode & 0o001:
-        directory = directory.parent
-    return str(directory)
-
-
 def _script(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(SCRIPT), *args],
@@ -94,7 +83,6 @@ def _script(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=timeout,
         check=False,
-        env={**os.environ, "TMPDIR": _reachable_temp_dir()},
     )
 
 
