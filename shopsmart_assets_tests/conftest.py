@@ -151,11 +151,7 @@ T = TypeVar("T")
 # process) before any worker starts, and shared by the workers through the environment.
 RUN_DIR_VAR = "SHOPSMART_TEST_RUN_DIR"
 SPARK_CONNECT = "spark-connect"
-
-
 CLASS_ARCHIVE = "spark-classes.jsa"
-
-
 _ARCHIVE_BUILD: list[ClassArchiveBuild] = []
 
 

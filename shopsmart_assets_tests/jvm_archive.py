@@ -121,12 +121,21 @@ def pyspark_submit_args(driver_options: str, executor_options: str) -> str:
     )
 
 
-def _jvms_writing(archive: Path) -> bool:
-    needle = f"-XX:ArchiveClassesAtExit={archive}".encode()
-    for pid in filter(str.isdigit, os.listdir("/proc")):
+def processes_naming(text: str) -> list[tuple[int, str]]:
+    """(pid, command line) of every process whose command line contains `text`, from /proc."""
+    found = []
+    needle = text.encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
-            if needle in Path(f"/proc/{pid}/cmdline").read_bytes():
-                return True
+            command = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-    return False
+        if needle in command:
+            found.append((int(entry.name), command.replace(b"\0", b" ").decode()[:200]))
+    return found
+
+
+def _jvms_writing(archive: Path) -> bool:
+    return bool(processes_naming(f"-XX:ArchiveClassesAtExit={archive}"))

@@ -37,6 +37,7 @@ from shopsmart_assets_tests.conftest import (
     materialize_cli,
     spark_classes_ready,
 )
+from shopsmart_assets_tests.jvm_archive import processes_naming
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "spark.sh"
@@ -122,18 +123,7 @@ def _script(state: Path, *args: str, timeout: float = START_TIMEOUT + 60) -> str
 def processes_of(state: Path) -> list[tuple[int, str]]:
     """Processes whose command line names `state`: the JVMs started with its conf directory on
     their class path (servers, master, worker and the executors the worker launched)."""
-    found = []
-    needle = str(state).encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            command = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if needle in command:
-            found.append((int(entry.name), command.replace(b"\0", b" ").decode()[:200]))
-    return found
+    return processes_naming(str(state))
 
 
 def _assert_all_gone(state: Path) -> None:
