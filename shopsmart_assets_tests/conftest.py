@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import ipaddress
+import math
 import os
 import pickle
 import shutil
@@ -281,7 +282,8 @@ class Platform:
         create_sources(crm, orders)
         zone = self.partitions.timezone
         first = local_midnight(first_day, zone)
-        hours = int((local_midnight(first_day, zone, days) - first).total_seconds() // 3600)
+        # whole local days; a day of a half-hour shift ends half-way through a UTC hour
+        hours = math.ceil((local_midnight(first_day, zone, days) - first).total_seconds() / 3600)
         config = DemoConfig(seed=seed, orders_per_day=orders_per_day, timezone=zone)
         generate(crm, orders, first, hours, config)
 

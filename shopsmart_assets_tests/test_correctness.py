@@ -1,5 +1,9 @@
 """Correct on every calendar day and robust to any single row, through the whole chain.
 
+On Lord Howe Island (Australia/Lord_Howe), whose clocks move by 30 minutes, the three days
+around each shift run the hourly extraction and then the daily chain: every hour starts on
+the local hour and every day reconciles with the source.
+
 In America/New_York: the fall-back day (25 hours, two of them at 01:00) and the spring-forward
 day (23 hours) run through every asset, and every order of every hour lands exactly once
 (reconciled against the source with SQL and zoneinfo alone, reconcile.py). On the fall-back
@@ -29,6 +33,10 @@ from shopsmart_assets_tests.conftest import DAILY, Platform, in_memory_instance,
 pytestmark = [pytest.mark.spark, pytest.mark.e2e]
 
 ZONE = "America/New_York"
+LORD_HOWE = "Australia/Lord_Howe"
+# +11:00 → +10:30 at 02:00 on 2026-04-05 (a day of 24½ hours), +10:30 → +11:00 at 02:00 on
+# 2026-10-04 (23½ hours)
+LORD_HOWE_SHIFTS = {"half_hour_back": date(2026, 4, 5), "half_hour_forward": date(2026, 10, 4)}
 FALL_BACK, SPRING_FORWARD = date(2026, 11, 1), date(2026, 3, 8)
 # One bad value of each kind, set on a line of an order placed in the repeated 01:00 hour of
 # the fall-back night (05:00-06:00 UTC is 01:00 EDT, 06:00-07:00 UTC is 01:00 EST).
@@ -203,3 +211,34 @@ def test_an_hour_missing_from_the_lake_fails_the_source_check_and_publishes_noth
     finally:
         shutil.rmtree(hour)
         shutil.move(saved, hour)
+
+
+@pytest.fixture(scope="module", params=sorted(LORD_HOWE_SHIFTS))
+def lord_howe(request, tmp_path_factory, spark) -> Iterator[tuple[Platform, list[date]]]:
+    """The day before a Lord Howe shift, the shift and the day after, on their own sources,
+    lake and instance: the hourly extraction, then the daily chain, as users run them."""
+    shift = LORD_HOWE_SHIFTS[request.param]
+    days = [shift - date.resolution, shift, shift + date.resolution]
+    with in_memory_instance() as instance:
+        root = tmp_path_factory.mktemp(request.param)
+        p = platform_at(root, instance, build_partitions(str(days[0]), LORD_HOWE))
+        p.generate(days[0], days=3, orders_per_day=120)
+        p.materialize_days(days[0], days[-1])
+        yield p, days
+
+
+def test_every_day_around_a_half_hour_shift_is_built_from_hours_on_the_hour(lord_howe):
+    p, days = lord_howe
+    for day in days:
+        hours = sorted(d.name for d in (p.root / "lake/raw/orders" / f"date={day}").iterdir())
+        assert len(hours) in (23, 24) and all(h[7:9] == "00" for h in hours), (day, hours)
+        assert (
+            reconcile.assert_lake_reconciles(
+                p.root / "lake", p.root / "crm.db", p.root / "orders.db", day, tz=LORD_HOWE
+            )
+            > 50
+        )
+        for key in DAILY:
+            assert str(day) in p.instance.get_materialized_partitions(
+                dg.AssetKey.from_user_string(key)
+            ), (key, day)
