@@ -352,6 +352,18 @@ def repository_of(defs: dg.Definitions) -> dg.RepositoryDefinition:
         return defs.get_repository_def()
 
 
+def run_failure_context(instance: dg.DagsterInstance, run_id: str) -> dg.RunFailureSensorContext:
+    """What the run-failure sensor (the Slack alert) is given for a failed run."""
+    run = instance.get_run_by_id(run_id)
+    [failure] = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    return dg.build_run_status_sensor_context(
+        sensor_name="slack_on_run_failure",
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=failure.dagster_event,
+    ).for_run_failure()
+
+
 def draw_examples(count: int, example: Callable[..., T], **strategies) -> list[T]:
     """Up to `count` examples of the hypothesis `strategies`, drawn before any is checked, each
     built by `example` (which may `assume`): for tests that check many examples in one Spark

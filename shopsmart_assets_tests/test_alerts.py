@@ -26,6 +26,7 @@ from shopsmart_assets_tests.conftest import (
     files_containing,
     platform_at,
     repository_of,
+    run_failure_context,
 )
 
 TOKEN = "xoxb-shopsmart-test-0123456789"
@@ -40,14 +41,7 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
 
 
 def failure_context(p: Platform, run_id: str) -> dg.RunFailureSensorContext:
-    run = p.instance.get_run_by_id(run_id)
-    [failure] = p.instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
-    return dg.build_run_status_sensor_context(
-        sensor_name="slack_on_run_failure",
-        dagster_instance=p.instance,
-        dagster_run=run,
-        dagster_event=failure.dagster_event,
-    ).for_run_failure()
+    return run_failure_context(p.instance, run_id)
 
 
 @pytest.fixture

@@ -7,7 +7,10 @@ measured and printed."""
 
 from __future__ import annotations
 
+import errno
 import shutil
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,6 +19,7 @@ import pytest
 
 from shopsmart_assets_tests import spark_services
 from shopsmart_assets_tests.conftest import HOURLY, START
+from shopsmart_assets_tests.filesystems import fill, small_filesystem
 from shopsmart_assets_tests.spark_services import (
     ChainRun,
     LocalChain,
@@ -136,6 +140,33 @@ class TestSparkConnect:
         assert remote["session_type"] == "pyspark.sql.connect.session"
         # How much faster a connection to a running server starts than a JVM per step is a
         # measurement, not a test: `make bench` (docs/performance.md).
+
+    def test_a_full_lake_is_told_apart_through_connect(
+        self, spark_connect: SparkService, tmp_path: Path
+    ) -> None:
+        """Through Spark Connect too, a write into a full lake is a storage failure the step
+        fails at once on (test_lake_storage.py runs the step in local mode): the client's
+        SparkException names the OS error the server's JVM met."""
+        with small_filesystem(tmp_path / "lake", size_mib=16) as lake:
+            fill(lake)
+            script = (
+                "import sys\n"
+                "from pathlib import Path\n"
+                "from pyspark.sql import SparkSession\n"
+                "from shopsmart_assets.resources.lake_storage import os_error_of\n"
+                f"spark = SparkSession.builder.remote({spark_connect.url!r}).getOrCreate()\n"
+                "try:\n"
+                "    spark.range(200_000).selectExpr('id', 'rand() AS r').write.parquet(\n"
+                f"        {str(lake / '_staging' / 'x')!r})\n"
+                "except Exception as error:\n"
+                f"    print(type(error).__module__, os_error_of(error, Path({str(lake)!r})))\n"
+            )
+            done = subprocess.run(
+                [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+            )
+        assert done.stdout.split() == ["pyspark.errors.exceptions.connect", str(errno.ENOSPC)], (
+            done.stdout + done.stderr[-2000:]
+        )
 
 
 class TestStandaloneCluster:

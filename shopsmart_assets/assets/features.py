@@ -79,7 +79,7 @@ def materialize_customer_features(
         lake.read_spark(context, spark, CRM_CUSTOMERS_KEY),
         day_ends(context.assets_def.partitions_def, context.partition_keys),
     ).withColumnRenamed("as_of_date", "date")
-    with lake.staging() as staging:
+    with lake.staging(context, CUSTOMER_FEATURES_KEY) as staging:
         staged = lake.write_spark_daily(context, CUSTOMER_FEATURES_KEY, {None: features}, staging)
         lake.publish_staged(context, CUSTOMER_FEATURES_KEY, staged)
     total = sum(

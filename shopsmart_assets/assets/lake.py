@@ -114,7 +114,7 @@ def materialize_purchases(
             lake.read_spark(context, session, CRM_CUSTOMERS_KEY),
             broadcast=orders <= BROADCAST_MAX_ORDERS,
         ).cache()
-        with lake.staging() as staging:
+        with lake.staging(context, PURCHASES_KEY) as staging:
             yield from _write_reconcile_publish(context, lake, lines, counting.result, staging)
 
 

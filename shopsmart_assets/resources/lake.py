@@ -28,7 +28,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +48,7 @@ from shopsmart_assets.observability import (
     partition_metadata,
     summary_metadata,
 )
+from shopsmart_assets.resources.lake_storage import storage_failures
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -302,7 +303,7 @@ class LakeResource(dg.ConfigurableResource):
     ) -> Iterator[Path]:
         """An empty directory to write one partition of `key` into; published on success."""
         target = self.partition_path(key, _own_partitions_def(context, key), partition_key)
-        with self.staging() as staged:
+        with self.staging(context, key, [partition_key]) as staged:
             yield staged
             self.publish(staged, target)
 
@@ -404,23 +405,40 @@ class LakeResource(dg.ConfigurableResource):
     # Storage mechanics ---------------------------------------------------------------------
 
     @contextmanager
-    def staging(self) -> Iterator[Path]:
+    def staging(
+        self,
+        context: dg.AssetExecutionContext | None = None,
+        key: dg.AssetKey | None = None,
+        partition_keys: Sequence[str] | None = None,
+    ) -> Iterator[Path]:
         """A fresh directory beside the lake's zones, removed afterwards whatever happens
-        (and, should the process die first, by a later write once it is abandoned)."""
-        self._sweep_abandoned_staging()
-        path = self.root_path / "_staging" / uuid.uuid4().hex
-        for attempt in range(10):
+        (and, should the process die first, by a later write once it is abandoned). In a step
+        writing `key` (its partitions, or `partition_keys` of them), a full, read-only or
+        forbidden lake fails the step at once, in one line (lake_storage.py)."""
+        guard = (
+            storage_failures(
+                f"{table_id(key)} {_span(partition_keys or context.partition_keys)}",
+                self.table_dir(key),
+                self.root_path,
+            )
+            if context is not None and key is not None
+            else nullcontext()
+        )
+        with guard:
+            self._sweep_abandoned_staging()
+            path = self.root_path / "_staging" / uuid.uuid4().hex
+            for attempt in range(10):
+                try:
+                    path.mkdir(parents=True)
+                    break
+                except FileNotFoundError:  # another writer removed the empty _staging meanwhile
+                    if attempt == 9:
+                        raise
             try:
-                path.mkdir(parents=True)
-                break
-            except FileNotFoundError:  # another writer removed the empty _staging meanwhile
-                if attempt == 9:
-                    raise
-        try:
-            yield path
-        finally:
-            shutil.rmtree(path, ignore_errors=True)
-            _remove_if_empty(path.parent)
+                yield path
+            finally:
+                shutil.rmtree(path, ignore_errors=True)
+                _remove_if_empty(path.parent)
 
     def publish(self, staged: Path, target: Path) -> None:
         """Swap a fully written directory into place as `target`.
