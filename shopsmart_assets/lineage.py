@@ -8,7 +8,7 @@ them by being defined.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from graphlib import TopologicalSorter
@@ -110,7 +110,7 @@ class Lineage:
         """Every partition whose inputs include a changed one, through the whole graph, as the
         partition mappings say, with the changed partitions themselves. Partitions that do not
         exist at `now` are left out, and so are those `ran` does not return (the ones that
-        never ran: the normal chain will build them from the new data); assets marked
+        were never built: the normal chain will build them from the new data); assets marked
         LATEST_ONLY keep only their newest remaining partition."""
         reached: dict[dg.AssetKey, set[str]] = {k: set(v) for k, v in changed.items() if v}
         for key in self.keys:
@@ -140,6 +140,29 @@ class Lineage:
             if ordered:
                 result[key] = ordered
         return result
+
+    def with_upstream(
+        self,
+        partitions: Mapping[dg.AssetKey, Sequence[str]],
+        present: Callable[[dg.AssetKey], Collection[str]],
+    ) -> Partitions:
+        """These partitions and every upstream partition they need that is not `present`,
+        through the whole graph, as the partition mappings say: as far back as the windows
+        reach (90 days of purchases for a day's features, 28 training sets for a model), up
+        to the partitions' start. What a backfill of `partitions` must also build to succeed."""
+        wanted = {k: set(v) for k, v in partitions.items() if v}
+        for key in reversed(self.keys):  # every asset after all that depend on it
+            if key not in wanted:
+                continue
+            for dep in self.specs[key].deps:
+                upstream = dep.asset_key
+                if upstream not in self.specs:
+                    continue
+                needed = self.upstream_partitions(key, upstream, sorted(wanted[key]))
+                missing = set(needed) - set(present(upstream))
+                if missing:
+                    wanted.setdefault(upstream, set()).update(missing)
+        return {key: self._order(key, keys) for key, keys in wanted.items()}
 
     def _order(self, key: dg.AssetKey, keys: Iterable[str]) -> list[str]:
         partitions_def = self.partitions_def(key)

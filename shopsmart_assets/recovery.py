@@ -2,12 +2,13 @@
 
 - `recovery_sensor`: partitions of the last SHOPSMART_RECOVERY_DAYS days whose runs failed (a
   source outage, say), or that are still missing a day later, are backfilled in one Dagster
-  backfill as soon as the sources they read answer again.
+  backfill as soon as the sources they read answer again, with every upstream partition they
+  read that was never built (however far back their windows reach).
 - `late_orders_sensor`: orders changed in the source after their day was loaded (late status
   changes, refunds, late-arriving rows) are detected by comparing, per day, the source's newest
   `updated_at` and row count with the raw zone's; those days are re-extracted and everything
-  whose inputs include them is rebuilt (features of the following days, training sets, the
-  online store, the model in service), in one backfill.
+  whose inputs include them that was materialized is rebuilt (features of the following days,
+  training sets, the online store, the model in service), in one backfill.
 
 Both launch real backfills (Overview → Backfills), tagged `shopsmart/recovery`, ordered by
 their dependencies, and wait while one of theirs is still running. Why hand-written sensors
@@ -44,7 +45,6 @@ from shopsmart_assets.resources import LakeResource, SourceDatabase
 
 RECOVERY_TAG = "shopsmart/recovery"
 RECOVERY_KINDS = ("outage", "late-data")
-RAN = (dg.AssetPartitionStatus.MATERIALIZED, dg.AssetPartitionStatus.FAILED)
 # The source resources (`crm_db`, `orders_db`) and the tables each must hold for its extracts.
 SOURCE_TABLES = {
     f"{source}_db": tuple(e.source_table for e in EXTRACTIONS.values() if e.source == source)
@@ -73,6 +73,13 @@ class Chain:
         """The source resources these assets read, in a stable order."""
         used = {r for key in keys for r in self.lineage.resources.get(key, ())}
         return [name for name in SOURCE_TABLES if name in used]
+
+    def healing(
+        self, instance: dg.DagsterInstance, partitions: Mapping[dg.AssetKey, Sequence[str]]
+    ) -> PartitionKeys:
+        """The partitions, with every upstream partition they need that was never
+        materialized (however far back their windows reach): a backfill of them succeeds."""
+        return self.lineage.with_upstream(partitions, instance.get_materialized_partitions)
 
     def request(self, partitions: Mapping[dg.AssetKey, Sequence[str]], kind: str) -> dg.RunRequest:
         return backfill_request(
@@ -172,6 +179,9 @@ def outage_recovery(
             gaps[key] = missing
     if not gaps:
         return dg.SkipReason(f"the last {len(days)} days are complete")
+    # what those partitions read and was never built (older training sets, features, hours
+    # of days before the horizon) is rebuilt with them, or the backfill would fail on it
+    gaps = chain.healing(instance, gaps)
     for name in chain.sources_of(gaps):
         problem = source_problem(sources[name], SOURCE_TABLES[name])
         if problem:
@@ -241,16 +251,19 @@ def late_change_partitions(
     chain: Chain, days: Sequence[str], now: datetime, instance: dg.DagsterInstance
 ) -> PartitionKeys:
     """Everything a late change to these days of orders reaches: the day's hours of every
-    extract of the orders source, and every partition downstream of them that has run
-    (materialized, or failed: rebuilt too), from the partition mappings of the definitions."""
+    extract of the orders source, and every partition downstream of them that was
+    materialized, from the partition mappings of the definitions. Partitions that were never
+    built (a day that failed, scores of days without a champion) are not the late data's to
+    build: the recovery sensor and the nightly chain build them, with what they need."""
     hours = [hour for day in days for hour in chain.partitions.hours_of_day(day)]
     extracts = [k for k in chain.lineage.requiring("orders_db") if k in chain.hourly]
 
-    def ran(key: dg.AssetKey, keys: list[str]) -> list[str]:
-        status = instance.get_status_by_partition(key, keys, chain.lineage.partitions_def(key))
-        return [k for k in keys if (status or {}).get(k) in RAN]
+    def built(key: dg.AssetKey, keys: list[str]) -> list[str]:
+        materialized = instance.get_materialized_partitions(key)
+        return [k for k in keys if k in materialized]
 
-    return chain.lineage.downstream_partitions({key: hours for key in extracts}, now, ran)
+    reached = chain.lineage.downstream_partitions({key: hours for key in extracts}, now, built)
+    return chain.healing(instance, reached)
 
 
 def late_data_request(
@@ -285,7 +298,8 @@ def build_recovery_sensors(chain: Chain) -> list[dg.SensorDefinition]:
         default_status=sensor_status(),
         description="Every 5 minutes: partitions of the last SHOPSMART_RECOVERY_DAYS days "
         "(default 7) that failed, or are still missing a day later, are backfilled in one "
-        "backfill as soon as their sources answer again.",
+        "backfill as soon as their sources answer again, with every upstream partition they "
+        "read that was never built.",
     )
     def recovery_sensor(
         context: dg.SensorEvaluationContext, crm_db: SourceDatabase, orders_db: SourceDatabase

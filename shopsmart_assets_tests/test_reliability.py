@@ -228,3 +228,66 @@ def test_late_order_changes_rebuild_exactly_what_they_reach(platform: Platform):
         platform.instance, now, orders, platform.lake, None, chain(platform)
     )
     assert isinstance(done, dg.SkipReason)
+
+
+def test_healing_reaches_back_for_what_it_needs_and_late_data_asks_only_what_was_built(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+):
+    """History loaded through lake/purchases and the features only, before the ML end, then
+    the automation on: the nightly chain fails (its model reads training sets never built,
+    older than the recovery horizon). A late refund rebuilds only what had been built, and
+    succeeds; the recovery backfill takes the old training sets with the days it recovers, and
+    succeeds; afterwards the recovery sensor finds nothing left to do."""
+    monkeypatch.setenv("SHOPSMART_RECOVERY_DAYS", "2")  # days 4 and 5 of 5
+    days = [START + timedelta(days=k) for k in range(5)]
+    p = platform
+    p.generate(START, days=5, orders_per_day=80)
+    p.materialize(HOURLY, *p.hours(days[0], days[-1]))
+    history = ["raw/crm_customers", "raw/crm_interactions", "lake/purchases"]
+    p.materialize([*history, "features/customer_features"], str(days[0]), str(days[-1]))
+
+    # the nightly chain of day 5 fails, and says what heals it
+    nightly = p.materialize(DAILY, str(days[-1]), raise_on_error=False)
+    assert not nightly.success
+    [failure] = [e for e in nightly.all_events if e.event_type_value == "STEP_FAILURE"]
+    said = failure.event_specific_data.user_failure_data.description
+    assert f"ml/purchase_model {days[-1]} needs ml/training_set partition {days[0]}" in said
+    assert f"`shopsmart-backfill --from {days[0]} --to {days[-1]}`" in said
+
+    # a late refund of an order of day 4
+    now = datetime(days[-1].year, days[-1].month, days[-1].day, tzinfo=UTC) + timedelta(days=1)
+    with sqlite3.connect(p.root / "orders.db") as connection:
+        changed = connection.execute(
+            "UPDATE orders SET status = 'refunded', updated_at = ? WHERE order_id = ("
+            "SELECT min(order_id) FROM orders WHERE status = 'placed' AND ordered_at >= ? AND "
+            "ordered_at < ?)",
+            (f"{now:%Y-%m-%d %H:%M:%S}", f"{days[3]} 00:00:00", f"{days[4]} 00:00:00"),
+        ).rowcount
+    assert changed == 1
+    orders = SourceDatabase(name="orders", url=p.orders_url)
+    late, _ = late_data_request(p.instance, now, orders, p.lake, None, chain(p))
+    rebuilt = requested(late)
+    for key, keys in rebuilt.items():  # besides the day's hours, only what had been built
+        if key not in HOURLY:
+            built = p.instance.get_materialized_partitions(dg.AssetKey.from_user_string(key))
+            assert set(keys) <= built, (key, keys, built)
+    assert "ml/purchase_scores" not in rebuilt and "ml/purchase_model" not in rebuilt
+    assert rebuilt["lake/purchases"] == [str(days[3])]
+    p.run_backfill(rebuilt)
+
+    # the recovery of days 4 and 5 builds the training sets of days 1-3 with them
+    recovery = evaluate_recovery(p, now, SourceDatabase(name="crm", url=p.crm_url))
+    assert isinstance(recovery, dg.RunRequest)
+    recovered = requested(recovery)
+    assert recovered["ml/training_set"] == [str(d) for d in days[:4]]  # day 5's was built
+    assert recovered["ml/purchase_model"] == [str(d) for d in days[3:]]
+    p.run_backfill(recovered)
+    for key in DAILY:
+        built = p.instance.get_materialized_partitions(dg.AssetKey.from_user_string(key))
+        assert {str(d) for d in days[3:]} <= built, key
+    done = evaluate_recovery(p, now, SourceDatabase(name="crm", url=p.crm_url))
+    assert isinstance(done, dg.SkipReason) and "complete" in done.skip_message
+    for day in days:
+        reconcile.assert_lake_reconciles(
+            p.root / "lake", p.root / "crm.db", p.root / "orders.db", day
+        )

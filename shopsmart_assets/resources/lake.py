@@ -188,6 +188,12 @@ class MissingPartitionError(FileNotFoundError):
     """An upstream partition the step needs is not in the lake."""
 
 
+def heal_command(first_missing: str, last_needed_by: str) -> str:
+    """The command that builds the whole chain from the day of a missing partition to the day
+    of the partition that needs it (both keys start with their local date)."""
+    return f"shopsmart-backfill --from {first_missing[:10]} --to {last_needed_by[:10]}"
+
+
 # No _SUCCESS markers in the lake, whichever Spark (local, Connect, cluster) writes.
 NO_SUCCESS_MARKER = {"mapreduce.fileoutputcommitter.marksuccessfuljobs": "false"}
 
@@ -257,18 +263,23 @@ class LakeResource(dg.ConfigurableResource):
         missing one stops the step (no retries) with an error naming the asset, the partition
         and who needs it."""
         partitions_def = self.upstream_partitions_def(context, upstream)
-        paths = {}
-        for partition_key in self.upstream_keys(context, upstream, for_partitions):
-            path = self.partition_path(upstream, partitions_def, partition_key)
-            if not path.is_dir():
-                missing = MissingPartitionError(
-                    f"{_names(context)} {_span(for_partitions or context.partition_keys)} "
-                    f"needs {upstream.to_user_string()} partition {partition_key}, which is "
-                    f"not in the lake ({path}). Materialize it first."
-                )
-                # Waiting will not bring it: fail now, without the step's retries.
-                raise dg.Failure(description=str(missing), allow_retries=False) from missing
-            paths[partition_key] = path
+        own = for_partitions or context.partition_keys
+        paths = {
+            key: self.partition_path(upstream, partitions_def, key)
+            for key in self.upstream_keys(context, upstream, for_partitions)
+        }
+        missing = [key for key, path in paths.items() if not path.is_dir()]
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            error = MissingPartitionError(
+                f"{_names(context)} {_span(own)} needs {upstream.to_user_string()} partition "
+                f"{missing[0]}, which is not in the lake ({paths[missing[0]]}){more}. "
+                f"Materialize it first: `{heal_command(missing[0], own[-1])}` rebuilds the "
+                "whole chain over those days (recovery_sensor launches that backfill by "
+                "itself, with everything it needs)."
+            )
+            # Waiting will not bring it: fail now, without the step's retries.
+            raise dg.Failure(description=str(error), allow_retries=False) from error
         return paths
 
     def read_spark(
