@@ -47,7 +47,7 @@ from pathlib import Path
 
 import psutil
 
-from shopsmart_assets.devserver import free_port
+from shopsmart_assets.cli.devserver import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from shopsmart_assets import backfill  # noqa: E402
-from shopsmart_assets.devserver import dagster_dev, graphql  # noqa: E402
+from shopsmart_assets.cli.devserver import dagster_dev, graphql  # noqa: E402
 from shopsmart_assets.partitions import build_partitions  # noqa: E402
 from shopsmart_assets_tests.browser import browser_page  # noqa: E402
 

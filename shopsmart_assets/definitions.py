@@ -7,19 +7,20 @@ SHOPSMART_START_DATE, the schedules the trading hours, and tests build their own
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
 import dagster as dg
 
-from shopsmart_assets.alerts import build_alert_sensors
-from shopsmart_assets.assets.features import build_feature_assets
-from shopsmart_assets.assets.ml import build_ml_assets
-from shopsmart_assets.assets.raw import build_raw_assets
-from shopsmart_assets.assets.spark_step import build_spark_assets
-from shopsmart_assets.automation import build_automation
-from shopsmart_assets.catalog import with_owners
-from shopsmart_assets.checks import build_freshness
-from shopsmart_assets.lineage import Lineage
+from shopsmart_assets.defs.asset_graph import DeclaredAssetGraph
+from shopsmart_assets.defs.automation import build_automation
+from shopsmart_assets.defs.features.assets import build_feature_assets
+from shopsmart_assets.defs.ml import build_ml_assets
+from shopsmart_assets.defs.ownership import with_owners
+from shopsmart_assets.defs.raw.assets import build_raw_assets
+from shopsmart_assets.defs.spark_step import build_spark_assets
 from shopsmart_assets.partitions import Partitions, build_partitions
-from shopsmart_assets.recovery import Chain, build_recovery_sensors
 from shopsmart_assets.resources import build_resources
 
 # Independent steps run in parallel, each in its own process, forked from a server that has
@@ -43,26 +44,41 @@ def build_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
     )
 
 
-def build_definitions(partitions: Partitions | None = None) -> dg.Definitions:
+@dataclass(frozen=True)
+class CodeLocation:
+    """What the code location is built from, as the settings of the moment configure it: the
+    partitions, the assets and their graph. `defs` and the commands (backfill, summary,
+    serving) all start here."""
+
+    partitions: Partitions
+    assets: list[dg.AssetsDefinition]
+
+    @cached_property
+    def graph(self) -> DeclaredAssetGraph:
+        return DeclaredAssetGraph.of(self.assets)
+
+    def resources(self) -> dict[str, Any]:
+        return build_resources(self.assets)
+
+
+def load_code_location(partitions: Partitions | None = None) -> CodeLocation:
     """The code location for these partitions (default: from the settings, read now)."""
     partitions = partitions or build_partitions()
-    assets = build_assets(partitions)
-    lineage = Lineage.of(assets)
-    resources = build_resources(assets)
-    automation = build_automation(partitions, lineage)
-    freshness = build_freshness(partitions)
+    return CodeLocation(partitions, build_assets(partitions))
+
+
+def build_definitions(partitions: Partitions | None = None) -> dg.Definitions:
+    """The code location for these partitions (default: from the settings, read now)."""
+    location = load_code_location(partitions)
+    resources = location.resources()
+    automation = build_automation(location.partitions, location.graph, resources["slack_alerts"])
     return dg.Definitions(
         executor=STEP_EXECUTOR,
-        assets=assets,
-        asset_checks=freshness.checks,
+        assets=location.assets,
+        asset_checks=automation.checks,
         jobs=automation.jobs,
         schedules=automation.schedules,
-        sensors=[
-            *automation.sensors,
-            freshness.sensor,
-            *build_recovery_sensors(Chain(lineage, partitions)),
-            *build_alert_sensors(resources["slack_alerts"]),
-        ],
+        sensors=automation.sensors,
         resources=resources,
     )
 

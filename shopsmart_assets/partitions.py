@@ -26,6 +26,7 @@ import dagster as dg
 from shopsmart_assets import settings
 
 HOURLY_FORMAT = "%Y-%m-%d-%H:%M"
+DAY_KEY_LENGTH = len("2026-01-01")  # every partition key starts with its local date
 # Dagster's plain hourly cron: one hour after another, 60 minutes apart in UTC.
 UTC_STEPPED_HOURLY = "0 * * * *"
 # Every local HH:00 of every day. The same instants as `0 * * * *` read as a local clock, but
@@ -34,8 +35,20 @@ UTC_STEPPED_HOURLY = "0 * * * *"
 # wall-clock time, skipping hours a DST gap removes and giving a repeated hour both times
 # (like its hourly partitions). Pinned for every zone by test_lake_layout.py.
 WALL_CLOCK_HOURLY = "0 * 1-31 1-12 0-6"
+# Partition keys by asset: what a backfill asks for, what a change reaches.
+AssetPartitions = dict[dg.AssetKey, list[str]]
 # How far past the partitions' start (or today, if later) the zone's offsets are examined.
 OFFSET_HORIZON = timedelta(days=3 * 366)
+
+
+def day_of(partition_key: str) -> str:
+    """The local date (YYYY-MM-DD) a daily or hourly partition key starts with."""
+    return partition_key[:DAY_KEY_LENGTH]
+
+
+def hour_of(hourly_key: str) -> str:
+    """The local time of an hourly partition key, `01:00` (`01:00-0500` for a repeated hour)."""
+    return hourly_key[DAY_KEY_LENGTH + 1 :]
 
 
 @dataclass(frozen=True)

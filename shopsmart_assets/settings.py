@@ -102,6 +102,30 @@ def is_set(var: str) -> bool:
     return _env(var) is not None
 
 
+def url_value(var: str, default: str) -> str:
+    """The value of a URL setting (which may hold a password), for the commands that connect
+    outside Dagster (the demo generator writing the sources). The definitions never read it:
+    their resources get `dagster.EnvVar(var)`."""
+    return _env(var) or default
+
+
+def dagster_home() -> Path:
+    """DAGSTER_HOME: Dagster's instance directory (run history, event log), default
+    ./.dagster_home (the Makefile's)."""
+    return Path(_env("DAGSTER_HOME") or ".dagster_home").expanduser().resolve()
+
+
+def search_path() -> str:
+    """PATH, where commands are looked up."""
+    return os.environ.get("PATH", "")
+
+
+def child_environment(**changes: str) -> dict[str, str]:
+    """The environment for a process the platform starts (`dagster dev`, MLflow's servers):
+    this one's, with `changes`."""
+    return {**os.environ, **changes}
+
+
 PARTITIONS_FILE = "partitions.json"
 
 
@@ -179,6 +203,7 @@ def business_days() -> str:
 
 
 SLACK_TOKEN_VAR = "SLACK_BOT_TOKEN"
+SLACK_API_URL_VAR = "SHOPSMART_SLACK_API_URL"
 
 
 def slack_channel() -> str:
@@ -188,7 +213,7 @@ def slack_channel() -> str:
 
 def slack_api_url() -> str:
     """SHOPSMART_SLACK_API_URL: Slack's Web API base URL (a local server in tests)."""
-    return _env("SHOPSMART_SLACK_API_URL") or "https://slack.com/api/"
+    return _env(SLACK_API_URL_VAR) or "https://slack.com/api/"
 
 
 def ui_url() -> str:

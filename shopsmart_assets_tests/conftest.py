@@ -69,11 +69,12 @@ TEST_JVM_OPTIONS = (
 )
 os.environ.pop("SPARK_CONF_DIR", None)
 
-from shopsmart_assets.automation import range_tags  # noqa: E402
+from shopsmart_assets.cli.demo import local_midnight  # noqa: E402
 from shopsmart_assets.definitions import build_assets  # noqa: E402
-from shopsmart_assets.demo.cli import local_midnight  # noqa: E402
+from shopsmart_assets.defs.asset_graph import DeclaredAssetGraph  # noqa: E402
+from shopsmart_assets.defs.automation.jobs import range_tags  # noqa: E402
 from shopsmart_assets.demo.generator import DemoConfig, create_sources, generate  # noqa: E402
-from shopsmart_assets.lineage import Lineage  # noqa: E402
+from shopsmart_assets.lake import lake_tables  # noqa: E402
 from shopsmart_assets.partitions import Partitions, build_partitions  # noqa: E402
 from shopsmart_assets.resources import (  # noqa: E402
     FeatureStoreResource,
@@ -83,7 +84,6 @@ from shopsmart_assets.resources import (  # noqa: E402
     SourceDatabase,
     feast_view_assets,
 )
-from shopsmart_assets.resources.lake import lake_tables  # noqa: E402
 from shopsmart_assets.resources.spark import spark_config  # noqa: E402
 from shopsmart_assets_tests.jvm_archive import (  # noqa: E402
     ClassArchiveBuild,
@@ -95,10 +95,10 @@ from shopsmart_assets_tests.postgres_server import postgres_fixture  # noqa: E40
 
 START = date(2026, 1, 1)
 UTC_PARTITIONS = build_partitions(str(START), "UTC")
-_LINEAGE = Lineage.of(build_assets(UTC_PARTITIONS))
+_GRAPH = DeclaredAssetGraph.of(build_assets(UTC_PARTITIONS))
 # The chain as the definitions declare it: the hourly extracts, then the daily assets.
-HOURLY = [k.to_user_string() for k in _LINEAGE.partitioned_by(UTC_PARTITIONS.hourly)]
-DAILY = [k.to_user_string() for k in _LINEAGE.partitioned_by(UTC_PARTITIONS.daily)]
+HOURLY = [k.to_user_string() for k in _GRAPH.partitioned_by(UTC_PARTITIONS.hourly)]
+DAILY = [k.to_user_string() for k in _GRAPH.partitioned_by(UTC_PARTITIONS.daily)]
 
 
 def class_archive() -> Path | None:
@@ -228,8 +228,8 @@ class Platform:
         return build_assets(self.partitions)
 
     @cached_property
-    def lineage(self) -> Lineage:
-        return Lineage.of(self.assets)
+    def graph(self) -> DeclaredAssetGraph:
+        return DeclaredAssetGraph.of(self.assets)
 
     @property
     def lake(self) -> LakeResource:
@@ -238,7 +238,7 @@ class Platform:
     def path(self, asset: str, partition_key: str) -> Path:
         """Where a partition of an asset lies in the lake (the platform's own layer)."""
         key = dg.AssetKey.from_user_string(asset)
-        return self.lake.partition_path(key, self.lineage.partitions_def(key), partition_key)
+        return self.lake.partition_path(key, self.graph.partitions_def(key), partition_key)
 
     @property
     def feature_store(self) -> FeatureStoreResource:
@@ -317,7 +317,7 @@ class Platform:
         dependency order, each contiguous range of partitions one run, consecutive assets with
         the same partitions together; returns the number of runs."""
         runs, group, group_keys = 0, [], None
-        for key in [k.to_user_string() for k in self.lineage.keys]:
+        for key in [k.to_user_string() for k in self.graph.keys]:
             keys = partitions.get(key)
             if not keys:
                 continue
@@ -331,7 +331,7 @@ class Platform:
         return runs
 
     def _run_ranges(self, assets: list[str], keys: list[str]) -> int:
-        partitions_def = self.lineage.partitions_def(dg.AssetKey.from_user_string(assets[0]))
+        partitions_def = self.graph.partitions_def(dg.AssetKey.from_user_string(assets[0]))
         subset = partitions_def.subset_with_partition_keys(keys)
         ranges = subset.get_partition_key_ranges(partitions_def)
         for key_range in ranges:
@@ -399,7 +399,7 @@ def platform_at(
 
 def generate_sources(directory: Path, days: int, orders_per_day: int, start: date = START) -> None:
     """crm.db and orders.db in `directory`, written by the `shopsmart-demo` command."""
-    from shopsmart_assets.demo.cli import main as demo_main
+    from shopsmart_assets.cli.demo import main as demo_main
 
     assert (
         demo_main(

@@ -31,8 +31,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shopsmart_assets.columns import TABLES
-from shopsmart_assets.source_tables import SOURCE_SCHEMAS, UNPARSED
+from shopsmart_assets.lake.column_catalog import TABLES
+from shopsmart_assets.sources.tables import SOURCE_SCHEMAS, UNPARSED
 from shopsmart_assets.transforms.currency import USD_PER_UNIT
 from shopsmart_assets.transforms.purchases import MAX_AMOUNT_USD, MAX_QUANTITY, MAX_UNIT_PRICE
 

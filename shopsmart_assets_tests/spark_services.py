@@ -26,7 +26,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from shopsmart_assets.assets.spark_step import SPARK_STEP_NAME
+from shopsmart_assets.defs.spark_step import SPARK_STEP_NAME
 from shopsmart_assets_tests.conftest import (
     DAILY,
     HOURLY,

@@ -9,14 +9,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from shopsmart_assets.alerts import (
+from shopsmart_assets.definitions import build_definitions
+from shopsmart_assets.defs.automation.alerts import (
     SENSOR_NAME_TAG,
     WILL_RETRY_TAG,
     build_alert_sensors,
     mask_credentials,
 )
-from shopsmart_assets.checks import FRESHNESS_SENSOR
-from shopsmart_assets.definitions import build_definitions
+from shopsmart_assets.defs.automation.freshness import FRESHNESS_SENSOR
 from shopsmart_assets.demo.slack_stand_in import SlackServer
 from shopsmart_assets.resources import SlackAlerts
 from shopsmart_assets_tests.conftest import (

@@ -10,15 +10,12 @@ import dagster as dg
 import pytest
 from dagster._utils.schedules import cron_string_iterator
 
-from shopsmart_assets.assets.raw import ORDER_ITEMS_KEY, ORDERS_KEY
-from shopsmart_assets.automation import (
-    PARTITION_RANGE_END,
-    PARTITION_RANGE_START,
-    daily_chain_request,
-)
-from shopsmart_assets.checks import FRESHNESS_SENSOR
 from shopsmart_assets.definitions import build_assets, build_definitions
-from shopsmart_assets.lineage import Lineage
+from shopsmart_assets.defs.asset_graph import DeclaredAssetGraph
+from shopsmart_assets.defs.automation.daily_chain import daily_chain_request
+from shopsmart_assets.defs.automation.freshness import FRESHNESS_SENSOR
+from shopsmart_assets.defs.automation.jobs import PARTITION_RANGE_END, PARTITION_RANGE_START
+from shopsmart_assets.defs.raw.assets import ORDER_ITEMS_KEY, ORDERS_KEY
 from shopsmart_assets.partitions import build_partitions
 from shopsmart_assets_tests.conftest import repository_of
 
@@ -27,7 +24,9 @@ NEW_YORK = ZoneInfo("America/New_York")
 TUESDAY = datetime(2026, 3, 3, tzinfo=UTC)  # a Tuesday
 HOURLY_KEYS = [ORDERS_KEY, ORDER_ITEMS_KEY]
 UTC_PARTITIONS = build_partitions("2026-01-01", "UTC")
-DAILY_KEYS = Lineage.of(build_assets(UTC_PARTITIONS)).partitioned_by(UTC_PARTITIONS.daily)
+DAILY_KEYS = DeclaredAssetGraph.of(build_assets(UTC_PARTITIONS)).partitioned_by(
+    UTC_PARTITIONS.daily
+)
 NY_PARTITIONS = build_partitions("2026-01-01", "America/New_York")
 defs = build_definitions(UTC_PARTITIONS)
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 import dagster as dg
 from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
 
-from shopsmart_assets.backfill_requests import (
+from shopsmart_assets.definitions import build_definitions
+from shopsmart_assets.defs.automation.backfill_requests import (
     backfill_in_progress,
     backfill_request,
     requested_partitions,
 )
-from shopsmart_assets.definitions import build_definitions
 from shopsmart_assets.partitions import build_partitions
 
 PARTITIONS = build_partitions("2026-01-01", "America/New_York")

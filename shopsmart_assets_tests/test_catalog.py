@@ -1,6 +1,7 @@
-"""What the UI's catalog shows without running anything: every lake table's columns described
-in one place (columns.py) and shown on the assets and in docs/lake.md, owners and a docs link
-on every asset, links to partitions in the shape the Dagster UI uses."""
+"""What the UI's catalog shows without running anything: every lake table's columns
+described in one place (lake/column_catalog.py) and shown on the assets and in docs/lake.md,
+owners and a docs link on every asset, links to partitions in the shape the Dagster UI
+uses."""
 
 from __future__ import annotations
 
@@ -10,14 +11,15 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from shopsmart_assets import columns
-from shopsmart_assets.assets.ml import EXAMPLES_SCHEMA
-from shopsmart_assets.catalog import DOCS, OWNERS, anchor, asset_url, docs_link
+from shopsmart_assets.cli import lake_docs as columns
 from shopsmart_assets.definitions import build_assets
-from shopsmart_assets.observability import column_schema_key
+from shopsmart_assets.defs.links import DOCS, anchor, asset_url, docs_link
+from shopsmart_assets.defs.ml.training_set import EXAMPLES_SCHEMA
+from shopsmart_assets.defs.ownership import OWNERS
+from shopsmart_assets.lake import lake_tables
+from shopsmart_assets.lake.metadata import column_schema_key
 from shopsmart_assets.partitions import build_partitions
-from shopsmart_assets.resources.lake import lake_tables
-from shopsmart_assets.source_tables import RAW_SCHEMAS
+from shopsmart_assets.sources.tables import RAW_SCHEMAS
 
 ROOT = Path(__file__).resolve().parents[1]
 LAKE_DOCS = ROOT / "docs" / "lake.md"
@@ -31,7 +33,7 @@ def specs() -> dict[str, dg.AssetSpec]:
 
 def test_docs_lake_md_shows_the_column_tables_of_the_code():
     """Fails when docs/lake.md is out of date: run
-    `python -m shopsmart_assets.columns --write-docs docs/lake.md`."""
+    `shopsmart-lake-docs --write-docs docs/lake.md`."""
     assert columns.docs_problems(LAKE_DOCS) == []
     assert columns.main(["--check-docs", str(LAKE_DOCS)]) == 0
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from shopsmart_assets.assets.lake import RECONCILES
+from shopsmart_assets.defs.lake.assets import RECONCILES
 from shopsmart_assets.partitions import build_partitions
 from shopsmart_assets_tests import reconcile
 from shopsmart_assets_tests.conftest import DAILY, Platform, in_memory_instance, platform_at

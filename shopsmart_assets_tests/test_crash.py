@@ -42,16 +42,16 @@ import duckdb
 import pytest
 import yaml
 
-from shopsmart_assets.alerts import WILL_RETRY_TAG
-from shopsmart_assets.assets.spark_step import SPARK_STEP_NAME
-from shopsmart_assets.automation import (
+from shopsmart_assets.cli.devserver import INSTANCE_CONFIG, dagster_dev, graphql, is_up
+from shopsmart_assets.defs.automation.alerts import WILL_RETRY_TAG
+from shopsmart_assets.defs.automation.jobs import (
     PARTITION_RANGE_END as ASSET_PARTITION_RANGE_END_TAG,
 )
-from shopsmart_assets.automation import (
+from shopsmart_assets.defs.automation.jobs import (
     PARTITION_RANGE_START as ASSET_PARTITION_RANGE_START_TAG,
 )
+from shopsmart_assets.defs.spark_step import SPARK_STEP_NAME
 from shopsmart_assets.demo.slack_stand_in import SlackServer
-from shopsmart_assets.devserver import INSTANCE_CONFIG, dagster_dev, graphql, is_up
 from shopsmart_assets_tests import reconcile
 from shopsmart_assets_tests.conftest import (
     START,

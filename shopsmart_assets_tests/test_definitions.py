@@ -106,7 +106,7 @@ def test_settings_are_read_when_the_definitions_are_built_not_at_import(monkeypa
 def test_the_demo_extracts_on_through_the_last_hour_that_ended(monkeypatch, zone, until, last_hour):
     from datetime import date, datetime
 
-    from shopsmart_assets.backfill import chain_ranges
+    from shopsmart_assets.cli.backfill import chain_ranges
 
     monkeypatch.setenv("SHOPSMART_TIMEZONE", zone)
     monkeypatch.setenv("SHOPSMART_START_DATE", "2026-11-01")

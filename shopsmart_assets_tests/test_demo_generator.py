@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from shopsmart_assets.demo.cli import main as demo_main
+from shopsmart_assets.cli.demo import main as demo_main
 from shopsmart_assets.demo.generator import (
     DemoConfig,
     Rows,
@@ -26,7 +26,7 @@ from shopsmart_assets.demo.generator import (
     seed_customers,
 )
 from shopsmart_assets.demo.live import LiveSource
-from shopsmart_assets.source_tables import customers, interactions, order_items, orders, products
+from shopsmart_assets.sources.tables import customers, interactions, order_items, orders, products
 
 TABLES = {
     "crm": ["customers", "interactions"],

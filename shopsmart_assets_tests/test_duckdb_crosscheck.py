@@ -21,7 +21,7 @@ import pytest
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from shopsmart_assets.source_tables import RAW_SCHEMAS
+from shopsmart_assets.sources.tables import RAW_SCHEMAS
 from shopsmart_assets.transforms import purchases as spark_rules
 from shopsmart_assets_tests import duckdb_purchases
 from shopsmart_assets_tests.conftest import draw_examples

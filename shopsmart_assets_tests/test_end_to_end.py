@@ -26,11 +26,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from shopsmart_assets.backfill import LAUNCH
-from shopsmart_assets.backfill import wait as backfill_wait
+from shopsmart_assets.cli.backfill import LAUNCH
+from shopsmart_assets.cli.backfill import wait as backfill_wait
+from shopsmart_assets.cli.devserver import dagster_dev, graphql, is_up
+from shopsmart_assets.defs.automation.recovery import RECOVERY_TAG
 from shopsmart_assets.demo.slack_stand_in import SlackServer
-from shopsmart_assets.devserver import dagster_dev, graphql, is_up
-from shopsmart_assets.recovery import RECOVERY_TAG
 from shopsmart_assets_tests import reconcile
 from shopsmart_assets_tests.conftest import (
     DAILY,

@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from shopsmart_assets.demo.cli import main as demo_main
-from shopsmart_assets.extract import (
+from shopsmart_assets.cli.demo import main as demo_main
+from shopsmart_assets.sources.extract import (
     CRM_CUSTOMERS,
     DRIFT_MIN_ROWS,
     ORDER_ITEMS,

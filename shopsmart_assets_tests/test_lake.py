@@ -10,15 +10,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from shopsmart_assets.partitions import build_partitions
-from shopsmart_assets.resources import LakeResource
-from shopsmart_assets.resources.lake import (
+from shopsmart_assets.lake import (
     MissingPartitionError,
     lake_table,
     lake_tables,
     part_file_name,
     partition_subpath,
 )
+from shopsmart_assets.partitions import build_partitions
+from shopsmart_assets.resources import LakeResource
 
 KEY = dg.AssetKey(["raw", "t"])
 TABLES = {"raw/t": "raw/t"}
@@ -31,9 +31,9 @@ def make_lake(root, **settings) -> LakeResource:
 
 
 def write(lake: LakeResource, values: list[int]) -> None:
-    with lake.staging() as staged:
+    with lake.publisher.staging() as staged:
         pq.write_table(pa.table({"x": values}), staged / part_file_name())
-        lake.publish(staged, lake.partition_path(KEY, HOURLY, HOUR))
+        lake.publisher.publish(staged, lake.partition_path(KEY, HOURLY, HOUR))
 
 
 def test_rewrite_replaces_and_retires_the_old_version(tmp_path):
@@ -117,7 +117,7 @@ def test_concurrent_writers_never_show_readers_a_partial_partition(tmp_path):
 def test_failed_write_keeps_the_previous_partition(tmp_path):
     lake = make_lake(tmp_path)
     write(lake, [1, 2, 3])
-    with pytest.raises(RuntimeError), lake.staging() as staged:
+    with pytest.raises(RuntimeError), lake.publisher.staging() as staged:
         pq.write_table(pa.table({"x": [9]}), staged / part_file_name())
         raise RuntimeError("crash half-way")
     path = lake.partition_path(KEY, HOURLY, HOUR)

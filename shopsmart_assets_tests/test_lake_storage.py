@@ -14,10 +14,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from shopsmart_assets.alerts import build_alert_sensors
+from shopsmart_assets.defs.automation.alerts import build_alert_sensors
 from shopsmart_assets.demo.slack_stand_in import SlackServer
+from shopsmart_assets.lake.storage_failures import os_error_of, probe
 from shopsmart_assets.resources import SlackAlerts
-from shopsmart_assets.resources.lake_storage import os_error_of, probe
 from shopsmart_assets_tests.conftest import (
     HOURLY,
     START,
@@ -101,7 +101,7 @@ def test_a_full_lake_fails_the_step_at_once_in_one_line_and_keeps_the_day(loaded
         line, retries = failure_of(p, result)
         assert retries == 0
         assert line.startswith(
-            f"shopsmart_assets.resources.lake_storage.LakeStorageError: lake/purchases {DAY_2}: "
+            f"shopsmart_assets.lake.storage_failures.LakeStorageError: lake/purchases {DAY_2}: "
         )
         assert "No space left on device (ENOSPC)" in line
         assert str(p.root / "lake" / "curated" / "purchases") in line

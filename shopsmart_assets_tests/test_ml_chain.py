@@ -16,21 +16,21 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from shopsmart_assets.assets.features import CUSTOMER_FEATURES_KEY
-from shopsmart_assets.assets.ml import (
+from shopsmart_assets.defs.automation.backfill_requests import requested_partitions
+from shopsmart_assets.defs.automation.recovery import WatchedAssets, late_data_request
+from shopsmart_assets.defs.features.assets import CUSTOMER_FEATURES_KEY
+from shopsmart_assets.defs.links import asset_url
+from shopsmart_assets.defs.ml import (
     CHAMPION_MODEL_KEY,
     MEETS_BAR,
     PURCHASE_MODEL_KEY,
     PURCHASE_SCORES_KEY,
     TRAINING_SET_KEY,
 )
-from shopsmart_assets.backfill_requests import requested_partitions
-from shopsmart_assets.catalog import asset_url
-from shopsmart_assets.columns import PARTITION_COLUMNS, TABLES
-from shopsmart_assets.observability import column_schema_key
-from shopsmart_assets.recovery import Chain, late_data_request
+from shopsmart_assets.lake import lake_tables
+from shopsmart_assets.lake.column_catalog import PARTITION_COLUMNS, TABLES
+from shopsmart_assets.lake.metadata import column_schema_key
 from shopsmart_assets.resources import PromotionPolicy, SourceDatabase
-from shopsmart_assets.resources.lake import lake_tables
 from shopsmart_assets_tests import reconcile
 from shopsmart_assets_tests.conftest import START, Platform
 from shopsmart_assets_tests.http_service import post_json, running
@@ -242,7 +242,7 @@ def test_a_late_refund_reaches_every_feature_training_example_and_the_online_sto
     now = datetime.combine(LAST + DAY, datetime.min.time(), tzinfo=timezone.utc) + timedelta(
         hours=6
     )
-    chain = Chain(p.lineage, p.partitions)
+    chain = WatchedAssets(p.graph, p.partitions)
     orders = SourceDatabase(name="orders", url=p.orders_url)
     request, _ = late_data_request(p.instance, now, orders, p.lake, None, chain)
     partitions = {k.to_user_string(): v for k, v in requested_partitions(request).items()}
@@ -589,11 +589,11 @@ def test_plotted_numbers_are_on_every_materialization_of_every_partition(ten_day
     older = str(LAST - DAY)
     p.materialize(["ml/purchase_model"], older)
     p.materialize(["ml/purchase_model", "ml/champion_model"], older)
-    assert set(PLOTTED) == {k.to_user_string() for k in p.lineage.keys}
+    assert set(PLOTTED) == {k.to_user_string() for k in p.graph.keys}
     days = [str(START + k * DAY) for k in range(10)]
     for asset, keys in PLOTTED.items():
         records = materializations(p, asset)
-        hourly = p.lineage.partitions_def(dg.AssetKey.from_user_string(asset)) == (
+        hourly = p.graph.partitions_def(dg.AssetKey.from_user_string(asset)) == (
             p.partitions.hourly
         )
         expected = [h for d in days for h in p.partitions.hours_of_day(d)] if hourly else days

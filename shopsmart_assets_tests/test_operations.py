@@ -16,9 +16,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from shopsmart_assets.assets.spark_step import SPARK_STEP_NAME
 from shopsmart_assets.definitions import build_definitions
-from shopsmart_assets.workers import SPARK_POOL
+from shopsmart_assets.defs.spark_step import SPARK_STEP_NAME
+from shopsmart_assets.defs.worker_pools import SPARK_POOL
 from shopsmart_assets_tests import reconcile, spark_services
 from shopsmart_assets_tests.conftest import START, generate_sources, repository_of
 

@@ -14,7 +14,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from shopsmart_assets.assets.ml import MEETS_BAR, PURCHASE_MODEL_KEY
+from shopsmart_assets.defs.ml import MEETS_BAR, PURCHASE_MODEL_KEY
 from shopsmart_assets_tests import reconcile
 from shopsmart_assets_tests.conftest import DAILY, HOURLY, START, Platform
 

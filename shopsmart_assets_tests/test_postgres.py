@@ -24,15 +24,15 @@ import sqlalchemy as sa
 import yaml
 
 from shopsmart_assets import settings
-from shopsmart_assets.backfill import LAUNCH
-from shopsmart_assets.backfill import succeeded as backfill_succeeded
-from shopsmart_assets.backfill import wait as backfill_wait
-from shopsmart_assets.demo.cli import main as demo_main
-from shopsmart_assets.devserver import dagster_dev, graphql, is_up
-from shopsmart_assets.extract import CRM_INTERACTIONS, ORDERS, read_chunks, window_params
+from shopsmart_assets.cli.backfill import LAUNCH
+from shopsmart_assets.cli.backfill import succeeded as backfill_succeeded
+from shopsmart_assets.cli.backfill import wait as backfill_wait
+from shopsmart_assets.cli.demo import main as demo_main
+from shopsmart_assets.cli.devserver import dagster_dev, graphql, is_up
+from shopsmart_assets.lake import ZONES
 from shopsmart_assets.resources import SourceDatabase, build_resources
-from shopsmart_assets.resources.lake import ZONES
 from shopsmart_assets.resources.sources import source_engine, source_url
+from shopsmart_assets.sources.extract import CRM_INTERACTIONS, ORDERS, read_chunks, window_params
 from shopsmart_assets_tests import reconcile
 from shopsmart_assets_tests.conftest import (
     DAILY,

@@ -12,7 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyspark.sql import functions as F
 
-from shopsmart_assets.extract import ORDERS, SourceSchemaError, coerce_to_contract, read_value
+from shopsmart_assets.sources.extract import (
+    ORDERS,
+    SourceSchemaError,
+    coerce_to_contract,
+    read_value,
+)
 from shopsmart_assets.transforms.features import FEATURE_COLUMNS
 from shopsmart_assets.transforms.purchases import (
     PURCHASE_COLUMNS,
@@ -198,7 +203,7 @@ def test_extraction_keeps_every_row_and_every_value(values, column):
 
 def test_a_drifted_column_is_named():
     frame = pd.DataFrame({name: ["x"] * 20 for name in ORDERS.source_schema.names})
-    from shopsmart_assets.extract import ExtractReport, check_drift
+    from shopsmart_assets.sources.extract import ExtractReport, check_drift
 
     report = ExtractReport(rows=20)
     report.unparsed.update(coerce_to_contract(frame, ORDERS, "2026-02-03-12:00").unparsed)

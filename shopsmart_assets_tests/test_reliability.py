@@ -12,16 +12,16 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from shopsmart_assets.backfill_requests import requested_partitions
 from shopsmart_assets.definitions import build_definitions
-from shopsmart_assets.demo.generator import DemoConfig, generate
-from shopsmart_assets.demo.slack_stand_in import SlackServer
-from shopsmart_assets.recovery import (
+from shopsmart_assets.defs.automation.backfill_requests import requested_partitions
+from shopsmart_assets.defs.automation.recovery import (
     RECOVERY_TAG,
-    Chain,
+    WatchedAssets,
     late_data_request,
     outage_recovery,
 )
+from shopsmart_assets.demo.generator import DemoConfig, generate
+from shopsmart_assets.demo.slack_stand_in import SlackServer
 from shopsmart_assets.resources import SlackAlerts, SourceDatabase
 from shopsmart_assets_tests import reconcile
 from shopsmart_assets_tests.conftest import DAILY, HOURLY, START, Platform, repository_of
@@ -34,8 +34,8 @@ DAY1, DAY2, DAY3 = (START + timedelta(days=k) for k in range(3))
 TOKEN = "xoxb-reliability-test-5550001"
 
 
-def chain(p: Platform) -> Chain:
-    return Chain(p.lineage, p.partitions)
+def chain(p: Platform) -> WatchedAssets:
+    return WatchedAssets(p.graph, p.partitions)
 
 
 def evaluate_recovery(p: Platform, now: datetime, crm: SourceDatabase):
@@ -92,7 +92,7 @@ def test_crm_outage_of_two_days_is_alerted_then_recovered_by_one_backfill(
     # Each failed run is alerted once.
     with SlackServer(TOKEN) as slack:
         alerts = SlackAlerts(token=TOKEN, channel="#data-alerts", api_url=slack.url)
-        from shopsmart_assets.alerts import build_alert_sensors
+        from shopsmart_assets.defs.automation.alerts import build_alert_sensors
 
         on_failure = build_alert_sensors(alerts)[0]
         for run_id in failed:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from shopsmart_assets.assets.raw import source_retry
+from shopsmart_assets.defs.raw.assets import source_retry
 from shopsmart_assets.resources import SourceDatabase
 from shopsmart_assets_tests.conftest import START, Platform
 

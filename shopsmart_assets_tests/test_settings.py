@@ -94,7 +94,7 @@ def test_partitions_recorded_with_the_data_hold_until_the_environment_says_other
 def test_the_demo_plans_days_ending_yesterday_from_the_recorded_start(monkeypatch, tmp_path):
     from datetime import date, datetime, timezone
 
-    from shopsmart_assets.demo.cli import plan_days, yesterday
+    from shopsmart_assets.cli.demo import plan_days, yesterday
 
     monkeypatch.setenv("SHOPSMART_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("SHOPSMART_START_DATE", raising=False)

@@ -153,7 +153,7 @@ class TestSparkConnect:
                 "import sys\n"
                 "from pathlib import Path\n"
                 "from pyspark.sql import SparkSession\n"
-                "from shopsmart_assets.resources.lake_storage import os_error_of\n"
+                "from shopsmart_assets.lake.storage_failures import os_error_of\n"
                 f"spark = SparkSession.builder.remote({spark_connect.url!r}).getOrCreate()\n"
                 "try:\n"
                 "    spark.range(200_000).selectExpr('id', 'rand() AS r').write.parquet(\n"

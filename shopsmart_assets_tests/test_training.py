@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shopsmart_assets.assets.features import CUSTOMER_FEATURES_KEY
-from shopsmart_assets.assets.lake import PURCHASES_KEY
-from shopsmart_assets.assets.ml import TRAINING_SET_KEY
 from shopsmart_assets.definitions import build_assets
-from shopsmart_assets.lineage import Lineage
+from shopsmart_assets.defs.asset_graph import DeclaredAssetGraph
+from shopsmart_assets.defs.features.assets import CUSTOMER_FEATURES_KEY
+from shopsmart_assets.defs.lake.assets import PURCHASES_KEY
+from shopsmart_assets.defs.ml import TRAINING_SET_KEY
 from shopsmart_assets.partitions import build_partitions
 from shopsmart_assets.transforms.features import FEATURE_COLUMNS
 from shopsmart_assets.transforms.training import (
@@ -52,16 +52,14 @@ def feature_rows(customer_ids, as_of=date(2026, 1, 7), activity=None) -> pd.Data
 
 def test_partition_d_uses_features_of_d_minus_7_and_labels_of_the_7_days_after():
     """What the training set reads is what its declared partition mappings say."""
-    lineage = Lineage.of(build_assets(build_partitions("2026-01-01", "UTC")))
-    features = lineage.upstream_partitions(TRAINING_SET_KEY, CUSTOMER_FEATURES_KEY, ["2026-01-15"])
-    labels = lineage.upstream_partitions(TRAINING_SET_KEY, PURCHASES_KEY, ["2026-01-15"])
+    graph = DeclaredAssetGraph.of(build_assets(build_partitions("2026-01-01", "UTC")))
+    features = graph.upstream_partitions(TRAINING_SET_KEY, CUSTOMER_FEATURES_KEY, ["2026-01-15"])
+    labels = graph.upstream_partitions(TRAINING_SET_KEY, PURCHASES_KEY, ["2026-01-15"])
     assert features == ["2026-01-08"]
     assert labels == [f"2026-01-{d:02d}" for d in range(9, 16)]
     assert all(day > features[0] for day in labels)  # no label day is a feature day
     # the first week has no features 7 days earlier: nothing to wait for, nothing to label
-    assert (
-        lineage.upstream_partitions(TRAINING_SET_KEY, CUSTOMER_FEATURES_KEY, ["2026-01-05"]) == []
-    )
+    assert graph.upstream_partitions(TRAINING_SET_KEY, CUSTOMER_FEATURES_KEY, ["2026-01-05"]) == []
 
 
 def test_label_is_a_purchase_that_stood_in_the_window():

@@ -29,13 +29,13 @@ import dagster as dg
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from shopsmart_assets.assets.lake import PURCHASES_KEY, RECONCILES
-from shopsmart_assets.backfill import status as backfill_status
-from shopsmart_assets.backfill import succeeded
-from shopsmart_assets.backfill import wait as backfill_wait
+from shopsmart_assets.cli.backfill import status as backfill_status
+from shopsmart_assets.cli.backfill import succeeded
+from shopsmart_assets.cli.backfill import wait as backfill_wait
+from shopsmart_assets.cli.devserver import INSTANCE_CONFIG, dagster_dev, graphql, is_up
 from shopsmart_assets.definitions import build_definitions
+from shopsmart_assets.defs.lake.assets import PURCHASES_KEY, RECONCILES
 from shopsmart_assets.demo.slack_stand_in import SlackServer
-from shopsmart_assets.devserver import INSTANCE_CONFIG, dagster_dev, graphql, is_up
 from shopsmart_assets_tests import reconcile
 from shopsmart_assets_tests.browser import ChromiumNotFound, browser_page, chromium_path
 from shopsmart_assets_tests.conftest import DAILY, HOURLY, UTC_PARTITIONS, generate_sources

@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from shopsmart_assets.devserver import code_location_loaded, free_port, graphql, is_up
+from shopsmart_assets.cli.devserver import code_location_loaded, free_port, graphql, is_up
 from shopsmart_assets_tests.conftest import listening_sockets
 
 pytestmark = [pytest.mark.ui]

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import sqlalchemy as sa
 
-from shopsmart_assets.source_tables import (
+from shopsmart_assets.sources.tables import (
     crm_metadata,
     customers,
     interactions,

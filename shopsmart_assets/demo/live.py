@@ -27,7 +27,7 @@ from shopsmart_assets.demo.generator import (
     pending_updates,
     write_rows,
 )
-from shopsmart_assets.source_tables import customers, interactions, order_items, orders
+from shopsmart_assets.sources.tables import customers, interactions, order_items, orders
 
 Clock = Callable[[], datetime]
 

@@ -8,8 +8,8 @@ from typing import Any
 import dagster as dg
 
 from shopsmart_assets import settings
+from shopsmart_assets.lake import LakeResource, lake_tables
 from shopsmart_assets.resources.feature_store import FeatureStoreResource, feast_view_assets
-from shopsmart_assets.resources.lake import LakeResource, lake_tables
 from shopsmart_assets.resources.model_registry import ModelRegistry
 from shopsmart_assets.resources.promotion import PromotionPolicy
 from shopsmart_assets.resources.slack import SlackAlerts, slack_alerts

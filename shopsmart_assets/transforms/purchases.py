@@ -12,7 +12,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from shopsmart_assets.source_tables import SOURCE_SCHEMAS, UNPARSED
+from shopsmart_assets.sources.tables import SOURCE_SCHEMAS, UNPARSED
 from shopsmart_assets.transforms.currency import USD_PER_UNIT
 
 # Sane bounds: beyond them a value is a data error, not a sale.

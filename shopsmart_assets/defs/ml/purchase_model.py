@@ -1,0 +1,240 @@
+"""ml/purchase_model: one model per day, trained on the 27 days of examples before it and
+evaluated out of time on the day; an MLflow run and a registered version each."""
+
+import hashlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from shopsmart_assets.defs.asset_graph import LATEST_ONLY
+from shopsmart_assets.defs.links import asset_url, docs_link, partition_links
+from shopsmart_assets.defs.ml.champion_model import latest_champion
+from shopsmart_assets.defs.ml.links import MODEL_SECTION, PURCHASE_MODEL_KEY, registered_version
+from shopsmart_assets.defs.ml.records import ModelRecord
+from shopsmart_assets.defs.ml.training_set import TRAINING_SET_KEY
+from shopsmart_assets.defs.raw.assets import SINGLE_RUN
+from shopsmart_assets.defs.worker_pools import STANDARD_STEP
+from shopsmart_assets.lake import lake_table
+from shopsmart_assets.lake.frames import rows_of_partitions
+from shopsmart_assets.partitions import Partitions
+from shopsmart_assets.resources import LakeResource, ModelRegistry, PromotionPolicy
+from shopsmart_assets.resources.model_registry import DAGSTER_RUN_TAG, LoggedRun
+from shopsmart_assets.transforms.training import (
+    HYPERPARAMETERS,
+    SKOPS_TRUSTED_TYPES,
+    TRAINING_COLUMNS,
+    TRAINING_WINDOW_DAYS,
+    TrainingOutcome,
+    frame_fingerprint,
+    model_input,
+    should_promote,
+    train_and_evaluate,
+)
+
+MEETS_BAR = "meets_promotion_bar"
+# Bumped when the model's code changes, so that MLflow logs a new run for the same data.
+MODEL_CODE_VERSION = "2"
+# Evaluation metrics every model partition reports, NaN when no model was trained, so that
+# their plots over partitions have a value (a gap) on every day.
+EVALUATION_METRICS = ("auc", "log_loss")
+# Model partition D: trained on the training sets of the 27 days before D, evaluated on D.
+TRAINING_WINDOW = dg.TimeWindowPartitionMapping(
+    start_offset=-(TRAINING_WINDOW_DAYS - 1), allow_nonexistent_upstream_partitions=True
+)
+MEETS_BAR_CHECK = dg.AssetCheckSpec(
+    MEETS_BAR,
+    asset=PURCHASE_MODEL_KEY,
+    blocking=True,
+    description="The newest model of the run has AUC >= the policy's minimum and is no worse "
+    "than the current champion by more than the allowed margin. A model below the bar fails "
+    "it (ERROR), which blocks ml/champion_model; no model at all (too little history) only "
+    "warns, and the champion stays as it is.",
+)
+
+
+def data_version(trained_on: dict[str, str]) -> str:
+    """What a model partition was made from: its training data, hyper-parameters and code."""
+    payload = json.dumps(
+        {"data": trained_on, "params": HYPERPARAMETERS, "code": MODEL_CODE_VERSION},
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def model_metadata(
+    outcome: TrainingOutcome,
+    versions: dict[str, str],
+    logged: LoggedRun,
+    model_registry: ModelRegistry,
+) -> dict[str, Any]:
+    """A model partition's metadata: its metrics (the evaluation metrics NaN when no model
+    was trained), what it was trained on, its MLflow run and registered version."""
+    return {
+        "trained": outcome.trained,
+        **({"not_trained_because": outcome.reason} if outcome.reason else {}),
+        **dict.fromkeys(EVALUATION_METRICS, float("nan")),
+        **outcome.metrics,
+        "trained_on": dg.MetadataValue.json(versions),
+        "mlflow_run": dg.MetadataValue.url(model_registry.run_url(logged.run_id)),
+        # the same data was trained before: its run and version are reused
+        "mlflow_run_reused": logged.reused,
+        **(
+            {"model_version": logged.version, "model_uri": model_registry.model_uri(logged.version)}
+            if logged.version is not None
+            else {}
+        ),
+        **registered_version(logged.version, model_registry),
+    }
+
+
+def log_model_run(
+    context: dg.AssetExecutionContext,
+    model_registry: ModelRegistry,
+    key: str,
+    window: list[str],
+    versions: dict[str, str],
+    train: pd.DataFrame,
+    outcome: TrainingOutcome,
+) -> LoggedRun:
+    """The partition's MLflow run (reused when the same data trained it before)."""
+    trained_on_history = len(window) > 1
+    return model_registry.log_run(
+        partition=key,
+        data_version=data_version(versions),
+        params={
+            **HYPERPARAMETERS,
+            "partition": key,
+            "train_partitions": f"{window[0]}..{window[-2]}" if trained_on_history else "none",
+            "eval_partition": key,
+            "dagster_run_id": context.run.run_id,
+        },
+        metrics=outcome.metrics,
+        tags={
+            DAGSTER_RUN_TAG: context.run.run_id,
+            "trained": str(outcome.trained).lower(),
+            **({"not_trained_because": outcome.reason} if outcome.reason else {}),
+        },
+        model=outcome.model,
+        input_example=model_input(train) if outcome.model is not None else None,
+        skops_trusted_types=SKOPS_TRUSTED_TYPES,
+        artifacts={"trained_on.json": versions},
+    )
+
+
+def train_partition(
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    model_registry: ModelRegistry,
+    key: str,
+    examples: pd.DataFrame,
+) -> TrainingOutcome:
+    """One model partition: train on the days before `key`, evaluate on `key`, log the MLflow
+    run, write the model record and attach the partition's metadata."""
+    window = lake.upstream_keys(context, TRAINING_SET_KEY, [key])
+    frames = {k: rows_of_partitions(examples, [k]) for k in window}
+    versions = {k: frame_fingerprint(f) for k, f in frames.items()}
+    history = [frames[k] for k in window if k != key]
+    train = (
+        pd.concat(history, ignore_index=True)
+        if history
+        else pd.DataFrame(columns=list(TRAINING_COLUMNS))
+    )
+    outcome = train_and_evaluate(train, frames[key])
+    logged = log_model_run(context, model_registry, key, window, versions, train, outcome)
+    record = ModelRecord(
+        partition=key,
+        trained=outcome.trained,
+        reason=outcome.reason,
+        metrics=outcome.metrics,
+        trained_on=versions,
+        mlflow_run_id=logged.run_id,
+        model_version=logged.version,
+    )
+    with lake.writing(context, PURCHASE_MODEL_KEY, key) as staged:
+        record.write(staged)
+    partitions_def = context.assets_def.partitions_def
+    context.add_asset_metadata(
+        {
+            **model_metadata(outcome, versions, logged, model_registry),
+            "training_partitions": partition_links(
+                TRAINING_SET_KEY, [k for k in window if k != key]
+            ),
+            "evaluation_partition": dg.MetadataValue.url(asset_url(TRAINING_SET_KEY, key)),
+            "lake_path": dg.MetadataValue.path(
+                str(lake.partition_path(PURCHASE_MODEL_KEY, partitions_def, key))
+            ),
+        },
+        partition_key=key,
+    )
+    return outcome
+
+
+def promotion_check(
+    outcome: TrainingOutcome | None, champion_auc: float | None, policy: PromotionPolicy
+) -> dg.AssetCheckResult:
+    """Whether the run's newest model meets the bar. No candidate yet (too little labelled
+    history) is a normal state, not an incident: it warns, and the champion step keeps the
+    current champion. A trained candidate below the bar is an error that blocks promotion,
+    fails the run and alerts."""
+    candidate_auc = outcome.metrics.get("auc") if outcome else None
+    passed, why = should_promote(
+        candidate_auc, champion_auc, policy.min_auc, policy.max_auc_regression
+    )
+    untrained = f"{why}: {outcome.reason if outcome else 'nothing to train'}; the champion stays"
+    return dg.AssetCheckResult(
+        check_name=MEETS_BAR,
+        passed=passed,
+        severity=dg.AssetCheckSeverity.WARN
+        if candidate_auc is None
+        else dg.AssetCheckSeverity.ERROR,
+        description=why if candidate_auc is not None else untrained,
+        metadata={
+            "candidate_auc": candidate_auc if candidate_auc is not None else float("nan"),
+            "champion_auc": champion_auc if champion_auc is not None else float("nan"),
+            "min_auc": policy.min_auc,
+            "max_auc_regression": policy.max_auc_regression,
+        },
+    )
+
+
+def purchase_model(
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    promotion_policy: PromotionPolicy,
+    model_registry: ModelRegistry,
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """A gradient-boosted classifier of 'purchases in the next 7 days', trained on the
+    training-set partitions of the 27 days before this one and evaluated out of time on
+    this day's examples. Each partition is one MLflow run (parameters, metrics, the exact
+    partitions and data versions it was trained on) whose model is registered as a version
+    of `shopsmart-purchase-propensity`. No model while there are too few labelled
+    examples."""
+    examples = lake.read_pandas(context, TRAINING_SET_KEY)
+    outcome = None
+    for key in context.partition_keys:
+        outcome = train_partition(context, lake, model_registry, key, examples)
+    newest = context.partition_keys[-1]
+    champion = latest_champion(lake, context.assets_def.partitions_def, before=newest)
+    yield dg.MaterializeResult(metadata={"newest_partition": newest})
+    yield promotion_check(outcome, champion.auc if champion else None, promotion_policy)
+
+
+def purchase_model_asset(partitions: Partitions) -> dg.AssetsDefinition:
+    return dg.asset(
+        key=PURCHASE_MODEL_KEY,
+        metadata={
+            **lake_table("models", "purchase_model"),
+            **LATEST_ONLY,
+            **docs_link(*MODEL_SECTION),
+        },
+        deps=[dg.AssetDep(TRAINING_SET_KEY, partition_mapping=TRAINING_WINDOW)],
+        partitions_def=partitions.daily,
+        backfill_policy=SINGLE_RUN,
+        group_name="ml",
+        kinds={"scikitlearn", "mlflow"},
+        check_specs=[MEETS_BAR_CHECK],
+        **STANDARD_STEP,
+    )(purchase_model)

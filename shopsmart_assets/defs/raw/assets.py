@@ -1,0 +1,188 @@
+"""Raw zone: source tables landed as Parquet, exactly as the sources hold them."""
+
+from collections import Counter
+from typing import Any
+
+import dagster as dg
+
+from shopsmart_assets import settings
+from shopsmart_assets.defs.links import docs_link
+from shopsmart_assets.defs.worker_pools import STANDARD_STEP
+from shopsmart_assets.lake import lake_table, part_file_name
+from shopsmart_assets.partitions import Partitions
+from shopsmart_assets.resources import LakeResource, SourceDatabase
+from shopsmart_assets.sources.extract import (
+    CRM_CUSTOMERS,
+    CRM_INTERACTIONS,
+    ORDER_ITEMS,
+    ORDERS,
+    Extraction,
+    SourceSchemaError,
+    extract_to_parquet,
+    window_params,
+)
+
+
+def source_retry() -> dg.RetryPolicy:
+    """Sources fail for passing reasons (restarts, network blips, lock timeouts): retry 3 times
+    with exponential backoff and jitter, about 2 s, 6 s and 14 s later (each ± 2 s, for the
+    default SHOPSMART_SOURCE_RETRY_DELAY of 2 s), before the step fails, the run fails and Slack
+    is alerted."""
+    return dg.RetryPolicy(
+        max_retries=3,
+        delay=settings.source_retry_delay(),
+        backoff=dg.Backoff.EXPONENTIAL,
+        jitter=dg.Jitter.PLUS_MINUS,
+    )
+
+
+SINGLE_RUN = dg.BackfillPolicy.single_run()
+
+CRM_CUSTOMERS_KEY = dg.AssetKey(["raw", "crm_customers"])
+CRM_INTERACTIONS_KEY = dg.AssetKey(["raw", "crm_interactions"])
+ORDERS_KEY = dg.AssetKey(["raw", "orders"])
+ORDER_ITEMS_KEY = dg.AssetKey(["raw", "order_items"])
+EXTRACTIONS = {
+    CRM_CUSTOMERS_KEY: CRM_CUSTOMERS,
+    CRM_INTERACTIONS_KEY: CRM_INTERACTIONS,
+    ORDERS_KEY: ORDERS,
+    ORDER_ITEMS_KEY: ORDER_ITEMS,
+}
+
+
+def raw_table(key: dg.AssetKey) -> dict[str, Any]:
+    """Definition metadata of a raw table: where it lies, its columns, its docs."""
+    return {
+        **lake_table("raw", EXTRACTIONS[key].raw_table),
+        **docs_link("lake.md", "Raw tables: what the sources held, unreadable values included"),
+    }
+
+
+def extract_partitions(
+    context: dg.AssetExecutionContext,
+    source: SourceDatabase,
+    lake: LakeResource,
+    key: dg.AssetKey,
+) -> dg.MaterializeResult:
+    """Land every partition of the run's range, one atomic partition write each."""
+    extraction: Extraction = EXTRACTIONS[key]
+    partitions_def = context.assets_def.partitions_def
+    engine = source.get_engine()
+    total, unparsed = 0, Counter()
+    for partition_key in context.partition_keys:
+        window = partitions_def.time_window_for_partition_key(partition_key)
+        try:
+            with lake.writing(context, key, partition_key) as staged:
+                report = extract_to_parquet(
+                    engine,
+                    extraction,
+                    window_params(window.start, window.end),
+                    staged / part_file_name(),
+                    partition_key=partition_key,
+                )
+        except SourceSchemaError as drift:
+            # A drifted source does not heal by waiting: fail now, without retries.
+            raise dg.Failure(
+                description=f"{key.to_user_string()}: {drift}", allow_retries=False
+            ) from drift
+        total += report.rows
+        unparsed.update(report.unparsed)
+        lake.record_partition(
+            context,
+            key,
+            partition_key,
+            {
+                "window": f"{window.start.isoformat()} .. {window.end.isoformat()}",
+                "unparsed_values": dg.MetadataValue.json(dict(report.unparsed)),
+                "unparsed_values_count": sum(report.unparsed.values()),
+            },
+        )
+        if report.unparsed:
+            context.log.warning(
+                f"{key.to_user_string()} {partition_key}: values kept as text because they do "
+                f"not read as their column's type: {dict(report.unparsed)}; those rows will be "
+                "quarantined"
+            )
+    context.log.info(
+        f"{key.to_user_string()}: {total:,} rows from {source.name}."
+        f"{extraction.source_table} in {len(context.partition_keys)} partitions"
+    )
+    return dg.MaterializeResult(
+        asset_key=key,
+        metadata=lake.summary(
+            context,
+            key,
+            total,
+            source=f"{source.name}.{extraction.source_table}",
+            unparsed_values_total=sum(unparsed.values()),
+        ),
+    )
+
+
+def build_raw_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
+    """The extracts: the CRM daily, the orders hourly."""
+    retry = source_retry()
+
+    @dg.asset(
+        key=CRM_CUSTOMERS_KEY,
+        metadata=raw_table(CRM_CUSTOMERS_KEY),
+        partitions_def=partitions.daily,
+        backfill_policy=SINGLE_RUN,
+        retry_policy=retry,
+        group_name="raw",
+        kinds={"sql", "parquet"},
+        **STANDARD_STEP,
+    )
+    def crm_customers(
+        context: dg.AssetExecutionContext, crm_db: SourceDatabase, lake: LakeResource
+    ) -> dg.MaterializeResult:
+        """Daily snapshot of the CRM's customers: everyone signed up by the end of the day,
+        with the attributes the CRM holds at extraction time. Raw: unvalidated."""
+        return extract_partitions(context, crm_db, lake, CRM_CUSTOMERS_KEY)
+
+    @dg.asset(
+        key=CRM_INTERACTIONS_KEY,
+        metadata=raw_table(CRM_INTERACTIONS_KEY),
+        partitions_def=partitions.daily,
+        backfill_policy=SINGLE_RUN,
+        retry_policy=retry,
+        group_name="raw",
+        kinds={"sql", "parquet"},
+        **STANDARD_STEP,
+    )
+    def crm_interactions(
+        context: dg.AssetExecutionContext, crm_db: SourceDatabase, lake: LakeResource
+    ) -> dg.MaterializeResult:
+        """CRM interactions (support tickets, newsletter clicks, reviews, complaints) that
+        occurred during the day. Raw: unvalidated."""
+        return extract_partitions(context, crm_db, lake, CRM_INTERACTIONS_KEY)
+
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                ORDERS_KEY,
+                description="Order headers placed during the hour, every version and duplicate "
+                "the orders system holds. Raw: unvalidated.",
+                metadata=raw_table(ORDERS_KEY),
+                kinds={"sql", "parquet"},
+            ),
+            dg.AssetSpec(
+                ORDER_ITEMS_KEY,
+                description="The order lines of the hour's orders, as the orders system holds "
+                "them. Raw: unvalidated.",
+                metadata=raw_table(ORDER_ITEMS_KEY),
+                kinds={"sql", "parquet"},
+            ),
+        ],
+        partitions_def=partitions.hourly,
+        backfill_policy=SINGLE_RUN,
+        retry_policy=retry,
+        group_name="raw",
+        **STANDARD_STEP,
+    )
+    def orders(context: dg.AssetExecutionContext, orders_db: SourceDatabase, lake: LakeResource):
+        """Hourly incremental extraction of orders and their items, one step per run."""
+        yield extract_partitions(context, orders_db, lake, ORDERS_KEY)
+        yield extract_partitions(context, orders_db, lake, ORDER_ITEMS_KEY)
+
+    return [crm_customers, crm_interactions, orders]

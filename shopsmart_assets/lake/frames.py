@@ -1,0 +1,70 @@
+"""Partitions as DataFrames: pandas reads of partition directories, and Spark writes of
+daily partitions into a staging directory (published by the caller once checked)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import pyarrow.dataset as ds
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+PARTITION_COLUMN = "partition"  # the upstream partition key of each row read with pandas
+# No _SUCCESS markers in the lake, whichever Spark (local, Connect, cluster) writes.
+NO_SUCCESS_MARKER = {"mapreduce.fileoutputcommitter.marksuccessfuljobs": "false"}
+
+
+def read_parquet_dirs(
+    paths: Mapping[str, Path], columns: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Partition directories read with pandas, each row tagged with its partition key in a
+    `partition` column; an empty frame with those columns when there are none."""
+    frames = []
+    for partition_key, path in paths.items():
+        table = ds.dataset(path, format="parquet").to_table(
+            columns=list(columns) if columns else None
+        )
+        frame = table.to_pandas()
+        frame.insert(0, PARTITION_COLUMN, partition_key)
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=[PARTITION_COLUMN, *(columns or [])])
+    return pd.concat(frames, ignore_index=True)
+
+
+def rows_of_partitions(frame: pd.DataFrame, partition_keys: Sequence[str]) -> pd.DataFrame:
+    """The rows `read_parquet_dirs` read from these partitions, without the partition tag."""
+    return frame[frame[PARTITION_COLUMN].isin(partition_keys)].drop(columns=PARTITION_COLUMN)
+
+
+def write_daily_frames(
+    frames: Mapping[str | None, DataFrame], staging: Path, day_keys: Sequence[str]
+) -> dict[str | None, dict[str, Path]]:
+    """Write Spark DataFrames with a `date` column (by role: None for the asset's own table)
+    into `staging`, one directory per day of `day_keys`; a day without rows gets an empty
+    file, so that it replaces what was there. Returns the staged directory of each (role,
+    day)."""
+    staged: dict[str | None, dict[str, Path]] = {}
+    for role, frame in frames.items():
+        base = staging / (role or "table")
+        # Every task writes its share of each day: no shuffle funnelling a day's rows
+        # through one task (a few files per partition, written in parallel).
+        frame.write.options(**NO_SUCCESS_MARKER).mode("overwrite").partitionBy("date").parquet(
+            str(base)
+        )
+        staged[role] = {}
+        for day in day_keys:
+            directory = base / f"date={day}"
+            if not directory.is_dir():
+                frame.drop("date").limit(0).coalesce(1).write.options(**NO_SUCCESS_MARKER).parquet(
+                    str(directory)
+                )
+            staged[role][day] = directory
+        # Hadoop's local checksum files are no part of the lake contract.
+        for checksum in base.rglob(".*.crc"):
+            checksum.unlink()
+    return staged

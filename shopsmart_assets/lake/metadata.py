@@ -1,0 +1,88 @@
+"""What every materialization reports: rows, schema (with the columns' descriptions, from
+columns.py), time range and a preview."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from shopsmart_assets.lake.column_catalog import column_schema
+
+
+def column_schema_key(role: str | None = None) -> str:
+    """The metadata key of a table's column schema: `dagster/column_schema` (the UI's Columns)
+    for an asset's own table, `<role>_column_schema` for another table it writes."""
+    return "dagster/column_schema" if role is None else f"{role}_column_schema"
+
+
+def documented_schema(location: str, role: str | None = None) -> dict[str, dg.TableSchema]:
+    """Definition metadata: the documented columns of the table at `<zone>/<table>` (nothing
+    for what is no table)."""
+    schema = column_schema(location)
+    return {column_schema_key(role): schema} if schema else {}
+
+
+def file_schema(directory: Path) -> pa.Schema:
+    """The columns of the Parquet files under a partition directory, as written."""
+    return ds.dataset(directory, format="parquet").schema
+
+
+def count_rows(directory: Path) -> int:
+    """Rows in the Parquet files under a partition directory, from their footers only."""
+    return sum(pq.read_metadata(f).num_rows for f in sorted(directory.rglob("*.parquet")))
+
+
+def share(part: int, whole: int) -> float:
+    """`part` as a fraction of `whole`, 0.0 of nothing: a number on every partition, for
+    plots over partitions."""
+    return part / whole if whole else 0.0
+
+
+def preview(directory: Path, rows: int = 5) -> dg.MetadataValue:
+    """The first rows of a partition, as a Markdown table."""
+    table = ds.dataset(directory, format="parquet").head(rows)
+    header = "| " + " | ".join(table.column_names) + " |"
+    rule = "|" + "---|" * table.num_columns
+    body = [
+        "| " + " | ".join("" if v is None else str(v) for v in row.values()) + " |"
+        for row in table.to_pylist()
+    ]
+    return dg.MetadataValue.md("\n".join([header, rule, *body]))
+
+
+def partition_metadata(
+    rows: int, path: Path, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "dagster/row_count": rows,
+        "lake_path": dg.MetadataValue.path(str(path)),
+        **(extra or {}),
+    }
+
+
+def summary_metadata(
+    directory: Path,
+    rows_total: int,
+    partitions: int,
+    schemas: Mapping[str, dg.TableSchema],
+    **extra: Any,
+) -> dict[str, Any]:
+    """Run-level metadata: the schemas (by metadata key), a preview of the newest partition as
+    it lies in the lake, and the run's totals. Dagster attaches it to every partition the run
+    materializes, so the totals are one JSON entry (`run_totals`), not numbers: a plot over
+    partitions shows each partition's own figures, never a range's sum."""
+    numbers = {k: v for k, v in extra.items() if isinstance(v, int | float)}
+    return {
+        "run_totals": dg.MetadataValue.json(
+            {"partitions": partitions, "rows": rows_total, **numbers}
+        ),
+        **schemas,
+        "preview": preview(directory),
+        **{k: v for k, v in extra.items() if k not in numbers},
+    }
