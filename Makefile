@@ -7,8 +7,8 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export SPARK_LOCAL_IP ?= 127.0.0.1
 # Python caches compiled modules in __pycache__ (git ignores it): the suite, `make demo` and
 # `make ui` start hundreds of Python processes (runs, steps' servers, code servers, commands),
-# and each would compile the project's modules again (0.25 CPU s a process). Not inherited
-# from a shell that turns the cache off.
+# and each would compile the project's modules again. Not inherited from a shell that turns
+# the cache off.
 unexport PYTHONDONTWRITEBYTECODE
 # MLflow's telemetry looks up a host name: nothing leaves the machine.
 export MLFLOW_DISABLE_TELEMETRY = true

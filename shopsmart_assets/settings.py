@@ -27,60 +27,63 @@ def _env(name: str) -> str | None:
     return value or None
 
 
-def data_dir() -> Path:
-    """SHOPSMART_DATA_DIR: the demo sources, the lake and the online store live here."""
+def data_dir(root: Path | None = None) -> Path:
+    """SHOPSMART_DATA_DIR: the demo sources, the lake and the online store live here (`root`
+    instead, for a data directory of one's own: a test, a tool)."""
+    if root is not None:
+        return Path(root)
     return Path(_env("SHOPSMART_DATA_DIR") or "./data").expanduser().resolve()
 
 
-def lake_dir() -> Path:
-    return data_dir() / "lake"
+def lake_dir(root: Path | None = None) -> Path:
+    return data_dir(root) / "lake"
 
 
-def default_crm_url() -> str:
-    return f"sqlite:///{data_dir() / 'sources' / 'crm.db'}"
+def default_crm_url(root: Path | None = None) -> str:
+    return f"sqlite:///{data_dir(root) / 'sources' / 'crm.db'}"
 
 
-def default_orders_url() -> str:
-    return f"sqlite:///{data_dir() / 'sources' / 'orders.db'}"
+def default_orders_url(root: Path | None = None) -> str:
+    return f"sqlite:///{data_dir(root) / 'sources' / 'orders.db'}"
 
 
-def feast_dir() -> Path:
+def feast_dir(root: Path | None = None) -> Path:
     """Feast's local files (SQLite online store, file registry) under the data dir."""
-    return data_dir() / "feast"
+    return data_dir(root) / "feast"
 
 
-def default_online_store_url() -> str:
+def default_online_store_url(root: Path | None = None) -> str:
     """Feast's online store: a SQLite file under the data dir unless SHOPSMART_ONLINE_STORE_URL
     names a PostgreSQL database."""
-    return f"sqlite:///{feast_dir() / 'online_store.db'}"
+    return f"sqlite:///{feast_dir(root) / 'online_store.db'}"
 
 
-def default_feast_registry() -> str:
+def default_feast_registry(root: Path | None = None) -> str:
     """Feast's registry: a file under the data dir unless SHOPSMART_FEAST_REGISTRY names a SQL
     registry (postgresql+psycopg://…)."""
-    return str(feast_dir() / "registry.db")
+    return str(feast_dir(root) / "registry.db")
 
 
-def mlflow_dir() -> Path:
-    return data_dir() / "mlflow"
+def mlflow_dir(root: Path | None = None) -> Path:
+    return data_dir(root) / "mlflow"
 
 
-def default_mlflow_tracking_uri() -> str:
+def default_mlflow_tracking_uri(root: Path | None = None) -> str:
     """MLflow tracking and model registry: a SQLite store under the data dir unless
     SHOPSMART_MLFLOW_TRACKING_URI names another (an MLflow server's http(s):// URL)."""
-    return f"sqlite:///{mlflow_dir() / 'mlflow.db'}"
+    return f"sqlite:///{mlflow_dir(root) / 'mlflow.db'}"
 
 
-def mlflow_tracking_uri() -> str:
-    return _env(MLFLOW_TRACKING_URI_VAR) or default_mlflow_tracking_uri()
+def mlflow_tracking_uri(root: Path | None = None) -> str:
+    return _env(MLFLOW_TRACKING_URI_VAR) or default_mlflow_tracking_uri(root)
 
 
-def mlflow_artifact_location() -> str | None:
+def mlflow_artifact_location(root: Path | None = None) -> str | None:
     """Where a local tracking store keeps run artifacts (models); an MLflow server decides
     for itself."""
-    if mlflow_tracking_uri().startswith(("http://", "https://", "databricks")):
+    if mlflow_tracking_uri(root).startswith(("http://", "https://", "databricks")):
         return None
-    return (mlflow_dir() / "artifacts").as_uri()
+    return (mlflow_dir(root) / "artifacts").as_uri()
 
 
 def mlflow_ui_url() -> str:

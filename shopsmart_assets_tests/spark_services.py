@@ -27,17 +27,10 @@ import duckdb
 import pytest
 
 from shopsmart_assets.defs.spark_step import SPARK_STEP_NAME
-from shopsmart_assets_tests.conftest import (
-    DAILY,
-    HOURLY,
-    START,
-    TEST_JVM_OPTIONS,
-    generate_sources,
-    listening_sockets,
-    materialize_cli,
-    spark_classes_ready,
-)
+from shopsmart_assets_tests.harness import DAILY, HOURLY, START, generate_sources, materialize_cli
 from shopsmart_assets_tests.jvm_archive import processes_naming
+from shopsmart_assets_tests.net import listening_sockets
+from shopsmart_assets_tests.run_setup import TEST_JVM_OPTIONS, spark_classes_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "spark.sh"

@@ -19,7 +19,7 @@ from shopsmart_assets.defs.automation.alerts import (
 from shopsmart_assets.defs.automation.freshness import FRESHNESS_SENSOR
 from shopsmart_assets.demo.slack_stand_in import SlackServer
 from shopsmart_assets.resources import SlackAlerts
-from shopsmart_assets_tests.conftest import (
+from shopsmart_assets_tests.harness import (
     START,
     UTC_PARTITIONS,
     Platform,

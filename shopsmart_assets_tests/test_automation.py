@@ -17,7 +17,7 @@ from shopsmart_assets.defs.automation.freshness import FRESHNESS_SENSOR
 from shopsmart_assets.defs.automation.jobs import PARTITION_RANGE_END, PARTITION_RANGE_START
 from shopsmart_assets.defs.raw.assets import ORDER_ITEMS_KEY, ORDERS_KEY
 from shopsmart_assets.partitions import build_partitions
-from shopsmart_assets_tests.conftest import repository_of
+from shopsmart_assets_tests.harness import repository_of
 
 UTC = ZoneInfo("UTC")
 NEW_YORK = ZoneInfo("America/New_York")

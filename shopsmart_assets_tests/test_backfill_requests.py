@@ -11,9 +11,9 @@ from shopsmart_assets.definitions import build_definitions
 from shopsmart_assets.defs.automation.backfill_requests import (
     backfill_in_progress,
     backfill_request,
-    requested_partitions,
 )
 from shopsmart_assets.partitions import build_partitions
+from shopsmart_assets_tests.harness import requested_partitions
 
 PARTITIONS = build_partitions("2026-01-01", "America/New_York")
 ORDERS = dg.AssetKey(["raw", "orders"])

@@ -11,11 +11,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from shopsmart_assets.cli import lake_docs as columns
+from shopsmart_assets.cli import lake_docs
 from shopsmart_assets.definitions import build_assets
 from shopsmart_assets.defs.links import DOCS, anchor, asset_url, docs_link
 from shopsmart_assets.defs.ml.training_set import EXAMPLES_SCHEMA
 from shopsmart_assets.defs.ownership import OWNERS
+from shopsmart_assets.lake import column_catalog as columns
 from shopsmart_assets.lake import lake_tables
 from shopsmart_assets.lake.metadata import column_schema_key
 from shopsmart_assets.partitions import build_partitions
@@ -34,23 +35,25 @@ def specs() -> dict[str, dg.AssetSpec]:
 def test_docs_lake_md_shows_the_column_tables_of_the_code():
     """Fails when docs/lake.md is out of date: run
     `shopsmart-lake-docs --write-docs docs/lake.md`."""
-    assert columns.docs_problems(LAKE_DOCS) == []
-    assert columns.main(["--check-docs", str(LAKE_DOCS)]) == 0
+    assert lake_docs.docs_problems(LAKE_DOCS) == []
+    assert lake_docs.main(["--check-docs", str(LAKE_DOCS)]) == 0
 
 
 def test_the_docs_command_rewrites_a_stale_page_and_reports_it(tmp_path, capsys):
     page = tmp_path / "lake.md"
     stale = LAKE_DOCS.read_text().replace("| `amount_usd` |", "| `amount_usd_old` |")
     page.write_text(stale)
-    assert columns.main(["--check-docs", str(page)]) == 1
+    assert lake_docs.main(["--check-docs", str(page)]) == 1
     assert "--write-docs" in capsys.readouterr().err
-    assert columns.main(["--write-docs", str(page)]) == 0
+    assert lake_docs.main(["--write-docs", str(page)]) == 0
     assert page.read_text() == LAKE_DOCS.read_text()
     # a table the page lacks is reported; a marker naming no table is an error
     page.write_text(stale.replace("<!-- columns:scores/purchase_propensity -->", ""))
-    assert columns.docs_problems(page)[0].endswith("no column table for scores/purchase_propensity")
+    assert lake_docs.docs_problems(page)[0].endswith(
+        "no column table for scores/purchase_propensity"
+    )
     with pytest.raises(KeyError, match="curated/nothing"):
-        columns.render_docs("<!-- columns:curated/nothing -->\n<!-- /columns -->")
+        lake_docs.render_docs("<!-- columns:curated/nothing -->\n<!-- /columns -->")
 
 
 def test_every_lake_table_has_a_description_for_every_column(specs):

@@ -28,7 +28,7 @@ import pytest
 from shopsmart_assets.defs.lake.assets import RECONCILES
 from shopsmart_assets.partitions import build_partitions
 from shopsmart_assets_tests import reconcile
-from shopsmart_assets_tests.conftest import DAILY, Platform, in_memory_instance, platform_at
+from shopsmart_assets_tests.harness import DAILY, Platform, in_memory_instance, platform_at
 
 pytestmark = [pytest.mark.spark, pytest.mark.e2e]
 

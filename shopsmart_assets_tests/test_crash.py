@@ -53,7 +53,7 @@ from shopsmart_assets.defs.automation.jobs import (
 from shopsmart_assets.defs.spark_step import SPARK_STEP_NAME
 from shopsmart_assets.demo.slack_stand_in import SlackServer
 from shopsmart_assets_tests import reconcile
-from shopsmart_assets_tests.conftest import (
+from shopsmart_assets_tests.harness import (
     START,
     Platform,
     files_containing,
@@ -261,6 +261,14 @@ def wait_for(predicate: Callable[[], T], timeout: float, poll: float, what: str)
     return result
 
 
+def sensor_ticks_after(instance: dg.DagsterInstance, sensor: str, after: float) -> int:
+    """How many evaluations of a sensor ended after `after` (a timestamp), from the
+    instance's tick history."""
+    [state] = [s for s in instance.all_instigator_state() if s.instigator_name == sensor]
+    ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, after=after)
+    return sum(1 for tick in ticks if tick.end_timestamp is not None)
+
+
 def launch_purchases(url: str, first: date, last: date) -> str:
     """One run of `lake/purchases` (with its blocking check) over first..last, as the UI's
     "Materialize" does for a partition range of a single-run asset."""
@@ -421,10 +429,16 @@ def test_kill_9_mid_spark_write_is_invisible_failed_alerted_and_recovered(tmp_pa
             pool = instance.event_log_storage.get_concurrency_info("spark")
             assert pool.claimed_slots == [] and pool.pending_steps == [], pool
 
-            # (c) exactly one Slack message, for the crashed run, after the sensor has had time
-            # to tick at least twice since the failure.
+            # (c) exactly one Slack message, for the crashed run, once the alert sensor has
+            # evaluated twice more after the retry finished: it has seen every run there is.
             slack.wait_for_messages(1, timeout=60)
-            time.sleep(max(0.0, killed_wall + 2 * ALERT_SENSOR_INTERVAL_SECONDS + 5 - time.time()))
+            finished_at = instance.get_run_record_by_id(retry_id).end_time
+            wait_for(
+                lambda: sensor_ticks_after(instance, "slack_on_run_failure", finished_at) >= 2,
+                timeout=120,
+                poll=0.5,
+                what="two ticks of the alert sensor after the retry",
+            )
             assert len(slack.messages) == 1, [m["text"] for m in slack.messages]
             assert slack.rejected == []
             [message] = slack.messages

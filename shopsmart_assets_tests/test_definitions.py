@@ -12,7 +12,7 @@ import pytest
 
 from shopsmart_assets.definitions import build_definitions
 from shopsmart_assets.partitions import build_partitions
-from shopsmart_assets_tests.conftest import repository_of
+from shopsmart_assets_tests.harness import repository_of
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -24,7 +24,6 @@ from hypothesis import strategies as st
 from shopsmart_assets.sources.tables import RAW_SCHEMAS
 from shopsmart_assets.transforms import purchases as spark_rules
 from shopsmart_assets_tests import duckdb_purchases
-from shopsmart_assets_tests.conftest import draw_examples
 from shopsmart_assets_tests.duckdb_purchases import (
     CURATED,
     QUARANTINE,
@@ -32,6 +31,7 @@ from shopsmart_assets_tests.duckdb_purchases import (
     documented_schema,
     purchases_duckdb,
 )
+from shopsmart_assets_tests.harness import draw_examples
 
 pytestmark = pytest.mark.spark
 

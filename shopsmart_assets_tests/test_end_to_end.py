@@ -32,13 +32,8 @@ from shopsmart_assets.cli.devserver import dagster_dev, graphql, is_up
 from shopsmart_assets.defs.automation.recovery import RECOVERY_TAG
 from shopsmart_assets.demo.slack_stand_in import SlackServer
 from shopsmart_assets_tests import reconcile
-from shopsmart_assets_tests.conftest import (
-    DAILY,
-    HOURLY,
-    files_containing,
-    generate_sources,
-    listening_sockets,
-)
+from shopsmart_assets_tests.harness import DAILY, HOURLY, files_containing, generate_sources
+from shopsmart_assets_tests.net import listening_sockets
 from shopsmart_assets_tests.spark_services import SparkService
 
 pytestmark = [pytest.mark.spark, pytest.mark.e2e, pytest.mark.spark_services]

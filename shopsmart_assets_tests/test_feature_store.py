@@ -11,6 +11,11 @@ from shopsmart_assets.resources import FeatureStoreResource
 from shopsmart_assets.resources.feature_store import online_store_config, registry_config
 
 
+def write_newest(store: FeatureStoreResource, view: str, frame: pd.DataFrame) -> int:
+    """One day's rows written as the assets write a range of days (the rows written)."""
+    return store.write_newest_of_days(view, {"day": frame})["day"]
+
+
 def day_features(day: str, spend: float, customers=(1, 2)) -> pd.DataFrame:
     row = {c: 1 for c in VIEW_COLUMNS[CUSTOMER_FEATURES_VIEW]} | {
         "segment": "consumer",
@@ -53,13 +58,13 @@ def test_feast_runs_without_typeguard_instrumentation(store):
 
 
 def test_newest_wins_and_a_backfill_does_not_regress(store):
-    assert store.write_newest(CUSTOMER_FEATURES_VIEW, day_features("2026-03-07", 20.0)) == 2
-    assert store.write_newest(CUSTOMER_FEATURES_VIEW, day_features("2026-03-08", 30.0, (1,))) == 1
+    assert write_newest(store, CUSTOMER_FEATURES_VIEW, day_features("2026-03-07", 20.0)) == 2
+    assert write_newest(store, CUSTOMER_FEATURES_VIEW, day_features("2026-03-08", 30.0, (1,))) == 1
     # a backfill of an older day only adds the customer nobody had served yet
     backfill = day_features("2026-03-06", 10.0, customers=(1, 2, 3))
-    assert store.write_newest(CUSTOMER_FEATURES_VIEW, backfill) == 1
+    assert write_newest(store, CUSTOMER_FEATURES_VIEW, backfill) == 1
     # re-running the newest day replaces its own values (a late correction)
-    assert store.write_newest(CUSTOMER_FEATURES_VIEW, day_features("2026-03-08", 31.0, (1,))) == 1
+    assert write_newest(store, CUSTOMER_FEATURES_VIEW, day_features("2026-03-08", 31.0, (1,))) == 1
     scores = pd.DataFrame(
         {
             "customer_id": [1, 3],
@@ -68,7 +73,7 @@ def test_newest_wins_and_a_backfill_does_not_regress(store):
             "event_timestamp": pd.Timestamp("2026-03-09", tz="UTC"),
         }
     )
-    assert store.write_newest(SCORES_VIEW, scores) == 2
+    assert write_newest(store, SCORES_VIEW, scores) == 2
     served = store.online([1, 2, 3, 4]).set_index("customer_id")
     assert served.loc[1, "monetary_90d"] == 31.0 and served.loc[1, "score"] == 0.75
     assert served.loc[2, "monetary_90d"] == 20.0 and pd.isna(served.loc[2, "score"])
@@ -98,9 +103,9 @@ def test_a_range_of_days_in_one_write_leaves_what_day_by_day_writes_leave(tmp_pa
     already = day_features("2026-03-10", 99.0, customers=(2,))
     one_by_one, at_once = fresh("one-by-one"), fresh("at-once")
     for store in (one_by_one, at_once):
-        store.write_newest(CUSTOMER_FEATURES_VIEW, already)
+        write_newest(store, CUSTOMER_FEATURES_VIEW, already)
     for frame in days.values():
-        one_by_one.write_newest(CUSTOMER_FEATURES_VIEW, frame)
+        write_newest(one_by_one, CUSTOMER_FEATURES_VIEW, frame)
     written = at_once.write_newest_of_days(CUSTOMER_FEATURES_VIEW, days)
     # each customer's newest row is written once, by the day it comes from
     assert written == {"2026-03-06": 1, "2026-03-07": 0, "2026-03-08": 1}

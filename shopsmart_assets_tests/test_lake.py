@@ -48,7 +48,7 @@ def test_rewrite_replaces_and_retires_the_old_version(tmp_path):
     [retired] = (tmp_path / "_trash").iterdir()
     assert pq.read_table(retired).column("x").to_pylist() == [1, 2, 3]
     # … and is deleted after the grace period
-    make_lake(tmp_path, retired_grace_seconds=0)._empty_trash()
+    make_lake(tmp_path, retired_grace_seconds=0).publisher._empty_trash()
     assert list((tmp_path / "_trash").iterdir()) == []
 
 

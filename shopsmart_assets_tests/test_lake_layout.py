@@ -24,14 +24,16 @@ import dagster as dg
 from shopsmart_assets.defs.asset_graph import upstream_partition_keys
 from shopsmart_assets.lake import partition_subpath
 from shopsmart_assets.partitions import build_partitions
-from shopsmart_assets_tests.conftest import _GRAPH
+from shopsmart_assets_tests.harness import CHAIN_GRAPH
 
 UTC = timezone.utc
 # a year that has passed: the upstream partitions of a day that has not come yet do not exist
 YEAR_START, YEAR_END = datetime(2025, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC)
 HOUR_DIR = re.compile(r"^date=(\d{4}-\d\d-\d\d)/hour=(\d\d)(\d\d)([+-]\d{4})$")
 # what the daily assets read of the hours: lake/purchases' declared mapping on raw/orders
-DAY_TO_HOURS = _GRAPH.mapping(dg.AssetKey(["lake", "purchases"]), dg.AssetKey(["raw", "orders"]))
+DAY_TO_HOURS = CHAIN_GRAPH.mapping(
+    dg.AssetKey(["lake", "purchases"]), dg.AssetKey(["raw", "orders"])
+)
 
 
 def offset_history(name: str) -> tuple:

@@ -18,7 +18,8 @@ from shopsmart_assets.defs.automation.alerts import build_alert_sensors
 from shopsmart_assets.demo.slack_stand_in import SlackServer
 from shopsmart_assets.lake.storage_failures import os_error_of, probe
 from shopsmart_assets.resources import SlackAlerts
-from shopsmart_assets_tests.conftest import (
+from shopsmart_assets_tests.filesystems import fill, remount, small_filesystem
+from shopsmart_assets_tests.harness import (
     HOURLY,
     START,
     Platform,
@@ -26,7 +27,6 @@ from shopsmart_assets_tests.conftest import (
     platform_at,
     run_failure_context,
 )
-from shopsmart_assets_tests.filesystems import fill, remount, small_filesystem
 
 pytestmark = [pytest.mark.spark]
 

@@ -16,7 +16,6 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from shopsmart_assets.defs.automation.backfill_requests import requested_partitions
 from shopsmart_assets.defs.automation.recovery import WatchedAssets, late_data_request
 from shopsmart_assets.defs.features.assets import CUSTOMER_FEATURES_KEY
 from shopsmart_assets.defs.links import asset_url
@@ -32,7 +31,7 @@ from shopsmart_assets.lake.column_catalog import PARTITION_COLUMNS, TABLES
 from shopsmart_assets.lake.metadata import column_schema_key
 from shopsmart_assets.resources import PromotionPolicy, SourceDatabase
 from shopsmart_assets_tests import reconcile
-from shopsmart_assets_tests.conftest import START, Platform
+from shopsmart_assets_tests.harness import START, Platform, requested_partitions
 from shopsmart_assets_tests.http_service import post_json, running
 from shopsmart_assets_tests.spark_services import free_port
 

@@ -1,14 +1,16 @@
 """Operating the pipeline from the command line, as its users do: a date range of the Spark
 chain with `dagster asset materialize --partition-range` is one run with one step per asset,
-independent steps run in parallel, and steps ask for the workers they need."""
+independent steps run in parallel, the Spark step waits for the `spark` pool's slot, and a
+run that failed for a real reason is not re-run."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -16,11 +18,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from shopsmart_assets.definitions import build_definitions
+from shopsmart_assets.defs.automation.alerts import WILL_RETRY_TAG
 from shopsmart_assets.defs.spark_step import SPARK_STEP_NAME
 from shopsmart_assets.defs.worker_pools import SPARK_POOL
 from shopsmart_assets_tests import reconcile, spark_services
-from shopsmart_assets_tests.conftest import START, generate_sources, repository_of
+from shopsmart_assets_tests.harness import HOURLY, START, generate_sources, platform_at
 
 ROOT = Path(__file__).resolve().parents[1]
 DAYS = [START + timedelta(days=k) for k in range(2)]
@@ -80,52 +82,73 @@ def test_independent_extractions_run_in_parallel(cli_runs):
         for r in instance.get_runs()
         if "lake/purchases" in {k.to_user_string() for k in r.asset_selection}
     )
-    # both step processes were up before either step finished (the extracts themselves may
-    # take less time than a process takes to start)
-    running = step_times(instance, daily.run_id, dg.DagsterEventType.STEP_WORKER_STARTED)
+    # the executor launched both extracts at once, before either had finished: in one pass
+    # over the steps that were ready, not one after the other
+    launched = step_times(instance, daily.run_id, dg.DagsterEventType.STEP_WORKER_STARTING)
     started = step_times(instance, daily.run_id, dg.DagsterEventType.STEP_START)
     finished = step_times(instance, daily.run_id, dg.DagsterEventType.STEP_SUCCESS)
     a, b = "raw__crm_customers", "raw__crm_interactions"
-    assert running[a] < finished[b] and running[b] < finished[a], (running, finished)
+    assert max(launched[a], launched[b]) < min(finished[a], finished[b]), (launched, finished)
     # and Spark waits for both
     assert started[SPARK_STEP_NAME] >= max(finished[a], finished[b])
 
 
-def test_spark_steps_use_the_spark_pool_and_bigger_workers():
-    assets = repository_of(build_definitions()).assets_defs_by_key
-    spark_assets = {"lake/purchases", "features/customer_features"}
-    for key, assets_def in assets.items():
-        op = assets_def.op
-        k8s = json.loads(op.tags["dagster-k8s/config"])  # Dagster stores dict tags as JSON
-        requests = k8s["container_config"]["resources"]["requests"]
-        if key.to_user_string() in spark_assets:
-            assert op.pool == SPARK_POOL
-            assert op.tags["shopsmart/worker"] == "spark"
-            assert requests == {"cpu": "4", "memory": "16Gi"}
-        else:
-            assert op.pool is None, key
-            assert op.tags["shopsmart/worker"] == "standard"
-            assert requests == {"cpu": "500m", "memory": "1Gi"}
+@pytest.fixture
+def project_instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
+    """A SQLite instance with the project's own dagster.yaml, as `make ui` runs it."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    instance = dg.DagsterInstance.from_config(str(home))
+    yield instance
+    instance.dispose()
 
 
-def test_instance_config_limits_spark_and_retries_crashed_runs(tmp_path):
-    shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
-    code = (
-        "import json, dagster as dg; i = dg.DagsterInstance.get();"
-        "c = i.get_concurrency_config();"
-        "print(json.dumps([c.pool_config.default_pool_limit, i.run_retries_enabled,"
-        " i.run_retries_max_retries, i.run_retries_retry_on_asset_or_op_failure,"
-        " i.run_monitoring_enabled, type(i.run_coordinator).__name__]))"
+def pending_in_pool(instance: dg.DagsterInstance, step_key: str) -> bool:
+    pool = instance.event_log_storage.get_concurrency_info(SPARK_POOL)
+    return any(s.step_key == step_key and s.assigned_timestamp is None for s in pool.pending_steps)
+
+
+@pytest.mark.spark
+def test_the_spark_step_waits_for_the_spark_pool_slot(project_instance, tmp_path, spark):
+    """With the project's instance, a run's Spark step does not start while another step
+    holds the `spark` pool's one slot, and runs as soon as it is freed."""
+    p = platform_at(tmp_path, project_instance)
+    p.generate(START, days=1, orders_per_day=30)
+    p.materialize(HOURLY, *p.hours(START))
+    p.materialize(["raw/crm_customers"], str(START))
+    storage = project_instance.event_log_storage
+    storage.initialize_concurrency_limit_to_default(SPARK_POOL)
+    held = storage.claim_concurrency_slot(SPARK_POOL, "another-run", "another_spark_step")
+    assert held.slot_status.value == "CLAIMED"
+    result: dict[str, dg.ExecuteInProcessResult] = {}
+    run = threading.Thread(
+        target=lambda: result.update(run=p.materialize(["lake/purchases"], str(START)))
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == [1, True, 1, False, True, "QueuedRunCoordinator"]
+    run.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not pending_in_pool(project_instance, SPARK_STEP_NAME):
+            assert time.monotonic() < deadline and run.is_alive(), "the step never queued"
+            time.sleep(0.2)
+        assert not p.path("lake/purchases", str(START)).exists()  # it waits, it does not run
+    finally:
+        storage.free_concurrency_slots_for_run("another-run")
+        run.join(timeout=600)
+    assert result["run"].success
+    assert p.path("lake/purchases", str(START)).is_dir()
+
+
+def test_a_run_that_failed_for_a_real_reason_is_not_run_again(project_instance, tmp_path):
+    """Crashed runs are retried (test_crash.py); a run whose step failed (here: an upstream
+    partition not in the lake) is not re-run blindly by the project's instance."""
+    p = platform_at(tmp_path, project_instance)
+    p.generate(START, days=1, orders_per_day=20)
+    failed = p.materialize(["lake/purchases"], str(START), raise_on_error=False)
+    assert not failed.success
+    run = project_instance.get_run_by_id(failed.run_id)
+    assert run.tags.get(WILL_RETRY_TAG) == "false"
+    assert len(project_instance.get_runs()) == 1
 
 
 def test_two_runs_of_the_same_partition_at_once_leave_it_whole(tmp_path):

@@ -16,7 +16,7 @@ import pytest
 
 from shopsmart_assets.defs.ml import MEETS_BAR, PURCHASE_MODEL_KEY
 from shopsmart_assets_tests import reconcile
-from shopsmart_assets_tests.conftest import DAILY, HOURLY, START, Platform
+from shopsmart_assets_tests.harness import DAILY, HOURLY, START, Platform
 
 pytestmark = [pytest.mark.spark, pytest.mark.e2e]
 

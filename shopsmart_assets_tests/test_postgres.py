@@ -34,7 +34,7 @@ from shopsmart_assets.resources import SourceDatabase, build_resources
 from shopsmart_assets.resources.sources import source_engine, source_url
 from shopsmart_assets.sources.extract import CRM_INTERACTIONS, ORDERS, read_chunks, window_params
 from shopsmart_assets_tests import reconcile
-from shopsmart_assets_tests.conftest import (
+from shopsmart_assets_tests.harness import (
     DAILY,
     HOURLY,
     START,

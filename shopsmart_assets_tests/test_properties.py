@@ -26,7 +26,7 @@ from shopsmart_assets.transforms.purchases import (
     split_valid,
 )
 from shopsmart_assets.transforms.training import label_examples
-from shopsmart_assets_tests.conftest import draw_examples
+from shopsmart_assets_tests.harness import draw_examples
 
 DAY = date(2026, 2, 3)
 T = datetime(2026, 2, 3, 12)

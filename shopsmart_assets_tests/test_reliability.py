@@ -13,7 +13,6 @@ import pytest
 import sqlalchemy as sa
 
 from shopsmart_assets.definitions import build_definitions
-from shopsmart_assets.defs.automation.backfill_requests import requested_partitions
 from shopsmart_assets.defs.automation.recovery import (
     RECOVERY_TAG,
     WatchedAssets,
@@ -24,8 +23,15 @@ from shopsmart_assets.demo.generator import DemoConfig, generate
 from shopsmart_assets.demo.slack_stand_in import SlackServer
 from shopsmart_assets.resources import SlackAlerts, SourceDatabase
 from shopsmart_assets_tests import reconcile
-from shopsmart_assets_tests.conftest import DAILY, HOURLY, START, Platform, repository_of
-from shopsmart_assets_tests.test_alerts import failure_context
+from shopsmart_assets_tests.harness import (
+    DAILY,
+    HOURLY,
+    START,
+    Platform,
+    repository_of,
+    requested_partitions,
+    run_failure_context,
+)
 
 pytestmark = [pytest.mark.spark]
 
@@ -96,7 +102,7 @@ def test_crm_outage_of_two_days_is_alerted_then_recovered_by_one_backfill(
 
         on_failure = build_alert_sensors(alerts)[0]
         for run_id in failed:
-            on_failure(failure_context(platform, run_id), slack_alerts=alerts)
+            on_failure(run_failure_context(platform.instance, run_id), slack_alerts=alerts)
         texts = [m["text"] for m in slack.messages]
     assert len(texts) == 2
     assert [f"Partitions: {DAY2}" in texts[0], f"Partitions: {DAY3}" in texts[1]] == [True, True]

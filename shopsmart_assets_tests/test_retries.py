@@ -10,9 +10,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from shopsmart_assets.defs.raw.assets import source_retry
 from shopsmart_assets.resources import SourceDatabase
-from shopsmart_assets_tests.conftest import START, Platform
+from shopsmart_assets_tests.harness import START, Platform
 
 STEP = "raw__crm_customers"
 
@@ -56,15 +55,6 @@ def bring_back_after(p: Platform, retries: int, real: Path, offline: Path) -> th
     return thread
 
 
-def test_policy_is_three_retries_with_exponential_backoff_and_jitter():
-    policy = source_retry()
-    assert policy.max_retries == 3
-    assert policy.backoff == dg.Backoff.EXPONENTIAL
-    assert policy.jitter == dg.Jitter.PLUS_MINUS
-    delays = [policy.calculate_delay(n) for n in (1, 2, 3)]
-    assert 0 <= delays[0] <= 4 and 4 <= delays[1] <= 8 and 12 <= delays[2] <= 16
-
-
 def test_source_failing_twice_then_recovering_succeeds_on_the_third_attempt(platform):
     platform.generate(START, days=1, orders_per_day=30)
     crm, real, offline = unreachable_crm(platform)
@@ -97,6 +87,13 @@ def test_source_that_stays_down_fails_after_four_attempts(platform):
         error = error.cause
     assert "unable to open database file" in error.message
     assert elapsed >= 2 + 6 + 14 - 3 * 2  # the backoff was really waited out
+    # … and it grew exponentially: each retry waited at least its delay (about 2, 6, 14 s,
+    # each ± 2) between the step asking for it and the step starting again
+    asked = step_events(platform.instance, run_id, dg.DagsterEventType.STEP_UP_FOR_RETRY)
+    again = step_events(platform.instance, run_id, dg.DagsterEventType.STEP_RESTARTED)
+    waits = [b.timestamp - a.timestamp for a, b in zip(asked, again, strict=True)]
+    assert [w >= low for w, low in zip(waits, (0, 4, 12), strict=True)] == [True] * 3, waits
+    assert waits[2] > waits[0], waits
     assert not platform.path("raw/crm_customers", str(START)).is_dir()
 
 

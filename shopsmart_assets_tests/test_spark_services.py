@@ -18,8 +18,8 @@ import duckdb
 import pytest
 
 from shopsmart_assets_tests import spark_services
-from shopsmart_assets_tests.conftest import HOURLY, START
 from shopsmart_assets_tests.filesystems import fill, small_filesystem
+from shopsmart_assets_tests.harness import HOURLY, START
 from shopsmart_assets_tests.spark_services import (
     ChainRun,
     LocalChain,

@@ -38,7 +38,7 @@ from shopsmart_assets.defs.lake.assets import PURCHASES_KEY, RECONCILES
 from shopsmart_assets.demo.slack_stand_in import SlackServer
 from shopsmart_assets_tests import reconcile
 from shopsmart_assets_tests.browser import ChromiumNotFound, browser_page, chromium_path
-from shopsmart_assets_tests.conftest import DAILY, HOURLY, UTC_PARTITIONS, generate_sources
+from shopsmart_assets_tests.harness import DAILY, HOURLY, UTC_PARTITIONS, generate_sources
 from shopsmart_assets_tests.spark_services import SparkService, materialize, platform_env
 
 pytestmark = [pytest.mark.spark, pytest.mark.e2e, pytest.mark.spark_services, pytest.mark.ui]

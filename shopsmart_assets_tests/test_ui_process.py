@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from shopsmart_assets.cli.devserver import code_location_loaded, free_port, graphql, is_up
-from shopsmart_assets_tests.conftest import listening_sockets
+from shopsmart_assets_tests.net import listening_sockets
 
 pytestmark = [pytest.mark.ui]
 

@@ -143,7 +143,7 @@ def succeeded(state: dict[str, Any]) -> bool:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="shopsmart-backfill",
         description=__doc__,
@@ -172,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
         help="print, for `dagster asset materialize`, each group of assets and its partition "
         "range (`SELECTION FIRST...LAST`, one line per group), and launch nothing",
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.last < args.first:
         parser.error("--to is before --from")

@@ -112,6 +112,7 @@ def _day(value: str) -> date | str:
 
 def yesterday(tz: str, now: datetime | None = None) -> date:
     """The local day before today in `tz`."""
+    # Long only because it declares every option of the command, each with its help.
     return (now or datetime.now(timezone.utc)).astimezone(ZoneInfo(tz)).date() - timedelta(1)
 
 
@@ -209,18 +210,23 @@ def main(argv: list[str] | None = None) -> int:
     report = generate(crm, orders_db, first_hour, hours, config)
     if not args.append:
         _record(first_hour.astimezone(ZoneInfo(tz)).date(), tz)
+    _print_report(report, crm, orders_db, tz, args.seed)
+    return 0
+
+
+def _print_report(report, crm: sa.Engine, orders_db: sa.Engine, tz: str, seed: int) -> None:
     if report.hours == 0:
         print(
             f"shopsmart-demo: nothing to do, all {report.skipped_hours} hours already exist "
             "(use --reset to regenerate or --append to add more)"
         )
-        return 0
+        return
     c = report.counts
     first = report.first_hour.astimezone(ZoneInfo(tz))
     last = report.last_hour.astimezone(ZoneInfo(tz))
     print(
         f"shopsmart-demo: generated {report.hours} hours, {first:%Y-%m-%d %H:%M} .. "
-        f"{last:%Y-%m-%d %H:%M} ({tz}), seed {args.seed}\n"
+        f"{last:%Y-%m-%d %H:%M} ({tz}), seed {seed}\n"
         f"  CRM    {crm.url.render_as_string(hide_password=True)}: "
         f"{c['customers']:,} new customers, {c['interactions']:,} interactions\n"
         f"  orders {orders_db.url.render_as_string(hide_password=True)}: {c['orders']:,} order "
@@ -229,7 +235,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     if report.skipped_hours:
         print(f"  skipped {report.skipped_hours} hours the source already held")
-    return 0
 
 
 def _record(first_day: date, tz: str) -> None:

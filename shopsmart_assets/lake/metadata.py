@@ -38,7 +38,7 @@ def count_rows(directory: Path) -> int:
     return sum(pq.read_metadata(f).num_rows for f in sorted(directory.rglob("*.parquet")))
 
 
-def share(part: int, whole: int) -> float:
+def fraction(part: int, whole: int) -> float:
     """`part` as a fraction of `whole`, 0.0 of nothing: a number on every partition, for
     plots over partitions."""
     return part / whole if whole else 0.0

@@ -104,7 +104,7 @@ def probe(directory: Path) -> int | None:
     return None
 
 
-def describe(what: str, table_dir: Path, code: int) -> str:
+def failure_line(what: str, table_dir: Path, code: int) -> str:
     """The one line a failed step, the UI and the Slack alert show."""
     name = errno.errorcode.get(code, str(code))
     free = ""
@@ -144,7 +144,7 @@ def storage_failures(what: str, table_dir: Path, root: Path) -> Iterator[None]:
             code = probe(root / "_staging")
         if code is None:
             raise
-        line = describe(what, table_dir, code)
+        line = failure_line(what, table_dir, code)
         cause = LakeStorageError(line, code)
         raise dg.Failure(
             description=line,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -17,52 +18,58 @@ from shopsmart_assets.resources.sources import SourceDatabase
 from shopsmart_assets.resources.spark import spark_resource
 
 
-def _url(var: str, default: str) -> str | dg.EnvVar:
+def env_or_default(var: str, default: str) -> str | dg.EnvVar:
     """A URL from the environment through EnvVar (kept out of the UI), else the default."""
     return dg.EnvVar(var) if settings.is_set(var) else default
 
 
 def feature_store(
-    assets: Iterable[dg.AssetsDefinition], lake: LakeResource, online_store: str | dg.EnvVar
+    assets: Iterable[dg.AssetsDefinition], lake: LakeResource, root: Path | None = None
 ) -> FeatureStoreResource:
     """Feast over the lake tables its views read (from the assets' definitions)."""
     return FeatureStoreResource(
-        online_store=online_store,
-        registry=_url(settings.FEAST_REGISTRY_VAR, settings.default_feast_registry()),
-        repo_dir=str(settings.feast_dir()),
+        online_store=env_or_default(
+            settings.ONLINE_STORE_URL_VAR, settings.default_online_store_url(root)
+        ),
+        registry=env_or_default(settings.FEAST_REGISTRY_VAR, settings.default_feast_registry(root)),
+        repo_dir=str(settings.feast_dir(root)),
         view_tables={
             view: str(lake.table_dir(key)) for view, key in feast_view_assets(assets).items()
         },
     )
 
 
-def model_registry() -> ModelRegistry:
+def model_registry(root: Path | None = None) -> ModelRegistry:
     return ModelRegistry(
-        tracking_uri=_url(settings.MLFLOW_TRACKING_URI_VAR, settings.default_mlflow_tracking_uri()),
-        artifact_location=settings.mlflow_artifact_location(),
+        tracking_uri=env_or_default(
+            settings.MLFLOW_TRACKING_URI_VAR, settings.default_mlflow_tracking_uri(root)
+        ),
+        artifact_location=settings.mlflow_artifact_location(root),
         ui_url=settings.mlflow_ui_url(),
     )
 
 
-def build_resources(assets: Iterable[dg.AssetsDefinition] = ()) -> dict[str, Any]:
-    """The resources as the environment (docs/settings in README) configures them; the lake
-    learns where each asset's table is from the assets' definitions."""
+def build_resources(
+    assets: Iterable[dg.AssetsDefinition] = (), data_dir: Path | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """The resources as the environment (docs/settings in README) configures them, for the
+    data directory (SHOPSMART_DATA_DIR, or `data_dir`), with `overrides` by resource key; the
+    lake learns where each asset's table is from the assets' definitions."""
     assets = list(assets)
-    lake = LakeResource(root=str(settings.lake_dir()), tables=lake_tables(assets))
-    online_store = _url(settings.ONLINE_STORE_URL_VAR, settings.default_online_store_url())
+    root = data_dir
+    lake = LakeResource(root=str(settings.lake_dir(root)), tables=lake_tables(assets))
+    crm_url = env_or_default(settings.CRM_URL_VAR, settings.default_crm_url(root))
+    orders_url = env_or_default(settings.ORDERS_URL_VAR, settings.default_orders_url(root))
     return {
-        "crm_db": SourceDatabase(
-            name="crm", url=_url(settings.CRM_URL_VAR, settings.default_crm_url())
-        ),
-        "orders_db": SourceDatabase(
-            name="orders", url=_url(settings.ORDERS_URL_VAR, settings.default_orders_url())
-        ),
+        "crm_db": SourceDatabase(name="crm", url=crm_url),
+        "orders_db": SourceDatabase(name="orders", url=orders_url),
         "lake": lake,
         "pyspark": spark_resource(),
-        "feature_store": feature_store(assets, lake, online_store),
-        "model_registry": model_registry(),
+        "feature_store": feature_store(assets, lake, root),
+        "model_registry": model_registry(root),
         "promotion_policy": PromotionPolicy(),
         "slack_alerts": slack_alerts(),
+        **overrides,
     }
 
 

@@ -10,10 +10,7 @@ database needs no separate `feast apply`.
 
 from __future__ import annotations
 
-import fcntl
-import sys
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +18,9 @@ import dagster as dg
 import pandas as pd
 from pydantic import PrivateAttr
 from sqlalchemy.engine import make_url
+
+from shopsmart_assets.lake.locks import exclusive
+from shopsmart_assets.resources.process import import_feast_unchecked
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -76,41 +76,6 @@ def registry_config(registry: str) -> dict[str, Any]:
     return {"registry_type": "file", "path": registry, "cache_ttl_seconds": 60}
 
 
-def _unchecked(target: Any = None, **_options: Any) -> Any:
-    """typeguard's `@typechecked` as it is under `python -O`: the target, unchanged."""
-    return target if target is not None else _unchecked
-
-
-def import_feast_unchecked() -> None:
-    """Import Feast with typeguard's `@typechecked` a no-op, as `python -O` makes it.
-
-    Feast decorates its classes with `@typechecked`, which re-parses and recompiles the
-    source of a whole module for each method it instruments, at every import (typeguard
-    issue #468): in a process that has loaded the code location, `import feast` takes 6.5 CPU
-    s with it and 0.75 s without, in every step and command that uses the store. typeguard
-    documents the decorator as checks "not meant to be run in production" and turns it off
-    under -O; this does the same for Feast alone (no other dependency of the platform uses
-    typeguard), without turning off the interpreter's asserts. Runs before the process's
-    first import of Feast."""
-    if "feast" in sys.modules:
-        return
-    import typeguard
-
-    typeguard.typechecked = _unchecked  # Feast binds it as its modules load, lazily too
-    import feast  # noqa: F401
-
-
-@contextmanager
-def _exclusive(lock_file: Path) -> Iterator[None]:
-    """An exclusive lock between processes of this machine (released on exit or crash)."""
-    with lock_file.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 class FeatureStoreResource(dg.ConfigurableResource):
     """Feast's feature store over the lake: customer features and purchase-propensity scores,
     served by customer id."""
@@ -149,7 +114,7 @@ class FeatureStoreResource(dg.ConfigurableResource):
             tables = {name: Path(path) for name, path in self.view_tables.items()}
             # Feast's file registry is rewritten in place: steps of one run that apply at
             # the same time take turns (a SQL registry has transactions of its own).
-            with _exclusive(Path(self.repo_dir) / ".apply.lock"):
+            with exclusive(Path(self.repo_dir) / ".apply.lock"):
                 store = FeatureStore(config=config)
                 store.apply(feature_repo_objects(tables))
             self._store = store
@@ -171,12 +136,6 @@ class FeatureStoreResource(dg.ConfigurableResource):
             seconds.extend(response.to_dict(include_event_timestamps=True)[f"{column}__ts"])
         times = pd.to_datetime(pd.Series(seconds, dtype="int64"), unit="s", utc=True)
         return times.where(pd.Series(seconds, dtype="int64") > 0)
-
-    def write_newest(self, view: str, frame: pd.DataFrame) -> int:
-        """Write a view's rows to the online store, except where the store already holds a
-        newer row of that customer (a backfill of an old day never overwrites fresher
-        values; re-running a day replaces its own rows). Returns the rows written."""
-        return self.write_newest_of_days(view, {"": frame})[""]
 
     def write_newest_of_days(self, view: str, frames: Mapping[str, pd.DataFrame]) -> dict[str, int]:
         """Several days' rows of a view in one write, leaving online what writing them one

@@ -7,7 +7,6 @@ SHOPSMART_MLFLOW_TRACKING_URI to an MLflow server's URL and the same code logs t
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,8 @@ from urllib.parse import quote
 import dagster as dg
 import pandas as pd
 from pydantic import PrivateAttr
+
+from shopsmart_assets.resources.process import use_mlflow
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -52,24 +53,18 @@ class ModelRegistry(dg.ConfigurableResource):
 
     def get_client(self) -> MlflowClient:
         if self._client is None:
-            # MLflow's telemetry looks up a host name: not in a pipeline, not offline.
-            os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-            import mlflow
-
             if self.tracking_uri.startswith("sqlite:///"):
                 Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
                     parents=True, exist_ok=True
                 )
+            mlflow = use_mlflow(self.tracking_uri)
             self._client = mlflow.MlflowClient(self.tracking_uri, self.tracking_uri)
         return self._client
 
     def _activate(self) -> None:
         """Point MLflow's fluent API (process-wide) at this store before using it."""
-        import mlflow
-
         self.get_client()
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
+        use_mlflow(self.tracking_uri)
 
     def experiment_id(self) -> str:
         if self._experiment_id is None:
@@ -218,8 +213,8 @@ class ModelRegistry(dg.ConfigurableResource):
 def signature_sample(frame: pd.DataFrame, rows: int = 5) -> pd.DataFrame:
     """The rows MLflow infers a model's signature from: the first few, plus the first row
     missing each column that has missing values, so that those columns come out optional
-    exactly as from the whole frame (MLflow's inference checks every value in Python: 1 s
-    for a month of training examples, per model)."""
+    exactly as from the whole frame (MLflow's inference checks every value in Python, which
+    is slow for a month of training examples)."""
     missing = frame.isna()
     first_missing = {missing[c].idxmax() for c in frame.columns if missing[c].any()}
     keep = list(frame.index[:rows]) + sorted(first_missing - set(frame.index[:rows]))
@@ -228,7 +223,7 @@ def signature_sample(frame: pd.DataFrame, rows: int = 5) -> pd.DataFrame:
 
 def _requirements() -> list[str]:
     """The model's own requirements, pinned to this environment (MLflow would otherwise
-    infer them in a subprocess, ≈ 4 s a model)."""
+    infer them in a subprocess, for every model)."""
     from importlib.metadata import version
 
     return [

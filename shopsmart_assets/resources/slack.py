@@ -7,8 +7,6 @@ Slack-compatible server in the tests, a proxy in locked-down networks).
 
 from __future__ import annotations
 
-from typing import Any
-
 import dagster as dg
 from dagster_slack import SlackResource
 from slack_sdk import WebClient
@@ -31,14 +29,11 @@ class SlackAlerts(SlackResource):
     def get_client(self) -> WebClient:
         return WebClient(token=self.token, base_url=self.api_url)
 
-    def post(self, text: str, blocks: list[dict[str, Any]] | None = None) -> str | None:
+    def post(self, text: str) -> str | None:
         """Post a message; returns Slack's message timestamp, or None when disabled."""
         if not self.enabled:
             return None
-        response = self.get_client().chat_postMessage(
-            channel=self.channel, text=text, blocks=blocks
-        )
-        return response.get("ts")
+        return self.get_client().chat_postMessage(channel=self.channel, text=text).get("ts")
 
 
 def slack_alerts() -> SlackAlerts:

@@ -21,8 +21,8 @@ SQL_CONFIG = {
     "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning": "true",
 }
 # Local mode only: the raw zone's hourly partitions (24 a day, 720 for 30 days) are listed by
-# the driver, not by a Spark job (which on one machine only adds task overhead: 8 s → 3 s to
-# list 720 partitions). Clusters keep Spark's parallel listing for object stores.
+# the driver, not by a Spark job (which on one machine only adds task overhead). Clusters keep
+# Spark's parallel listing for object stores.
 LOCAL_CONFIG = {
     "spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",
 }

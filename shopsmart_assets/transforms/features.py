@@ -66,6 +66,8 @@ def customer_features(
 ) -> DataFrame:
     """One row per (as_of_date, customer in that day's CRM snapshot), for each day of
     `day_ends` (day → the aware instant it ends, carried as `event_timestamp`)."""
+    # One Spark plan, read top to bottom (docs/lake.md, features): the windows and joins
+    # belong together.
     spark = purchases.sparkSession
     dates = spark.createDataFrame(
         [(day, int(end.timestamp())) for day, end in day_ends.items()],

@@ -126,6 +126,8 @@ def purchase_lines(
     """Each raw item row joined to its order's latest version, with a `reason` column that is
     null for valid lines. `customers` is the CRM snapshot (date, customer_id) per day.
     `broadcast`: look the customers up by broadcast (see `known_customers`); same result."""
+    # One Spark plan, read top to bottom as docs/lake.md states the rules: splitting it
+    # would hide the order in which they apply.
     headers = latest_order_versions(orders).select(
         "date",
         "order_id",

@@ -7,7 +7,6 @@ import pandas as pd
 
 from shopsmart_assets.transforms.features import EVENT_TIMESTAMP
 
-SCORE_COLUMNS = ("customer_id", "score", "model_version", EVENT_TIMESTAMP)
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 

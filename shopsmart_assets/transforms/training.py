@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-if TYPE_CHECKING:  # scikit-learn loads in 2 s: only the steps that train import it
+if TYPE_CHECKING:  # scikit-learn is slow to import: only the steps that train do
     from sklearn.pipeline import Pipeline
 
 from shopsmart_assets.transforms.features import FEATURE_COLUMNS, NOT_PURCHASED

@@ -33,17 +33,6 @@ def backfill_request(partitions: PartitionsByAsset, tags: Mapping[str, str]) -> 
     )
 
 
-def requested_partitions(request: dg.RunRequest) -> dict[dg.AssetKey, list[str]]:
-    """What a backfill request asks for, by asset (empty for a plain run request)."""
-    subset = request.asset_graph_subset
-    if subset is None:
-        return {}
-    return {
-        key: list(subset.partitions_subsets_by_asset_key[key].get_partition_keys())
-        for key in subset.asset_keys
-    }
-
-
 def backfill_in_progress(instance: dg.DagsterInstance, tag: str, values: Sequence[str]) -> bool:
     """Whether a backfill tagged `tag` with one of `values` is still requested (running)."""
     return bool(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,7 @@ from shopsmart_assets.defs.raw.assets import (
     ORDERS_KEY,
 )
 from shopsmart_assets.lake import lake_table
-from shopsmart_assets.lake.metadata import count_rows, share
+from shopsmart_assets.lake.metadata import count_rows, fraction
 from shopsmart_assets.partitions import Partitions
 from shopsmart_assets.resources import LakeResource, SourceDatabase
 from shopsmart_assets.sources.extract import ORDER_ITEMS, ORDERS
@@ -140,6 +141,62 @@ def _fail_unless_source_matches(
         )
 
 
+@dataclass(frozen=True)
+class DayBalance:
+    """A day's source lines against what was staged: valid and quarantined lines."""
+
+    source: int
+    valid: int
+    quarantined: int
+
+
+def balance_of_days(
+    context: dg.AssetExecutionContext,
+    counts: dict[str, list[HourCount]],
+    staged: dict[str | None, dict[str, Path]],
+) -> dict[str, DayBalance]:
+    """Every day's lines accounted for (valid + quarantined = source lines), or the step
+    fails with nothing published."""
+    balance = {}
+    for day in context.partition_keys:
+        day_balance = DayBalance(
+            source=sum(c.source_rows for c in counts[day] if c.table == ORDER_ITEMS.raw_table),
+            valid=count_rows(staged[None][day]),
+            quarantined=count_rows(staged[QUARANTINE][day]),
+        )
+        if day_balance.source != day_balance.valid + day_balance.quarantined:
+            raise RuntimeError(
+                f"lake/purchases {day}: {day_balance.source} source lines but "
+                f"{day_balance.valid} valid + {day_balance.quarantined} quarantined; nothing "
+                "was published"
+            )
+        balance[day] = day_balance
+    return balance
+
+
+def record_days(
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    balance: dict[str, DayBalance],
+    reasons: dict[str, dict[str, int]],
+) -> None:
+    partitions_def = context.assets_def.partitions_def
+    for day, day_balance in balance.items():
+        quarantine = lake.partition_path(PURCHASES_KEY, partitions_def, day, QUARANTINE)
+        lake.record_partition(
+            context,
+            PURCHASES_KEY,
+            day,
+            {
+                "source_rows": day_balance.source,
+                "quarantined_rows": day_balance.quarantined,
+                "quarantined_share": fraction(day_balance.quarantined, day_balance.source),
+                "quarantine_reasons": dg.MetadataValue.json(reasons[day]),
+                "quarantine_path": dg.MetadataValue.path(str(quarantine)),
+            },
+        )
+
+
 def _write_reconcile_publish(
     context: dg.AssetExecutionContext,
     lake: LakeResource,
@@ -156,38 +213,15 @@ def _write_reconcile_publish(
 
     counts = source_counts()
     yield from _fail_unless_source_matches(counts)
-    partitions_def = context.assets_def.partitions_def
     # Reconcile before publishing: nothing reaches the lake unless every line is accounted for.
-    balance = {}
-    for day in context.partition_keys:
-        source_lines = sum(c.source_rows for c in counts[day] if c.table == ORDER_ITEMS.raw_table)
-        valid_rows = count_rows(staged[None][day])
-        quarantined_rows = count_rows(staged[QUARANTINE][day])
-        if source_lines != valid_rows + quarantined_rows:
-            raise RuntimeError(
-                f"lake/purchases {day}: {source_lines} source lines but {valid_rows} valid + "
-                f"{quarantined_rows} quarantined; nothing was published"
-            )
-        balance[day] = (source_lines, valid_rows, quarantined_rows)
-
+    balance = balance_of_days(context, counts, staged)
     lake.publish_staged(context, PURCHASES_KEY, staged)
-    for day, (source_lines, _, quarantined_rows) in balance.items():
-        lake.record_partition(
-            context,
-            PURCHASES_KEY,
-            day,
-            {
-                "source_rows": source_lines,
-                "quarantined_rows": quarantined_rows,
-                "quarantined_share": share(quarantined_rows, source_lines),
-                "quarantine_reasons": dg.MetadataValue.json(reasons[day]),
-                "quarantine_path": dg.MetadataValue.path(
-                    str(lake.partition_path(PURCHASES_KEY, partitions_def, day, QUARANTINE))
-                ),
-            },
-        )
+    record_days(context, lake, balance, reasons)
 
-    source, ok, bad = (sum(b[i] for b in balance.values()) for i in range(3))
+    source = sum(b.source for b in balance.values())
+    ok = sum(b.valid for b in balance.values())
+    bad = sum(b.quarantined for b in balance.values())
+    quarantine_table = lake.table_dir(PURCHASES_KEY, QUARANTINE)
     yield dg.MaterializeResult(
         asset_key=PURCHASES_KEY,
         metadata=lake.summary(
@@ -196,7 +230,7 @@ def _write_reconcile_publish(
             ok,
             source_rows=source,
             quarantined_rows=bad,
-            quarantine_table=dg.MetadataValue.path(str(lake.table_dir(PURCHASES_KEY, QUARANTINE))),
+            quarantine_table=dg.MetadataValue.path(str(quarantine_table)),
         ),
     )
     yield dg.AssetCheckResult(

@@ -40,10 +40,6 @@ MODEL_CODE_VERSION = "2"
 # Evaluation metrics every model partition reports, NaN when no model was trained, so that
 # their plots over partitions have a value (a gap) on every day.
 EVALUATION_METRICS = ("auc", "log_loss")
-# Model partition D: trained on the training sets of the 27 days before D, evaluated on D.
-TRAINING_WINDOW = dg.TimeWindowPartitionMapping(
-    start_offset=-(TRAINING_WINDOW_DAYS - 1), allow_nonexistent_upstream_partitions=True
-)
 MEETS_BAR_CHECK = dg.AssetCheckSpec(
     MEETS_BAR,
     asset=PURCHASE_MODEL_KEY,
@@ -53,6 +49,14 @@ MEETS_BAR_CHECK = dg.AssetCheckSpec(
     "it (ERROR), which blocks ml/champion_model; no model at all (too little history) only "
     "warns, and the champion stays as it is.",
 )
+
+
+def training_window() -> dg.TimeWindowPartitionMapping:
+    """Model partition D: trained on the training sets of the 27 days before D, evaluated on
+    D (none before the first day)."""
+    return dg.TimeWindowPartitionMapping(
+        start_offset=-(TRAINING_WINDOW_DAYS - 1), allow_nonexistent_upstream_partitions=True
+    )
 
 
 def data_version(trained_on: dict[str, str]) -> str:
@@ -230,7 +234,7 @@ def purchase_model_asset(partitions: Partitions) -> dg.AssetsDefinition:
             **LATEST_ONLY,
             **docs_link(*MODEL_SECTION),
         },
-        deps=[dg.AssetDep(TRAINING_SET_KEY, partition_mapping=TRAINING_WINDOW)],
+        deps=[dg.AssetDep(TRAINING_SET_KEY, partition_mapping=training_window())],
         partitions_def=partitions.daily,
         backfill_policy=SINGLE_RUN,
         group_name="ml",

@@ -18,13 +18,22 @@ from shopsmart_assets.transforms.features import FEATURE_COLUMNS
 from shopsmart_assets.transforms.training import LABEL_DAYS, TRAINING_COLUMNS, label_examples
 
 TRAINING_SET_KEY = dg.AssetKey(["ml", "training_set"])
-# Training-set partition D: features as of D-7, labels from the purchases of D-6 … D.
-FEATURES_OF_LABEL_START = dg.TimeWindowPartitionMapping(
-    start_offset=-LABEL_DAYS, end_offset=-LABEL_DAYS, allow_nonexistent_upstream_partitions=True
-)
-LABEL_WINDOW = dg.TimeWindowPartitionMapping(
-    start_offset=-(LABEL_DAYS - 1), allow_nonexistent_upstream_partitions=True
-)
+
+
+def features_of_label_start() -> dg.TimeWindowPartitionMapping:
+    """Training-set partition D reads the features as of D-7 (none before the first day)."""
+    return dg.TimeWindowPartitionMapping(
+        start_offset=-LABEL_DAYS, end_offset=-LABEL_DAYS, allow_nonexistent_upstream_partitions=True
+    )
+
+
+def label_window() -> dg.TimeWindowPartitionMapping:
+    """… and its labels from the purchases of D-6 … D."""
+    return dg.TimeWindowPartitionMapping(
+        start_offset=-(LABEL_DAYS - 1), allow_nonexistent_upstream_partitions=True
+    )
+
+
 # The examples' columns as the lake holds them: every count, amount and recency a float (NaN
 # for "never"), the rest as typed here.
 EXAMPLE_TYPES = {
@@ -98,8 +107,8 @@ def training_set_asset(partitions: Partitions) -> dg.AssetsDefinition:
             **docs_link("lake.md", "Features and the training set"),
         },
         deps=[
-            dg.AssetDep(CUSTOMER_FEATURES_KEY, partition_mapping=FEATURES_OF_LABEL_START),
-            dg.AssetDep(PURCHASES_KEY, partition_mapping=LABEL_WINDOW),
+            dg.AssetDep(CUSTOMER_FEATURES_KEY, partition_mapping=features_of_label_start()),
+            dg.AssetDep(PURCHASES_KEY, partition_mapping=label_window()),
         ],
         partitions_def=partitions.daily,
         backfill_policy=SINGLE_RUN,

@@ -1,1 +1,1 @@
-"""."""
+"""The raw zone: source tables extracted as Parquet, exactly as the sources hold them."""

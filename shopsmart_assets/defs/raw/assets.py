@@ -119,70 +119,68 @@ def extract_partitions(
     )
 
 
+RAW_KINDS = {"sql", "parquet"}
+
+
+def crm_customers(
+    context: dg.AssetExecutionContext, crm_db: SourceDatabase, lake: LakeResource
+) -> dg.MaterializeResult:
+    """Daily snapshot of the CRM's customers: everyone signed up by the end of the day,
+    with the attributes the CRM holds at extraction time. Raw: unvalidated."""
+    return extract_partitions(context, crm_db, lake, CRM_CUSTOMERS_KEY)
+
+
+def crm_interactions(
+    context: dg.AssetExecutionContext, crm_db: SourceDatabase, lake: LakeResource
+) -> dg.MaterializeResult:
+    """CRM interactions (support tickets, newsletter clicks, reviews, complaints) that
+    occurred during the day. Raw: unvalidated."""
+    return extract_partitions(context, crm_db, lake, CRM_INTERACTIONS_KEY)
+
+
+def orders(context: dg.AssetExecutionContext, orders_db: SourceDatabase, lake: LakeResource):
+    """Hourly incremental extraction of orders and their items, one step per run."""
+    yield extract_partitions(context, orders_db, lake, ORDERS_KEY)
+    yield extract_partitions(context, orders_db, lake, ORDER_ITEMS_KEY)
+
+
+def raw_spec(key: dg.AssetKey, description: str) -> dg.AssetSpec:
+    return dg.AssetSpec(key, description=description, metadata=raw_table(key), kinds=RAW_KINDS)
+
+
 def build_raw_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
-    """The extracts: the CRM daily, the orders hourly."""
-    retry = source_retry()
+    """The extracts: the CRM daily, the orders hourly. Every extract retries a source that
+    blinks, and a range of partitions is one run."""
 
-    @dg.asset(
-        key=CRM_CUSTOMERS_KEY,
-        metadata=raw_table(CRM_CUSTOMERS_KEY),
-        partitions_def=partitions.daily,
-        backfill_policy=SINGLE_RUN,
-        retry_policy=retry,
-        group_name="raw",
-        kinds={"sql", "parquet"},
-        **STANDARD_STEP,
-    )
-    def crm_customers(
-        context: dg.AssetExecutionContext, crm_db: SourceDatabase, lake: LakeResource
-    ) -> dg.MaterializeResult:
-        """Daily snapshot of the CRM's customers: everyone signed up by the end of the day,
-        with the attributes the CRM holds at extraction time. Raw: unvalidated."""
-        return extract_partitions(context, crm_db, lake, CRM_CUSTOMERS_KEY)
+    def step(partitions_def: dg.PartitionsDefinition) -> dict:
+        return {
+            "partitions_def": partitions_def,
+            "backfill_policy": SINGLE_RUN,
+            "retry_policy": source_retry(),
+            "group_name": "raw",
+            **STANDARD_STEP,
+        }
 
-    @dg.asset(
-        key=CRM_INTERACTIONS_KEY,
-        metadata=raw_table(CRM_INTERACTIONS_KEY),
-        partitions_def=partitions.daily,
-        backfill_policy=SINGLE_RUN,
-        retry_policy=retry,
-        group_name="raw",
-        kinds={"sql", "parquet"},
-        **STANDARD_STEP,
-    )
-    def crm_interactions(
-        context: dg.AssetExecutionContext, crm_db: SourceDatabase, lake: LakeResource
-    ) -> dg.MaterializeResult:
-        """CRM interactions (support tickets, newsletter clicks, reviews, complaints) that
-        occurred during the day. Raw: unvalidated."""
-        return extract_partitions(context, crm_db, lake, CRM_INTERACTIONS_KEY)
-
-    @dg.multi_asset(
+    daily = [
+        dg.asset(key=key, metadata=raw_table(key), kinds=RAW_KINDS, **step(partitions.daily))(fn)
+        for key, fn in (
+            (CRM_CUSTOMERS_KEY, crm_customers),
+            (CRM_INTERACTIONS_KEY, crm_interactions),
+        )
+    ]
+    hourly = dg.multi_asset(
         specs=[
-            dg.AssetSpec(
+            raw_spec(
                 ORDERS_KEY,
-                description="Order headers placed during the hour, every version and duplicate "
-                "the orders system holds. Raw: unvalidated.",
-                metadata=raw_table(ORDERS_KEY),
-                kinds={"sql", "parquet"},
+                "Order headers placed during the hour, every version and duplicate the orders "
+                "system holds. Raw: unvalidated.",
             ),
-            dg.AssetSpec(
+            raw_spec(
                 ORDER_ITEMS_KEY,
-                description="The order lines of the hour's orders, as the orders system holds "
-                "them. Raw: unvalidated.",
-                metadata=raw_table(ORDER_ITEMS_KEY),
-                kinds={"sql", "parquet"},
+                "The order lines of the hour's orders, as the orders system holds them. Raw: "
+                "unvalidated.",
             ),
         ],
-        partitions_def=partitions.hourly,
-        backfill_policy=SINGLE_RUN,
-        retry_policy=retry,
-        group_name="raw",
-        **STANDARD_STEP,
-    )
-    def orders(context: dg.AssetExecutionContext, orders_db: SourceDatabase, lake: LakeResource):
-        """Hourly incremental extraction of orders and their items, one step per run."""
-        yield extract_partitions(context, orders_db, lake, ORDERS_KEY)
-        yield extract_partitions(context, orders_db, lake, ORDER_ITEMS_KEY)
-
-    return [crm_customers, crm_interactions, orders]
+        **step(partitions.hourly),
+    )(orders)
+    return [*daily, hourly]
