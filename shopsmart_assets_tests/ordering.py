@@ -26,6 +26,7 @@ LONGEST_FIRST = (
     "test_operations",
     "test_correctness",
     "test_retries",
+    "test_lake_storage",
     "test_lake_layout",
     "test_automation",
     "test_demo_generator",
