@@ -74,14 +74,15 @@ def default_mlflow_tracking_uri(root: Path | None = None) -> str:
     return f"sqlite:///{mlflow_dir(root) / 'mlflow.db'}"
 
 
-def mlflow_tracking_uri(root: Path | None = None) -> str:
-    return _env(MLFLOW_TRACKING_URI_VAR) or default_mlflow_tracking_uri(root)
+def mlflow_tracking_uri() -> str:
+    return _env(MLFLOW_TRACKING_URI_VAR) or default_mlflow_tracking_uri()
 
 
 def mlflow_artifact_location(root: Path | None = None) -> str | None:
     """Where a local tracking store keeps run artifacts (models); an MLflow server decides
-    for itself."""
-    if mlflow_tracking_uri(root).startswith(("http://", "https://", "databricks")):
+    for itself. For a data directory of one's own (`root`), its local store's."""
+    uri = default_mlflow_tracking_uri(root) if root is not None else mlflow_tracking_uri()
+    if uri.startswith(("http://", "https://", "databricks")):
         return None
     return (mlflow_dir(root) / "artifacts").as_uri()
 

@@ -27,7 +27,7 @@ WORKSPACE = """load_from:
 """
 # The instance configuration ships inside the package (the project's top-level dagster.yaml is
 # a link to it), so that commands installed from a wheel find it too.
-INSTANCE_CONFIG = Path(__file__).resolve().parent / "instance" / "dagster.yaml"
+INSTANCE_CONFIG = Path(__file__).resolve().parents[1] / "instance" / "dagster.yaml"
 
 
 class GraphQLError(RuntimeError):
