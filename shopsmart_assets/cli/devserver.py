@@ -103,7 +103,7 @@ def dagster_dev(
     process = subprocess.Popen(
         [str(dagster), "dev", "-h", host, "-p", str(port), "-w", "workspace.yaml"],
         cwd=dagster_home,
-        env=settings.child_environment(**(env or {}), DAGSTER_HOME=str(dagster_home)),
+        env=settings.child_environment(**{**(env or {}), "DAGSTER_HOME": str(dagster_home)}),
         stdout=output,
         stderr=subprocess.STDOUT,
         start_new_session=True,
