@@ -270,6 +270,16 @@ def recovery_days() -> int:
     return int(raw)
 
 
+def lake_retention_days() -> int:
+    """SHOPSMART_LAKE_RETENTION_DAYS: how long a replaced partition version is kept in the
+    lake's version store before `shopsmart-lake gc` may delete it (never while a registered
+    model version learned from it), default 30."""
+    raw = _env("SHOPSMART_LAKE_RETENTION_DAYS") or "30"
+    if not raw.isdigit():
+        raise ValueError(f"SHOPSMART_LAKE_RETENTION_DAYS must be whole days, got {raw!r}")
+    return int(raw)
+
+
 def docs_url() -> str | None:
     """SHOPSMART_DOCS_URL: where the project's docs/ directory is served, e.g.
     https://github.com/acme/shopsmart/blob/main/docs; each asset's `docs` metadata then links

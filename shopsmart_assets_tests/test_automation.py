@@ -216,6 +216,7 @@ def test_automation_switch_starts_schedules_and_sensors(monkeypatch, value, stat
     assert statuses == {
         "hourly_orders_schedule": status,
         "midnight_catchup_schedule": status,
+        "lake_gc_schedule": status,
         "daily_chain_sensor": status,
         "recovery_sensor": status,
         "late_orders_sensor": status,

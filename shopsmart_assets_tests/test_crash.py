@@ -52,6 +52,7 @@ from shopsmart_assets.defs.automation.jobs import (
 )
 from shopsmart_assets.defs.spark_step import SPARK_STEP_NAME
 from shopsmart_assets.demo.slack_stand_in import SlackServer
+from shopsmart_assets.lake.versions import current_versions, describe_content, kept_versions
 from shopsmart_assets_tests import reconcile
 from shopsmart_assets_tests.harness import (
     START,
@@ -172,6 +173,19 @@ def assert_no_debris_in_tables(lake: Path) -> None:
             for item in partition.iterdir():
                 assert item.is_file() and item.name.startswith("part-"), item
                 assert item.name.endswith(".parquet"), item
+
+
+def assert_versions_whole(lake: Path) -> None:
+    """Every current partition of the tables holds exactly the version its manifest records,
+    and every kept version in the store exactly its own."""
+    current = 0
+    for table in TABLES:
+        for directory, manifest in current_versions(lake, table):
+            assert describe_content(directory)[0] == manifest.version, directory
+            current += 1
+        for directory, manifest in kept_versions(lake, table):
+            assert describe_content(directory)[0] == manifest.version == directory.name
+    assert current == len(TABLES) * len(DAYS)
 
 
 def output_files(lake: Path) -> set[Path]:
@@ -461,6 +475,8 @@ def test_kill_9_mid_spark_write_is_invisible_failed_alerted_and_recovered(tmp_pa
     # day reconciles with the sources (independent SQL); no line twice.
     after = snapshot(lake)
     assert_no_debris_in_tables(lake)
+    # current and kept versions are whole (what the retry replaced, if it wrote other bytes)
+    assert_versions_whole(lake)
     for table in TABLES:
         rows_before, files_before = before[table]
         rows_after, files_after = on_days(after, WRITTEN_BEFORE)[table]

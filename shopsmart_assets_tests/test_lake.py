@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import timedelta
 
 import dagster as dg
 import pyarrow as pa
@@ -16,6 +17,12 @@ from shopsmart_assets.lake import (
     lake_tables,
     part_file_name,
     partition_subpath,
+)
+from shopsmart_assets.lake.versions import (
+    PartitionVersions,
+    collect_garbage,
+    describe_content,
+    kept_versions,
 )
 from shopsmart_assets.partitions import build_partitions
 from shopsmart_assets.resources import LakeResource
@@ -36,27 +43,58 @@ def write(lake: LakeResource, values: list[int]) -> None:
         lake.publisher.publish(staged, lake.partition_path(KEY, HOURLY, HOUR))
 
 
-def test_rewrite_replaces_and_retires_the_old_version(tmp_path):
+def test_rewrite_replaces_the_partition_and_keeps_the_old_version(tmp_path):
     lake = make_lake(tmp_path)
     write(lake, [1, 2, 3])
-    write(lake, [4])
     path = lake.partition_path(KEY, HOURLY, HOUR)
+    versions = PartitionVersions.of(tmp_path, path)
+    first = versions.current()
+    write(lake, [4])
     assert path == tmp_path / "raw" / "t" / "date=2026-01-02" / "hour=0500+0000"
     assert pq.read_table(path).column("x").to_pylist() == [4]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["_locks", "_trash", "raw"]
-    # the replaced version stays out of the table for reads already under way …
-    [retired] = (tmp_path / "_trash").iterdir()
-    assert pq.read_table(retired).column("x").to_pylist() == [1, 2, 3]
-    # … and is deleted after the grace period
-    make_lake(tmp_path, retired_grace_seconds=0).publisher._empty_trash()
-    assert list((tmp_path / "_trash").iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["_locks", "_versions", "raw"]
+    # the partition holds its data files only; its manifest: a content digest, rows, files
+    [data_file] = list(path.iterdir())
+    second = versions.current()
+    assert second.version != first.version and second.rows == 1 and first.rows == 3
+    assert [f["name"] for f in second.files] == [data_file.name]
+    assert second.version == describe_content(path)[0]
+    # the replaced version is kept whole, out of the table, a plain Parquet read
+    kept = versions.kept_dir(first.version)
+    assert pq.read_table(kept).column("x").to_pylist() == [1, 2, 3]
+    assert versions.manifest(first.version).replaced_at is not None
+    assert describe_content(kept)[0] == first.version
+    # writing the same content again keeps nothing new: the version is the same
+    write(lake, [4])
+    assert versions.current().version == second.version
+    assert [m.version for _, m in kept_versions(tmp_path)] == [first.version]
+    # a partition changed behind the lake's back is not taken for its recorded version
+    data_file.write_bytes(b"PAR1 changed")
+    assert versions.current().version != second.version
+
+
+def test_gc_removes_old_unreferenced_versions_only(tmp_path):
+    lake = make_lake(tmp_path)
+    for values in ([1], [2], [3]):
+        write(lake, values)
+    kept = [m for _, m in kept_versions(tmp_path)]
+    assert len(kept) == 2
+    referenced = {(m.table, m.partition, m.version) for m in kept[:1]}
+    # within the retention, nothing goes
+    young = collect_garbage(tmp_path, referenced, timedelta(days=30))
+    assert young.removed == [] and len(young.young) == 1
+    collected = collect_garbage(tmp_path, referenced, timedelta(0))
+    assert [m.version for m in collected.removed] == [kept[1].version]
+    assert collected.freed_bytes == kept[1].bytes > 0
+    assert [m.version for _, m in kept_versions(tmp_path)] == [kept[0].version]
+    assert pq.read_table(lake.partition_path(KEY, HOURLY, HOUR)).column("x").to_pylist() == [3]
 
 
 def test_concurrent_writers_never_show_readers_a_partial_partition(tmp_path):
     import threading
 
     # a short grace period, so that retired versions are really deleted during the test
-    lake = make_lake(tmp_path, retired_grace_seconds=1)
+    lake = make_lake(tmp_path)
     sizes = [100, 2_000, 30_000, 400]
     write(lake, list(range(sizes[0])))
     path = lake.partition_path(KEY, HOURLY, HOUR)
@@ -80,8 +118,8 @@ def test_concurrent_writers_never_show_readers_a_partial_partition(tmp_path):
         while not done.is_set():
             # a careful reader: list the partition, open each file once, and start again if
             # a swap retired the files it listed (a clean "not found", never a mix)
-            try:
-                [name] = os.listdir(path)  # the partition itself is never missing
+            try:  # the partition itself is never missing
+                [name] = [n for n in os.listdir(path) if n.endswith(".parquet")]
             except BaseException as error:  # noqa: BLE001
                 errors.append(error)
                 continue

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -26,9 +27,15 @@ from shopsmart_assets.defs.ml import (
     PURCHASE_SCORES_KEY,
     TRAINING_SET_KEY,
 )
-from shopsmart_assets.lake import lake_tables
+from shopsmart_assets.lake import lake_tables, table_globs
 from shopsmart_assets.lake.column_catalog import PARTITION_COLUMNS, TABLES
 from shopsmart_assets.lake.metadata import column_schema_key
+from shopsmart_assets.lake.versions import (
+    PartitionVersions,
+    collect_garbage,
+    current_versions,
+    kept_versions,
+)
 from shopsmart_assets.resources import PromotionPolicy, SourceDatabase
 from shopsmart_assets_tests import reconcile
 from shopsmart_assets_tests.harness import START, Platform, requested_partitions
@@ -63,8 +70,10 @@ def test_model_is_trained_out_of_time_and_records_its_inputs(ten_days):
     # trained on the training-set partitions before the last day, evaluated on the last day
     trained_on = meta["trained_on"]
     assert sorted(trained_on) == [str(START + timedelta(days=k)) for k in range(10)]
-    assert trained_on[str(START)] == "empty"  # no labels yet in the first week
-    assert trained_on[str(LAST)] != "empty"
+    # the exact lake versions of those partitions, as their manifests name them
+    for day, version in trained_on.items():
+        assert p.lake.version(TRAINING_SET_KEY, p.partitions.daily, day) == version, day
+    assert trained_on[str(START)] != trained_on[str(LAST)]  # empty first week, then labels
     record = json.loads((p.path("ml/purchase_model", str(LAST)) / "metrics.json").read_text())
     assert record["metrics"]["auc"] == meta["auc"]
     assert record["trained_on"] == trained_on
@@ -271,6 +280,89 @@ def test_a_late_refund_reaches_every_feature_training_example_and_the_online_sto
         reconcile.assert_lake_reconciles(
             p.root / "lake", p.root / "crm.db", p.root / "orders.db", START + k * DAY
         )
+
+
+def reproduce(p: Platform, version: int) -> subprocess.CompletedProcess:
+    """`shopsmart-model reproduce VERSION`, as a user runs it on this data dir."""
+    command = Path(sys.executable).with_name("shopsmart-model")
+    env = {
+        **os.environ,
+        "SHOPSMART_DATA_DIR": str(p.root),
+        "SHOPSMART_START_DATE": str(START),
+        "SHOPSMART_TIMEZONE": "UTC",
+    }
+    return subprocess.run(
+        [str(command), "reproduce", str(version)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_registered_versions_are_rebuilt_exactly_from_the_data_they_learned_from(ten_days):
+    """After the late refund rebuilt the training sets of its days, the model registered
+    before it learned from data the lake no longer serves as current: it is still rebuilt
+    exactly (metrics and predictions) from the kept versions, and so is the new one."""
+    p = ten_days
+    registry = p.model_registry
+    numbers = sorted(
+        int(v.version)
+        for v in registry.get_client().search_model_versions(f"name = '{registry.model_name}'")
+    )
+    current = {
+        day: p.lake.version(TRAINING_SET_KEY, p.partitions.daily, day)
+        for day in (str(START + k * DAY) for k in range(10))
+    }
+    learned = {n: registry.trained_on(n).partitions for n in numbers}
+    rebuilt = [n for n in numbers if any(current[d] != v for d, v in learned[n].items())]
+    untouched = [n for n in numbers if n not in rebuilt]
+    assert rebuilt and untouched, learned  # some learned from data replaced since, some not
+    for number in (rebuilt[-1], untouched[-1]):
+        done = reproduce(p, number)
+        assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+        assert "reproduced exactly" in done.stdout and "auc" in done.stdout
+    # the replaced version is a plain Parquet read at its documented path, with its own rows
+    day = next(d for d, v in learned[rebuilt[-1]].items() if current[d] != v)
+    old = learned[rebuilt[-1]][day]
+    kept = p.root / "lake/_versions/features/training_set" / f"date={day}" / old
+    [(kept_rows,)] = lake_rows(p, f"SELECT count(*) FROM read_parquet('{kept}/*.parquet')")
+    versions = PartitionVersions.of(p.root / "lake", p.path("ml/training_set", day))
+    assert kept_rows == versions.manifest(old).rows
+    kept_labels = lake_rows(p, f"SELECT sum(label) FROM read_parquet('{kept}/*.parquet')")
+    now_labels = lake_rows(
+        p, f"SELECT sum(label) FROM read_parquet('LAKE/features/training_set/date={day}/*')"
+    )
+    assert kept_labels != now_labels  # the refund changed that day's labels
+
+
+def test_globs_read_one_version_per_partition_and_gc_keeps_what_models_learned_from(ten_days):
+    p = ten_days
+    lake = p.root / "lake"
+    assert any(kept_versions(lake))  # there are replaced versions a glob could pick up
+    for location, glob in table_globs(p.assets).items():
+        [(rows,)] = lake_rows(p, f"SELECT count(*) FROM read_parquet('LAKE/{location}/{glob}')")
+        assert rows == sum(m.rows or 0 for _, m in current_versions(lake, location)), location
+    registry = p.model_registry
+    referenced = registry.references()
+    collected = collect_garbage(lake, referenced, timedelta(0))
+    left = {(m.table, m.partition, m.version) for _, m in kept_versions(lake)}
+    assert collected.removed  # the late refund's unreferenced versions went
+    assert {key for key in referenced if key[0] != "features/training_set"} == set()
+    assert left == {key for key in referenced if key in left} and left  # referenced stay
+    number = max(
+        n
+        for numbers in referenced.values()
+        for n in numbers
+        if any(key in left for key, ns in referenced.items() if n in ns)
+    )
+    assert reproduce(p, number).returncode == 0
+    # a kept version that a model learned from, removed by hand: reproduce names it
+    table, partition, version = next(key for key in left if number in referenced[key])
+    shutil.rmtree(lake / "_versions" / table / f"date={partition}" / version)
+    done = reproduce(p, number)
+    assert done.returncode == 2, done.stdout + done.stderr[-2000:]
+    assert f"ml/training_set {partition} version {version}" in done.stdout
 
 
 def lake_rows(p: Platform, sql: str) -> list[tuple]:

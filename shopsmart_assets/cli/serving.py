@@ -88,11 +88,17 @@ def _mlflow_env() -> dict[str, str]:
 
 
 def model_main(argv: list[str] | None = None) -> int:
-    """`shopsmart-model show | rollback | serve [--port P] | ui [--port P]`."""
+    """`shopsmart-model show | rollback | reproduce VERSION | serve [--port P] | ui [--port P]`."""
     parser = argparse.ArgumentParser(prog="shopsmart-model", description=model_main.__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("show", help="the champion and previous champion versions")
     commands.add_parser("rollback", help="swap champion and previous-champion (again to undo)")
+    rebuild = commands.add_parser(
+        "reproduce",
+        help="rebuild a registered version from the exact partition versions it learned from "
+        "and compare (exit 0 identical, 1 different, 2 data missing)",
+    )
+    rebuild.add_argument("version", type=int)
     serve = commands.add_parser("serve", help="MLflow's scoring server for the champion")
     serve.add_argument("--port", type=int, default=MODEL_SERVER_PORT)
     ui = commands.add_parser("ui", help="MLflow's UI over the tracking store")
@@ -112,6 +118,12 @@ def model_main(argv: list[str] | None = None) -> int:
         if artifacts:
             command += ["--default-artifact-root", artifacts]
         os.execve(mlflow, [*command, "-p", str(args.port)], _mlflow_env())
+    if args.command == "reproduce":
+        from shopsmart_assets.cli.model_reproduction import reproduce
+        from shopsmart_assets.definitions import load_code_location
+
+        partitions = load_code_location().partitions
+        return reproduce(args.version, registry, initialized_resource("lake"), partitions)
     if args.command == "rollback":
         champion, previous = registry.rollback()
         print(

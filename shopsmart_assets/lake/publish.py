@@ -1,12 +1,12 @@
 """Atomic, idempotent partition writes: stage beside the lake, then swap into place.
 
-A partition is written completely into `<root>/_staging/<id>/` and swapped into place in one
-atomic exchange on the same file system (Linux renameat2 with RENAME_EXCHANGE; two renames
-where the kernel or file system lacks it), so a reader finds the old version or the new one,
-never part of one and never none, and re-running a partition replaces it instead of
-appending to it. Writers of the same table publish one at a time (a lock file per table); a
-replaced version is kept a grace period for reads already under way, then deleted; staging a
-dead writer left is swept once it is abandoned.
+A partition is written completely into `<root>/_staging/<id>/`, given its version and
+manifest (versions.py), and swapped into place in one atomic exchange on the same file system
+(Linux renameat2 with RENAME_EXCHANGE; two renames where the kernel or file system lacks it),
+so a reader finds the old version or the new one, never part of one and never none, and
+re-running a partition replaces it instead of appending to it. Writers of the same table
+publish one at a time (a lock file per table); the version a publish replaces moves, whole,
+into the version store (`_versions/`); staging a dead writer left is swept once abandoned.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shopsmart_assets.lake.locks import exclusive
+from shopsmart_assets.lake.versions import Manifest, PartitionVersions
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
-STAGING, TRASH, LOCKS = "_staging", "_trash", "_locks"
+STAGING, LOCKS = "_staging", "_locks"
 
 
 def exchange(a: Path, b: Path) -> bool:
@@ -49,8 +50,6 @@ class Publisher:
     """Staging and publishing under a lake root."""
 
     root: Path
-    # How long a replaced partition version is kept for reads already under way.
-    retired_grace_seconds: int = 300
     # A staging directory untouched this long belongs to a writer that died (kill -9, lost
     # node): the next write removes it. No partition write takes anywhere near that long.
     abandoned_staging_seconds: int = 86_400
@@ -75,32 +74,46 @@ class Publisher:
             with suppress(OSError):
                 path.parent.rmdir()  # when empty
 
-    def publish(self, staged: Path, target: Path) -> None:
-        """Swap a fully written directory into place as `target`: publishers of the same
-        table take turns, the swap is one atomic exchange, and the replaced version is kept
-        `retired_grace_seconds` for reads that were already under way."""
+    def publish(
+        self,
+        staged: Path,
+        target: Path,
+        partition_key: str | None = None,
+        run_id: str | None = None,
+    ) -> Manifest:
+        """Swap a fully written directory into place as `target`, recording its version (its
+        manifest: files, rows, when, which run). Publishers of the same table take turns, the
+        swap is one atomic exchange, and the version it replaces moves into the version store
+        (or goes, when it is the very same version). Returns the new manifest."""
+        versions = PartitionVersions.of(self.root, target)
+        manifest = versions.describe(staged, partition_key or versions.path, run_id)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with exclusive(self._lock_file(target)):
-            if not target.exists():
+        with exclusive(self._lock_file(versions.table)):
+            versions.write_manifest(manifest)
+            old = versions.current()
+            if old is None:
                 os.rename(staged, target)
+            elif exchange(staged, target):
+                self._retire(versions, staged, old, manifest)  # `staged` holds the old one
             else:
-                # named by its retirement time, for the grace period
-                retired = self._trash_dir() / f"{time.time_ns()}-{uuid.uuid4().hex}"
-                if exchange(staged, target):
-                    os.rename(staged, retired)  # `staged` now holds the old version
-                else:
-                    os.rename(target, retired)
-                    os.rename(staged, target)
-        self._empty_trash()
+                replaced = staged.with_name(f"{staged.name}-replaced")
+                os.rename(target, replaced)
+                os.rename(staged, target)
+                self._retire(versions, replaced, old, manifest)
+            versions.set_current(manifest)
+        return manifest
 
-    def _lock_file(self, target: Path) -> Path:
-        zone, table = target.relative_to(self.root).parts[:2]
-        return self.root / LOCKS / f"{zone}__{table}.lock"
+    @staticmethod
+    def _retire(
+        versions: PartitionVersions, old_directory: Path, old: Manifest, new: Manifest
+    ) -> None:
+        if old.version == new.version:
+            shutil.rmtree(old_directory, ignore_errors=True)
+        else:
+            versions.keep(old_directory, old)
 
-    def _trash_dir(self) -> Path:
-        path = self.root / TRASH
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+    def _lock_file(self, table: str) -> Path:
+        return self.root / LOCKS / f"{table.replace('/', '__')}.lock"
 
     def _sweep_abandoned_staging(self) -> None:
         cutoff = time.time() - self.abandoned_staging_seconds
@@ -109,10 +122,3 @@ class Publisher:
                 with suppress(FileNotFoundError):
                     if staged.stat().st_mtime < cutoff:
                         shutil.rmtree(staged, ignore_errors=True)
-
-    def _empty_trash(self) -> None:
-        cutoff = time.time_ns() - self.retired_grace_seconds * 1_000_000_000
-        for retired in self._trash_dir().iterdir():
-            retired_at = retired.name.split("-", 1)[0]
-            if retired_at.isdigit() and int(retired_at) <= cutoff:
-                shutil.rmtree(retired, ignore_errors=True)

@@ -36,6 +36,7 @@ from shopsmart_assets.lake.upstream import (
     missing_partition_failure,
     upstream_partition_keys,
 )
+from shopsmart_assets.lake.versions import PartitionVersions, combined_version, version_of
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -47,8 +48,6 @@ class LakeResource(dg.ConfigurableResource):
     root: str
     # Asset key → "<zone>/<table>", derived from the assets' definition metadata (lake_tables).
     tables: dict[str, str] = {}
-    # How long a replaced partition version is kept for reads already under way.
-    retired_grace_seconds: int = 300
     # A staging directory untouched this long belongs to a writer that died (kill -9, lost
     # node): the next write removes it. No partition write takes anywhere near a day.
     abandoned_staging_seconds: int = 86_400
@@ -59,7 +58,7 @@ class LakeResource(dg.ConfigurableResource):
 
     @property
     def publisher(self) -> Publisher:
-        return Publisher(self.root_path, self.retired_grace_seconds, self.abandoned_staging_seconds)
+        return Publisher(self.root_path, self.abandoned_staging_seconds)
 
     # Paths -------------------------------------------------------------------------------
 
@@ -182,7 +181,7 @@ class LakeResource(dg.ConfigurableResource):
         target = self.partition_path(key, _own_partitions_def(context, key), partition_key)
         with self.staging(context, key, [partition_key]) as staged:
             yield staged
-            self.publisher.publish(staged, target)
+            self.publisher.publish(staged, target, partition_key, context.run.run_id)
 
     def write_spark_daily(
         self,
@@ -206,7 +205,7 @@ class LakeResource(dg.ConfigurableResource):
         for role, by_partition in staged.items():
             for partition_key, directory in by_partition.items():
                 target = self.partition_path(key, partitions_def, partition_key, role)
-                self.publisher.publish(directory, target)
+                self.publisher.publish(directory, target, partition_key, context.run.run_id)
 
     # Metadata ------------------------------------------------------------------------------
 
@@ -221,10 +220,48 @@ class LakeResource(dg.ConfigurableResource):
         from the Parquet footers, and its path); returns the rows."""
         path = self.partition_path(key, _own_partitions_def(context, key), partition_key)
         rows = count_rows(path)
+        version = {"lake_version": version_of(path, self.root_path)}
         context.add_asset_metadata(
-            partition_metadata(rows, path, extra), asset_key=key, partition_key=partition_key
+            partition_metadata(rows, path, {**version, **(extra or {})}),
+            asset_key=key,
+            partition_key=partition_key,
         )
         return rows
+
+    def data_version(self, context: dg.AssetExecutionContext, key: dg.AssetKey) -> dg.DataVersion:
+        """The data version Dagster records for the step's materialization of `key`: the
+        partition's lake version; for a range of partitions (Dagster records one data version
+        per step), a digest of theirs (each partition's own is in its `lake_version`)."""
+        partitions_def = _own_partitions_def(context, key)
+        versions = {
+            partition_key: self.version(key, partitions_def, partition_key)
+            for partition_key in context.partition_keys
+        }
+        return dg.DataVersion(combined_version(versions))
+
+    def version(
+        self, key: dg.AssetKey, partitions_def: dg.PartitionsDefinition, partition_key: str
+    ) -> str:
+        """The lake version id a partition holds now."""
+        return version_of(self.partition_path(key, partitions_def, partition_key), self.root_path)
+
+    def recorded_version_path(
+        self,
+        key: dg.AssetKey,
+        partitions_def: dg.PartitionsDefinition,
+        partition_key: str,
+        version: str,
+    ) -> Path | None:
+        """Where a recorded version of a partition lies now: the current partition if it is
+        that version, else its kept copy in the version store; None if the lake holds it no
+        more."""
+        current = self.partition_path(key, partitions_def, partition_key)
+        versions = PartitionVersions.of(self.root_path, current)
+        held = versions.current()
+        if held is not None and held.version == version:
+            return current
+        kept = versions.kept_dir(version)
+        return kept if kept.is_dir() else None
 
     def summary(
         self, context: dg.AssetExecutionContext, key: dg.AssetKey, rows_total: int, **extra: Any

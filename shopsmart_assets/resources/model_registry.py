@@ -7,6 +7,8 @@ SHOPSMART_MLFLOW_TRACKING_URI to an MLflow server's URL and the same code logs t
 
 from __future__ import annotations
 
+import json
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,44 @@ PREVIOUS_CHAMPION = "previous-champion"
 PARTITION_TAG = "shopsmart.partition"
 DATA_VERSION_TAG = "shopsmart.data_version"
 DAGSTER_RUN_TAG = "dagster.run_id"
+# The exact lake partition versions a model learned from and was evaluated on (JSON: the
+# table and {partition: version}), on the run and on its registered version.
+TRAINED_ON_TAG = "shopsmart.trained_on"
+CODE_VERSION_TAG = "shopsmart.model_code_version"
+
+
+@dataclass(frozen=True)
+class TrainingInput:
+    """A frame a model run learned from or was evaluated on, with the lake's digest of it
+    (MLflow's own digest hashes only a sample of the rows)."""
+
+    frame: pd.DataFrame
+    name: str
+    digest: str
+    context: str  # "training" or "evaluation"
+    source: str  # where it lies (the lake table's directory)
+    targets: str | None = None
+
+    @property
+    def source_table(self) -> str:
+        """The lake table (`<zone>/<table>`) of the source directory."""
+        return "/".join(Path(self.source).parts[-2:])
+
+
+@dataclass(frozen=True)
+class TrainedOn:
+    """What a registered model version's run recorded it learned from."""
+
+    table: str
+    partitions: dict[str, str]  # partition → lake version
+
+    def tag(self) -> str:
+        return json.dumps({"table": self.table, "partitions": self.partitions}, sort_keys=True)
+
+    @classmethod
+    def from_tag(cls, value: str) -> TrainedOn:
+        recorded = json.loads(value)
+        return cls(recorded["table"], dict(recorded["partitions"]))
 
 
 @dataclass(frozen=True)
@@ -111,6 +151,7 @@ class ModelRegistry(dg.ConfigurableResource):
         input_example: pd.DataFrame | None = None,
         skops_trusted_types: Sequence[str] = (),
         artifacts: Mapping[str, Any] | None = None,
+        inputs: Sequence[TrainingInput] = (),
     ) -> LoggedRun:
         """One MLflow run of a model partition: its parameters, metrics and tags, and, when a
         model was trained, the model (signature + input example) registered as a new version.
@@ -133,6 +174,8 @@ class ModelRegistry(dg.ConfigurableResource):
             mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
             for name, value in (artifacts or {}).items():
                 mlflow.log_dict(value, name)
+            for item in inputs:
+                mlflow.log_input(dataset(item), context=item.context)
             if model is None:
                 return LoggedRun(run_id=run.info.run_id, version=None)
             example = input_example.head(5)
@@ -152,6 +195,29 @@ class ModelRegistry(dg.ConfigurableResource):
         for tag, value in all_tags.items():
             client.set_model_version_tag(self.model_name, str(version), tag, value)
         return LoggedRun(run_id=run.info.run_id, version=version)
+
+    # What the registered versions learned from ------------------------------------------------
+
+    def trained_on(self, version: int) -> TrainedOn | None:
+        """The lake partition versions a registered version learned from and was evaluated
+        on, as its run recorded them (None for a version registered before they were)."""
+        model_version = self.get_client().get_model_version(self.model_name, str(version))
+        tag = model_version.tags.get(TRAINED_ON_TAG)
+        return TrainedOn.from_tag(tag) if tag else None
+
+    def references(self) -> dict[tuple[str, str, str], list[int]]:
+        """(table, partition, lake version) → the registered versions that learned from it."""
+        found: dict[tuple[str, str, str], list[int]] = {}
+        versions = self.get_client().search_model_versions(f"name = '{self.model_name}'")
+        for model_version in versions:
+            tag = model_version.tags.get(TRAINED_ON_TAG)
+            if not tag:
+                continue
+            trained_on = TrainedOn.from_tag(tag)
+            for partition, lake_version in trained_on.partitions.items():
+                key = (trained_on.table, partition, lake_version)
+                found.setdefault(key, []).append(int(model_version.version))
+        return {key: sorted(numbers) for key, numbers in found.items()}
 
     # Aliases -------------------------------------------------------------------------------
 
@@ -208,6 +274,18 @@ class ModelRegistry(dg.ConfigurableResource):
 
     def version_url(self, version: int) -> str:
         return f"{self.ui_url}/#/models/{quote(self.model_name)}/versions/{version}"
+
+
+def dataset(item: TrainingInput) -> Any:
+    """The frame as an MLflow dataset with the lake's digest and source."""
+    import mlflow.data
+
+    with warnings.catch_warnings():
+        # a local path reads as more than one kind of source; MLflow picks the local one
+        warnings.filterwarnings("ignore", message="The specified dataset source")
+        return mlflow.data.from_pandas(
+            item.frame, source=item.source, name=item.name, digest=item.digest, targets=item.targets
+        )
 
 
 def signature_sample(frame: pd.DataFrame, rows: int = 5) -> pd.DataFrame:

@@ -87,6 +87,7 @@ def materialize_customer_features(
     )
     return dg.MaterializeResult(
         asset_key=CUSTOMER_FEATURES_KEY,
+        data_version=lake.data_version(context, CUSTOMER_FEATURES_KEY),
         metadata=lake.summary(
             context,
             CUSTOMER_FEATURES_KEY,

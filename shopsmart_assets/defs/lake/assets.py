@@ -224,6 +224,7 @@ def _write_reconcile_publish(
     quarantine_table = lake.table_dir(PURCHASES_KEY, QUARANTINE)
     yield dg.MaterializeResult(
         asset_key=PURCHASES_KEY,
+        data_version=lake.data_version(context, PURCHASES_KEY),
         metadata=lake.summary(
             context,
             PURCHASES_KEY,

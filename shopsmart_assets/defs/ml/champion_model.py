@@ -109,14 +109,20 @@ def champion_model(
         champion, promoted_days = record.champion, promoted_days + record.promoted
         with lake.writing(context, CHAMPION_MODEL_KEY, key) as staged:
             record.write(staged)
-        context.add_asset_metadata(day_metadata(key, record, model_registry), partition_key=key)
+        version = lake.version(CHAMPION_MODEL_KEY, partitions_def, key)
+        context.add_asset_metadata(
+            {**day_metadata(key, record, model_registry), "lake_version": version},
+            partition_key=key,
+        )
     metadata: dict[str, Any] = {"promotions": promoted_days}
     # Only the newest day in the lake speaks for today: a backfill of older days leaves the
     # registry's champion where it is.
     newest_day = next(champion_history(lake, partitions_def), (None,))[0]
     if context.partition_keys[-1] == newest_day:
         metadata |= move_alias(champion, model_registry)
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(
+        metadata=metadata, data_version=lake.data_version(context, CHAMPION_MODEL_KEY)
+    )
 
 
 def champion_model_asset(partitions: Partitions) -> dg.AssetsDefinition:

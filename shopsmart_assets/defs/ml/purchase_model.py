@@ -19,16 +19,23 @@ from shopsmart_assets.defs.raw.assets import SINGLE_RUN
 from shopsmart_assets.defs.worker_pools import STANDARD_STEP
 from shopsmart_assets.lake import lake_table
 from shopsmart_assets.lake.frames import rows_of_partitions
+from shopsmart_assets.lake.versions import combined_version, version_of
 from shopsmart_assets.partitions import Partitions
 from shopsmart_assets.resources import LakeResource, ModelRegistry, PromotionPolicy
-from shopsmart_assets.resources.model_registry import DAGSTER_RUN_TAG, LoggedRun
+from shopsmart_assets.resources.model_registry import (
+    CODE_VERSION_TAG,
+    DAGSTER_RUN_TAG,
+    TRAINED_ON_TAG,
+    LoggedRun,
+    TrainedOn,
+    TrainingInput,
+)
 from shopsmart_assets.transforms.training import (
     HYPERPARAMETERS,
     SKOPS_TRUSTED_TYPES,
     TRAINING_COLUMNS,
     TRAINING_WINDOW_DAYS,
     TrainingOutcome,
-    frame_fingerprint,
     model_input,
     should_promote,
     train_and_evaluate,
@@ -102,8 +109,10 @@ def log_model_run(
     versions: dict[str, str],
     train: pd.DataFrame,
     outcome: TrainingOutcome,
+    inputs: list[TrainingInput],
 ) -> LoggedRun:
-    """The partition's MLflow run (reused when the same data trained it before)."""
+    """The partition's MLflow run (reused when the same data trained it before), with the
+    exact partition versions it learned from and was evaluated on."""
     trained_on_history = len(window) > 1
     return model_registry.log_run(
         partition=key,
@@ -118,6 +127,8 @@ def log_model_run(
         metrics=outcome.metrics,
         tags={
             DAGSTER_RUN_TAG: context.run.run_id,
+            TRAINED_ON_TAG: TrainedOn(inputs[0].source_table, versions).tag(),
+            CODE_VERSION_TAG: MODEL_CODE_VERSION,
             "trained": str(outcome.trained).lower(),
             **({"not_trained_because": outcome.reason} if outcome.reason else {}),
         },
@@ -125,7 +136,46 @@ def log_model_run(
         input_example=model_input(train) if outcome.model is not None else None,
         skops_trusted_types=SKOPS_TRUSTED_TYPES,
         artifacts={"trained_on.json": versions},
+        inputs=inputs,
     )
+
+
+def split_window(frames: dict[str, pd.DataFrame], key: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The training frame (the window's days before `key`, in order) and the evaluation frame
+    (`key`'s examples): what a model partition learns from, and what reproduce rebuilds."""
+    history = [frame for k, frame in frames.items() if k != key]
+    train = (
+        pd.concat(history, ignore_index=True)
+        if history
+        else pd.DataFrame(columns=list(TRAINING_COLUMNS))
+    )
+    return train, frames[key]
+
+
+def training_inputs(
+    lake: LakeResource,
+    key: str,
+    versions: dict[str, str],
+    train: pd.DataFrame,
+    evaluation: pd.DataFrame,
+) -> list[TrainingInput]:
+    """The run's datasets for MLflow, with the lake's digests of the partitions they hold."""
+    source = str(lake.table_dir(TRAINING_SET_KEY))
+    learned = {k: v for k, v in versions.items() if k != key}
+    window = f"{min(learned)}..{max(learned)}" if learned else "none"
+    return [
+        TrainingInput(
+            train,
+            f"ml/training_set {window}",
+            combined_version(learned) if learned else "empty",
+            "training",
+            source,
+            "label",
+        ),
+        TrainingInput(
+            evaluation, f"ml/training_set {key}", versions[key], "evaluation", source, "label"
+        ),
+    ]
 
 
 def train_partition(
@@ -137,17 +187,14 @@ def train_partition(
 ) -> TrainingOutcome:
     """One model partition: train on the days before `key`, evaluate on `key`, log the MLflow
     run, write the model record and attach the partition's metadata."""
-    window = lake.upstream_keys(context, TRAINING_SET_KEY, [key])
-    frames = {k: rows_of_partitions(examples, [k]) for k in window}
-    versions = {k: frame_fingerprint(f) for k, f in frames.items()}
-    history = [frames[k] for k in window if k != key]
-    train = (
-        pd.concat(history, ignore_index=True)
-        if history
-        else pd.DataFrame(columns=list(TRAINING_COLUMNS))
-    )
-    outcome = train_and_evaluate(train, frames[key])
-    logged = log_model_run(context, model_registry, key, window, versions, train, outcome)
+    paths = lake.input_paths(context, TRAINING_SET_KEY, [key])
+    window = list(paths)
+    # the exact versions of the training sets read: what a reproduction reads again
+    versions = {k: version_of(path, lake.root_path) for k, path in paths.items()}
+    train, evaluation = split_window({k: rows_of_partitions(examples, [k]) for k in window}, key)
+    outcome = train_and_evaluate(train, evaluation)
+    inputs = training_inputs(lake, key, versions, train, evaluation)
+    logged = log_model_run(context, model_registry, key, window, versions, train, outcome, inputs)
     record = ModelRecord(
         partition=key,
         trained=outcome.trained,
@@ -160,6 +207,7 @@ def train_partition(
     with lake.writing(context, PURCHASE_MODEL_KEY, key) as staged:
         record.write(staged)
     partitions_def = context.assets_def.partitions_def
+    record_dir = lake.partition_path(PURCHASE_MODEL_KEY, partitions_def, key)
     context.add_asset_metadata(
         {
             **model_metadata(outcome, versions, logged, model_registry),
@@ -167,9 +215,8 @@ def train_partition(
                 TRAINING_SET_KEY, [k for k in window if k != key]
             ),
             "evaluation_partition": dg.MetadataValue.url(asset_url(TRAINING_SET_KEY, key)),
-            "lake_path": dg.MetadataValue.path(
-                str(lake.partition_path(PURCHASE_MODEL_KEY, partitions_def, key))
-            ),
+            "lake_path": dg.MetadataValue.path(str(record_dir)),
+            "lake_version": version_of(record_dir, lake.root_path),
         },
         partition_key=key,
     )
@@ -222,7 +269,10 @@ def purchase_model(
         outcome = train_partition(context, lake, model_registry, key, examples)
     newest = context.partition_keys[-1]
     champion = latest_champion(lake, context.assets_def.partitions_def, before=newest)
-    yield dg.MaterializeResult(metadata={"newest_partition": newest})
+    yield dg.MaterializeResult(
+        metadata={"newest_partition": newest},
+        data_version=lake.data_version(context, PURCHASE_MODEL_KEY),
+    )
     yield promotion_check(outcome, champion.auc if champion else None, promotion_policy)
 
 

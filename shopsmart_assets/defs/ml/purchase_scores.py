@@ -105,7 +105,10 @@ def purchase_scores(
         metadata = day_metadata(key, scores, version, written[key], model_registry)
         lake.record_partition(context, PURCHASE_SCORES_KEY, key, metadata)
     scored = sum(len(scores) for scores, _ in days.values())
-    yield dg.MaterializeResult(metadata=lake.summary(context, PURCHASE_SCORES_KEY, scored))
+    yield dg.MaterializeResult(
+        metadata=lake.summary(context, PURCHASE_SCORES_KEY, scored),
+        data_version=lake.data_version(context, PURCHASE_SCORES_KEY),
+    )
     yield dg.AssetCheckResult(
         check_name=ONE_SCORE_PER_CUSTOMER,
         passed=not problems,

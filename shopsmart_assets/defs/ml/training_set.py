@@ -96,7 +96,10 @@ def training_set(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ma
                 "window": window,
             },
         )
-    return dg.MaterializeResult(metadata=lake.summary(context, TRAINING_SET_KEY, total))
+    return dg.MaterializeResult(
+        metadata=lake.summary(context, TRAINING_SET_KEY, total),
+        data_version=lake.data_version(context, TRAINING_SET_KEY),
+    )
 
 
 def training_set_asset(partitions: Partitions) -> dg.AssetsDefinition:

@@ -109,6 +109,7 @@ def extract_partitions(
     )
     return dg.MaterializeResult(
         asset_key=key,
+        data_version=lake.data_version(context, key),
         metadata=lake.summary(
             context,
             key,
