@@ -70,3 +70,18 @@ def test_a_renamed_test_is_caught():
         "test_lake.py::test_partition_paths_are_validated",
         "test_nowhere.py",
     ]
+
+
+COMMAND = re.compile(r"(?:bin/|`)(shopsmart-[a-z]+(?:-[a-z]+)*)(?=[ \n])")
+
+
+def console_scripts() -> set[str]:
+    import tomllib
+
+    return set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"])
+
+
+def test_every_command_the_docs_name_is_installed():
+    named = {c for doc in documents() for c in COMMAND.findall(doc.read_text())}
+    assert {"shopsmart-lake", "shopsmart-model", "shopsmart-backfill"} <= named
+    assert named - console_scripts() == set()

@@ -29,20 +29,21 @@ IDENTICAL, DIFFERENT, MISSING = 0, 1, 2
 class Comparison:
     """What the run recorded beside what the rebuild gives."""
 
-    rows: list[tuple[str, str, str]] = field(default_factory=list)  # what, recorded, rebuilt
+    rows: list[tuple[str, str, str, bool]] = field(default_factory=list)
     differences: list[str] = field(default_factory=list)
 
     def add(self, what: str, recorded: object, rebuilt: object, same: bool | None = None):
+        """A row: what, as recorded and as rebuilt (the same, unless `same` says otherwise)."""
         same = recorded == rebuilt if same is None else same
-        self.rows.append((what, str(recorded), str(rebuilt)))
+        self.rows.append((what, str(recorded), str(rebuilt), same))
         if not same:
             self.differences.append(f"{what}: recorded {recorded}, rebuilt {rebuilt}")
 
     def print(self) -> None:
-        width = max(len(what) for what, _, _ in self.rows)
+        width = max(len(what) for what, *_ in self.rows)
         print(f"  {'':{width}}  {'recorded':>24}  {'rebuilt':>24}")
-        for what, recorded, rebuilt in self.rows:
-            mark = "" if recorded == rebuilt else "   <- differs"
+        for what, recorded, rebuilt, same in self.rows:
+            mark = "" if same else "   <- differs"
             print(f"  {what:{width}}  {recorded:>24}  {rebuilt:>24}{mark}")
 
 
@@ -105,8 +106,8 @@ def reproduce(
         rebuilt = outcome.model.predict_proba(inputs)[:, 1]
         differing = int(np.sum(served != rebuilt))
         comparison.add(
-            f"predictions on {evaluated_on} ({len(inputs):,})",
-            "registered model",
+            f"predictions on {evaluated_on} ({len(inputs):,} customers)",
+            "registered model's",
             "identical" if differing == 0 else f"{differing:,} differ",
             same=differing == 0,
         )
