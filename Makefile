@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 HOST ?= 127.0.0.1
 
 .PHONY: install java chromium demo test bench ui live screenshots backfill lint clean \
-	spark-up spark-down serve-features serve-model mlflow-ui
+	spark-up spark-down serve-features serve-model mlflow-ui cluster cluster-demo
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,17 @@ ui: install java
 
 live:
 	$(MAKE) ui LIVE=1
+
+# The platform on Celery worker pools (docs/deployment.md): a Redis broker, Dagster's instance
+# on PostgreSQL, a `spark` pool (Spark steps, one at a time) and a `default` pool (the rest),
+# each its own process group, services' files in .cluster/. `make cluster`: the UI and daemon
+# on them until Ctrl-C; `make cluster-demo` (after make demo): the demo's days run once on the
+# workers, where each step ran, the reconciliation, then everything stopped.
+cluster: install java
+	exec $(BIN)/shopsmart-cluster up --host $(HOST) --port $${PORT:-3000}
+
+cluster-demo: install java
+	$(BIN)/shopsmart-cluster demo --days $${DEMO_DAYS:-14} --end-date $${DEMO_END:-yesterday}
 
 # docs/images/*.png from the UI after make demo (headless Chromium).
 screenshots: install chromium

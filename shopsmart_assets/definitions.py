@@ -21,17 +21,9 @@ from shopsmart_assets.defs.ml import build_ml_assets
 from shopsmart_assets.defs.ownership import with_owners
 from shopsmart_assets.defs.raw.assets import build_raw_assets
 from shopsmart_assets.defs.spark_step import build_spark_assets
+from shopsmart_assets.defs.worker_pools import step_executor
 from shopsmart_assets.partitions import Partitions, build_partitions
 from shopsmart_assets.resources import build_resources
-
-# Independent steps run in parallel, each in its own process, forked from a server that has
-# imported the code location once (instead of each step importing Dagster, pandas, pyarrow
-# and the definitions again: seconds per step).
-STEP_EXECUTOR = dg.multiprocess_executor.configured(
-    {"start_method": {"forkserver": {"preload_modules": ["shopsmart_assets.definitions"]}}},
-    name="multiprocess_forkserver",
-)
-
 
 # Features Dagster 1.13 still labels beta, used on purpose: BackfillPolicy.single_run() (a
 # partition range runs as one Spark job) and partition mappings that may point before the
@@ -84,7 +76,7 @@ def build_definitions(partitions: Partitions | None = None) -> dg.Definitions:
     resources = location.resources()
     automation = build_automation(location.partitions, location.graph, resources["slack_alerts"])
     return dg.Definitions(
-        executor=STEP_EXECUTOR,
+        executor=step_executor(),
         assets=location.assets,
         asset_checks=automation.checks,
         jobs=automation.jobs,

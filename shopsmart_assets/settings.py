@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -130,6 +132,22 @@ def child_environment(**changes: str) -> dict[str, str]:
     return {**os.environ, **changes}
 
 
+@contextmanager
+def changed_environment(changes: Mapping[str, str]) -> Iterator[None]:
+    """This process's environment with `changes` for the block (a command that is itself one
+    of the processes it configures, such as `shopsmart-cluster` reading the instance)."""
+    saved = {key: os.environ.get(key) for key in changes}
+    os.environ.update(changes)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 PARTITIONS_FILE = "partitions.json"
 
 
@@ -218,6 +236,22 @@ def slack_channel() -> str:
 def slack_api_url() -> str:
     """SHOPSMART_SLACK_API_URL: Slack's Web API base URL (a local server in tests)."""
     return _env(SLACK_API_URL_VAR) or "https://slack.com/api/"
+
+
+CELERY_BROKER_URL_VAR = "SHOPSMART_CELERY_BROKER_URL"
+CELERY_BACKEND_URL_VAR = "SHOPSMART_CELERY_BACKEND_URL"
+
+
+def celery_on() -> bool:
+    """SHOPSMART_CELERY_BROKER_URL set (redis://host:port/0): steps run on Celery worker
+    pools (`make cluster`); unset (default): in processes of the run's own machine."""
+    return is_set(CELERY_BROKER_URL_VAR)
+
+
+def celery_backend_var() -> str:
+    """The variable holding Celery's result backend URL: SHOPSMART_CELERY_BACKEND_URL when set,
+    else the broker's (Redis is both)."""
+    return CELERY_BACKEND_URL_VAR if is_set(CELERY_BACKEND_URL_VAR) else CELERY_BROKER_URL_VAR
 
 
 def ui_url() -> str:

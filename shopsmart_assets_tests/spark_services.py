@@ -51,6 +51,8 @@ _FOREIGN = (
     "SHOPSMART_FEAST_REGISTRY",
     "SHOPSMART_MLFLOW_TRACKING_URI",
     "SHOPSMART_AUTOMATION",
+    "SHOPSMART_CELERY_BROKER_URL",
+    "SHOPSMART_CELERY_BACKEND_URL",
     "SPARK_HOME",
 )
 
@@ -235,6 +237,7 @@ def run_chain(
     first: date,
     last: date,
     raw_orders_from: Path | None = None,
+    instance_config: Path = ROOT / "dagster.yaml",
     **spark: str,
 ) -> ChainRun:
     """The daily chain for first..last in its own data dir and instance, from a copy of the
@@ -242,7 +245,7 @@ def run_chain(
     whose raw orders and items are copied instead."""
     run = ChainRun(root)
     run.home.mkdir(parents=True)
-    shutil.copy(ROOT / "dagster.yaml", run.home / "dagster.yaml")
+    shutil.copy(instance_config, run.home / "dagster.yaml")
     shutil.copytree(sources, root / "data" / "sources")
     env = platform_env(root / "data", run.home, **spark)
     if raw_orders_from is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from datetime import timedelta
@@ -251,3 +252,21 @@ def test_staging_left_by_a_dead_writer_is_swept_once_abandoned(tmp_path):
     write(lake, [1])
     assert sorted(p.name for p in (tmp_path / "_staging").iterdir()) == ["recent"]
     assert pq.read_table(lake.partition_path(KEY, HOURLY, HOUR)).column("x").to_pylist() == [1]
+
+
+def test_a_directory_a_swap_replaced_stays_readable_for_the_grace_period(tmp_path):
+    """The same rows published again: the directory a reader may have just listed is moved out
+    of the lake, whole, and deleted only once the grace period is over."""
+    lake = make_lake(tmp_path)
+    write(lake, [1, 2, 3])
+    path = lake.partition_path(KEY, HOURLY, HOUR)
+    [listed] = [p.name for p in path.iterdir() if p.suffix == ".parquet"]
+    before = os.stat(path).st_ino
+    write(lake, [1, 2, 3])  # the same version: nothing to keep in the store
+    [retired] = list((tmp_path / "_retired").iterdir())
+    assert os.stat(retired).st_ino == before
+    assert pq.read_table(retired / listed).column("x").to_pylist() == [1, 2, 3]
+    swept = dataclasses.replace(lake.publisher, retired_grace_seconds=0)
+    with swept.staging():
+        pass
+    assert list((tmp_path / "_retired").iterdir()) == []

@@ -1,12 +1,29 @@
 """Where steps run: Spark steps on larger workers in the `spark` pool, the rest on standard
-workers. The tags are read by dagster-k8s (k8s_job_executor / K8sRunLauncher) as pod resource
-requests and ignored by the local executors; the pool limit lives in dagster.yaml."""
+workers, and the executor that sends them there.
+
+Without SHOPSMART_CELERY_BROKER_URL the steps are processes of the run's own machine (forked
+from a server that imported the code location once). With it, they are Celery tasks: Spark
+steps on queue `spark`, the rest on queue `default`, each queue served by its own pool of
+`dagster-celery` workers (`make cluster`, docs/deployment.md). The `spark` pool's limit
+(dagster.yaml) holds either way: Dagster checks it before a step is submitted. The
+`dagster-k8s/config` tags are read by dagster-k8s as pod sizes and ignored here.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import dagster as dg
+from dagster_celery import celery_executor
+from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG
+
+from shopsmart_assets import settings
+
 SPARK_POOL = "spark"
+# Celery queues, one per worker pool.
+SPARK_QUEUE = "spark"
+STANDARD_QUEUE = "default"
+WORKER_QUEUES = (SPARK_QUEUE, STANDARD_QUEUE)
 
 
 def k8s_resources(cpu: str, memory: str) -> dict[str, Any]:
@@ -23,9 +40,97 @@ def k8s_resources(cpu: str, memory: str) -> dict[str, Any]:
     }
 
 
-SPARK_WORKER_TAGS = {**k8s_resources(cpu="4", memory="16Gi"), "shopsmart/worker": "spark"}
-STANDARD_WORKER_TAGS = {**k8s_resources(cpu="500m", memory="1Gi"), "shopsmart/worker": "standard"}
+SPARK_WORKER_TAGS = {
+    **k8s_resources(cpu="4", memory="16Gi"),
+    "shopsmart/worker": "spark",
+    DAGSTER_CELERY_QUEUE_TAG: SPARK_QUEUE,
+}
+STANDARD_WORKER_TAGS = {
+    **k8s_resources(cpu="500m", memory="1Gi"),
+    "shopsmart/worker": "standard",
+    DAGSTER_CELERY_QUEUE_TAG: STANDARD_QUEUE,
+}
 
 # Keyword arguments for @asset / @multi_asset.
 SPARK_STEP: dict[str, Any] = {"pool": SPARK_POOL, "op_tags": SPARK_WORKER_TAGS}
 STANDARD_STEP: dict[str, Any] = {"op_tags": STANDARD_WORKER_TAGS}
+
+
+# Independent steps run in parallel, each in its own process, forked from a server that has
+# imported the code location once (instead of each step importing Dagster, pandas, pyarrow
+# and the definitions again: seconds per step).
+LOCAL_EXECUTOR = dg.multiprocess_executor.configured(
+    {"start_method": {"forkserver": {"preload_modules": ["shopsmart_assets.definitions"]}}},
+    name="multiprocess_forkserver",
+)
+
+# How long a run waits for the workers to answer "which queues do you serve" (Celery's
+# broadcast collects replies for this long).
+WORKER_REPLY_SECONDS = 1.5
+
+
+class CeleryUnavailable(RuntimeError):
+    """The broker cannot be reached, or no worker serves a queue the steps are sent to."""
+
+
+def check_worker_pools(broker_url: str, backend_url: str, queues: tuple[str, ...]) -> None:
+    """Fail at once, naming the broker (password masked), when it cannot be reached or when a
+    queue has no worker: a step sent there would wait for ever."""
+    from celery import Celery
+    from kombu import Connection
+
+    connection = Connection(broker_url, connect_timeout=3)
+    where = connection.as_uri()  # the password, if any, masked
+    try:
+        connection.ensure_connection(max_retries=1)
+    except Exception as error:  # kombu raises OperationalError, redis-py its own
+        raise CeleryUnavailable(
+            f"The Celery broker {where} ({settings.CELERY_BROKER_URL_VAR}) cannot be reached: "
+            f"{error}. Start it (make cluster, or scripts/redis.sh start DIR), or unset "
+            f"{settings.CELERY_BROKER_URL_VAR} to run steps on this machine."
+        ) from error
+    finally:
+        connection.release()
+    app = Celery("shopsmart-check", broker=broker_url, backend=backend_url)
+    try:
+        replies = app.control.inspect(timeout=WORKER_REPLY_SECONDS).active_queues() or {}
+    finally:
+        app.close()
+    served = {queue["name"] for worker in replies.values() for queue in worker}
+    missing = [queue for queue in queues if queue not in served]
+    if missing:
+        raise CeleryUnavailable(
+            f"No Celery worker at {where} serves queue(s) {', '.join(missing)} (workers: "
+            f"{', '.join(sorted(replies)) or 'none'}): start the worker pools (make cluster, or "
+            "dagster-celery worker start -A dagster_celery.app -q QUEUE, docs/deployment.md)."
+        )
+
+
+@dg.executor(
+    name="celery_worker_pools",
+    config_schema=celery_executor.config_schema,
+    requirements=dg.multiple_process_executor_requirements(),
+)
+def celery_worker_pools(init_context: dg.InitExecutorContext) -> dg.Executor:
+    """dagster-celery's executor, once the broker and a worker for every queue answer."""
+    config = init_context.executor_config
+    check_worker_pools(config["broker"], config["backend"], WORKER_QUEUES)
+    return celery_executor.executor_creation_fn(init_context)
+
+
+def step_executor() -> dg.ExecutorDefinition:
+    """The executor the settings ask for: Celery worker pools when a broker is set (its URLs
+    read by each run from the environment, never written into run config), else processes
+    of this machine."""
+    if not settings.celery_on():
+        return LOCAL_EXECUTOR
+    return celery_worker_pools.configured(
+        {
+            "broker": {"env": settings.CELERY_BROKER_URL_VAR},
+            "backend": {"env": settings.celery_backend_var()},
+            # steps without a queue tag (the asset checks Dagster builds) go to the standard
+            # pool too, not to dagster-celery's own default queue, which no worker serves
+            "config_source": {"task_default_queue": STANDARD_QUEUE},
+        },
+        name="celery_worker_pools",
+    )

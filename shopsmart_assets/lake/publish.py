@@ -27,7 +27,7 @@ from shopsmart_assets.lake.versions import Manifest, PartitionVersions
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
-STAGING, LOCKS = "_staging", "_locks"
+STAGING, LOCKS, RETIRED = "_staging", "_locks", "_retired"
 
 
 def exchange(a: Path, b: Path) -> bool:
@@ -53,12 +53,17 @@ class Publisher:
     # A staging directory untouched this long belongs to a writer that died (kill -9, lost
     # node): the next write removes it. No partition write takes anywhere near that long.
     abandoned_staging_seconds: int = 86_400
+    # A directory a swap replaced and nothing keeps (the same version published again) is
+    # deleted this long after, not at once: a reader that listed it just before the swap still
+    # opens every file it listed.
+    retired_grace_seconds: float = 600
 
     @contextmanager
     def staging(self) -> Iterator[Path]:
         """A fresh directory beside the lake's zones, removed afterwards whatever happens
         (and, should the process die first, by a later write once it is abandoned)."""
         self._sweep_abandoned_staging()
+        self._sweep_retired()
         path = self.root / STAGING / uuid.uuid4().hex
         for attempt in range(10):
             try:
@@ -103,14 +108,28 @@ class Publisher:
             versions.set_current(manifest)
         return manifest
 
-    @staticmethod
     def _retire(
-        versions: PartitionVersions, old_directory: Path, old: Manifest, new: Manifest
+        self, versions: PartitionVersions, old_directory: Path, old: Manifest, new: Manifest
     ) -> None:
-        if old.version == new.version:
-            shutil.rmtree(old_directory, ignore_errors=True)
+        if old.version == new.version or versions.kept_dir(old.version).exists():
+            self.retire(old_directory)
         else:
             versions.keep(old_directory, old)
+
+    def retire(self, directory: Path) -> None:
+        """Move a directory nobody needs any more out of the lake, to be deleted after the
+        grace period (one rename: a reader holding it still finds its files)."""
+        retired = self.root / RETIRED
+        retired.mkdir(exist_ok=True)
+        directory.rename(retired / f"{time.time_ns()}-{uuid.uuid4().hex[:8]}")
+
+    def _sweep_retired(self) -> None:
+        cutoff = time.time() - self.retired_grace_seconds
+        with suppress(FileNotFoundError):
+            for retired in (self.root / RETIRED).iterdir():
+                with suppress(FileNotFoundError, ValueError):
+                    if int(retired.name.split("-")[0]) / 1e9 < cutoff:
+                        shutil.rmtree(retired, ignore_errors=True)
 
     def _lock_file(self, table: str) -> Path:
         return self.root / LOCKS / f"{table.replace('/', '__')}.lock"
