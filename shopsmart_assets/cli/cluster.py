@@ -53,6 +53,8 @@ def worker_config() -> str:
 
 
 WORKERS_READY_SECONDS = 180
+# the workers' and the demo runs' logs, in DAGSTER_HOME
+LOGS = "cluster-logs"
 
 
 @dataclass(frozen=True)
@@ -125,8 +127,8 @@ def prepare_home(home: Path) -> None:
 
 def start_worker_pool(pool: WorkerPool, env: Mapping[str, str], home: Path) -> subprocess.Popen:
     """`dagster-celery worker start` for one pool, in its own process group, logging to
-    DAGSTER_HOME/logs/worker-NAME.log."""
-    logs = home / "logs"
+    DAGSTER_HOME/cluster-logs/worker-NAME.log."""
+    logs = home / LOGS
     logs.mkdir(exist_ok=True)
     command = [
         str(Path(sys.executable).with_name("dagster-celery")),
@@ -147,11 +149,13 @@ def start_worker_pool(pool: WorkerPool, env: Mapping[str, str], home: Path) -> s
         "--max-tasks-per-child",
         "1",
     ]
+    # dagster-celery starts `celery` from PATH: this environment's first
+    path = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     with open(logs / f"worker-{pool.name}.log", "ab") as log:
         return subprocess.Popen(
             command,
             cwd=home,
-            env=dict(env),
+            env={**env, "PATH": path},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -167,7 +171,8 @@ def wait_for_workers(broker_url: str, processes: Sequence[subprocess.Popen], hom
             return
         except CeleryUnavailable:
             if any(p.poll() is not None for p in processes) or time.monotonic() > deadline:
-                raise RuntimeError(f"the worker pools did not start; see {home / 'logs'}") from None
+                logs = home / LOGS
+                raise RuntimeError(f"the worker pools did not start; see {logs}") from None
             time.sleep(1)
 
 
@@ -211,16 +216,12 @@ def local_cluster(state: Path) -> Iterator[Cluster]:
             flush=True,
         )
         changes = {"DAGSTER_HOME": str(home), **pg, settings.CELERY_BROKER_URL_VAR: broker}
-        # dagster-celery starts `celery` from PATH: this environment's
-        changes["PATH"] = os.pathsep.join(
-            [str(Path(sys.executable).parent), settings.search_path()]
-        )
         env = settings.child_environment(**changes)
         # this process reads the instance too (where each step ran)
         stack.enter_context(settings.changed_environment(changes))
         stack.enter_context(worker_pools(env, home))
         pools = ", ".join(f"{p.name} (queue {p.queue}, {p.concurrency})" for p in WORKER_POOLS)
-        print(f"shopsmart-cluster: worker pools up: {pools}; logs in {home / 'logs'}", flush=True)
+        print(f"shopsmart-cluster: worker pools up: {pools}; logs in {home / LOGS}", flush=True)
         yield Cluster(home, env)
 
 
@@ -233,13 +234,15 @@ SUBMITTED = re.compile(
 
 @dataclass(frozen=True)
 class StepPlacement:
-    """One step of a run: the queue it was sent to, the worker that ran it and the pid of the
-    process it ran in (its STEP_START event's)."""
+    """One step of a run: the queue it was sent to, the worker that ran it, the pid of the
+    process it ran in (its STEP_START event's) and the seconds from its submission to its
+    start (the broker, a free worker, the worker loading the code location)."""
 
     step: str
     queue: str
     worker: str
     pid: int | None
+    dispatch_seconds: float | None
 
 
 def step_placements(instance: dg.DagsterInstance, run_id: str) -> list[StepPlacement]:
@@ -247,6 +250,8 @@ def step_placements(instance: dg.DagsterInstance, run_id: str) -> list[StepPlace
     queues: dict[str, str] = {}
     workers: dict[str, str] = {}
     pids: dict[str, int | None] = {}
+    submitted_at: dict[str, float] = {}
+    started_at: dict[str, float] = {}
     for record in instance.all_logs(run_id):
         event = record.dagster_event
         if event is None or event.step_key is None:
@@ -255,22 +260,31 @@ def step_placements(instance: dg.DagsterInstance, run_id: str) -> list[StepPlace
             submitted = SUBMITTED.search(event.message or "")
             if submitted:
                 queues[submitted["step"]] = submitted["queue"]
+                submitted_at[submitted["step"]] = record.timestamp
             metadata = event.engine_event_data.metadata if event.engine_event_data else {}
             if "Celery worker" in metadata:
                 workers[event.step_key] = str(metadata["Celery worker"].value)
         elif event.event_type == dg.DagsterEventType.STEP_START:
             pids[event.step_key] = event.pid
+            started_at[event.step_key] = record.timestamp
     return [
-        StepPlacement(step, queue, workers.get(step, "?"), pids.get(step))
+        StepPlacement(
+            step,
+            queue,
+            workers.get(step, "?"),
+            pids.get(step),
+            round(started_at[step] - submitted_at[step], 2) if step in started_at else None,
+        )
         for step, queue in queues.items()
     ]
 
 
 def print_placements(placements: Sequence[StepPlacement]) -> None:
     width = max((len(p.step) for p in placements), default=4)
-    print(f"  {'step':<{width}}  {'queue':<8} worker (pid)")
+    print(f"  {'step':<{width}}  {'queue':<8} {'dispatch':>8}  worker (pid)")
     for p in placements:
-        print(f"  {p.step:<{width}}  {p.queue:<8} {p.worker} ({p.pid})")
+        dispatch = "" if p.dispatch_seconds is None else f"{p.dispatch_seconds:.2f}s"
+        print(f"  {p.step:<{width}}  {p.queue:<8} {dispatch:>8}  {p.worker} ({p.pid})")
 
 
 # --- the commands ---------------------------------------------------------------------------------
@@ -284,7 +298,7 @@ def run_demo(cluster: Cluster, first: date, last: date) -> int:
     dagster = str(Path(sys.executable).with_name("dagster"))
     for number, (keys, start, end) in enumerate(chain_ranges(first, last), 1):
         selection, partitions = ",".join(keys), f"{start}...{end}"
-        log = cluster.home / "logs" / f"materialize-{number}.log"
+        log = cluster.home / LOGS / f"materialize-{number}.log"
         print(f"\nshopsmart-cluster: materializing {partitions} on the workers…", flush=True)
         started = time.monotonic()
         with open(log, "wb") as output:

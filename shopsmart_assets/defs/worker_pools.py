@@ -12,6 +12,7 @@ steps on queue `spark`, the rest on queue `default`, each queue served by its ow
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
 from dagster_celery import celery_executor
@@ -73,6 +74,16 @@ class CeleryUnavailable(RuntimeError):
     """The broker cannot be reached, or no worker serves a queue the steps are sent to."""
 
 
+def masked(url: str) -> str:
+    """The URL with its password, if it has one, replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:" if parts.username else ":"
+    return urlunsplit(parts._replace(netloc=f"{user}***@{netloc}"))
+
+
 def check_worker_pools(broker_url: str, backend_url: str, queues: tuple[str, ...]) -> None:
     """Fail at once, naming the broker (password masked), when it cannot be reached or when a
     queue has no worker: a step sent there would wait for ever."""
@@ -80,13 +91,13 @@ def check_worker_pools(broker_url: str, backend_url: str, queues: tuple[str, ...
     from kombu import Connection
 
     connection = Connection(broker_url, connect_timeout=3)
-    where = connection.as_uri()  # the password, if any, masked
+    where = masked(broker_url)
     try:
         connection.ensure_connection(max_retries=1)
     except Exception as error:  # kombu raises OperationalError, redis-py its own
         raise CeleryUnavailable(
             f"The Celery broker {where} ({settings.CELERY_BROKER_URL_VAR}) cannot be reached: "
-            f"{error}. Start it (make cluster, or scripts/redis.sh start DIR), or unset "
+            f"{str(error).rstrip('.')}. Start it (make cluster, or scripts/redis.sh start DIR), or unset "
             f"{settings.CELERY_BROKER_URL_VAR} to run steps on this machine."
         ) from error
     finally:
