@@ -36,6 +36,7 @@ from shopsmart_assets.cli.cluster import (
 from shopsmart_assets.cli.devserver import dagster_dev, free_port
 from shopsmart_assets.defs.spark_step import SPARK_STEP_NAME
 from shopsmart_assets.defs.worker_pools import (
+    SPARK_POOL,
     SPARK_QUEUE,
     STANDARD_QUEUE,
     WORKER_QUEUES,
@@ -186,6 +187,11 @@ def test_a_worker_killed_mid_spark_step_fails_alerts_publishes_nothing_and_a_rer
                 poll=0.2,
                 what=f"{SPARK_STEP_NAME} to start on a worker",
             )
+            # the Celery executor holds the `spark` pool's slot for the step, as the local one
+            pool = instance.event_log_storage.get_concurrency_info(SPARK_POOL)
+            assert [(c.run_id, c.step_key) for c in pool.claimed_slots] == [
+                (run_id, SPARK_STEP_NAME)
+            ]
             wait_for(lambda: output_files(lake), timeout=180, poll=0.05, what="the Spark write")
             killed = kill_tree(start.dagster_event.pid)
             assert any("java" in command for command in killed.values()), killed
@@ -216,6 +222,8 @@ def test_a_worker_killed_mid_spark_step_fails_alerts_publishes_nothing_and_a_rer
             assert rerun.status == dg.DagsterRunStatus.SUCCESS
             [p] = [p for p in step_placements(instance, rerun_id) if p.step == SPARK_STEP_NAME]
             assert p.worker.startswith("spark@") and p.pid != start.dagster_event.pid
+            # nothing of the killed run is left claimed in the pool
+            assert instance.event_log_storage.get_concurrency_info(SPARK_POOL).claimed_slots == []
     assert_no_debris_in_tables(lake)
     for table in PURCHASES:
         assert same_rows(local_chain.run.lake / table, lake / table), table

@@ -142,6 +142,9 @@ def start_worker_pool(pool: WorkerPool, env: Mapping[str, str], home: Path) -> s
         pool.queue,
         "--name",
         pool.name,
+        # the code location imported once by the worker, before it forks a process per task
+        "--includes",
+        "shopsmart_assets.definitions",
         "--",
         "--concurrency",
         str(pool.concurrency),

@@ -97,8 +97,8 @@ def check_worker_pools(broker_url: str, backend_url: str, queues: tuple[str, ...
     except Exception as error:  # kombu raises OperationalError, redis-py its own
         raise CeleryUnavailable(
             f"The Celery broker {where} ({settings.CELERY_BROKER_URL_VAR}) cannot be reached: "
-            f"{str(error).rstrip('.')}. Start it (make cluster, or scripts/redis.sh start DIR), or unset "
-            f"{settings.CELERY_BROKER_URL_VAR} to run steps on this machine."
+            f"{str(error).rstrip('.')}. Start it (make cluster, or scripts/redis.sh start DIR), "
+            f"or unset {settings.CELERY_BROKER_URL_VAR} to run steps on this machine."
         ) from error
     finally:
         connection.release()
