@@ -14,6 +14,7 @@ import pytest
 LONGEST_FIRST = (
     "test_end_to_end",
     "test_ml_chain",
+    "test_celery",
     "test_spark_services",
     "test_postgres",
     "test_purchases_transform",
