@@ -12,6 +12,7 @@ queue no worker serves, fails a run at once with the broker's URL, never a hang.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -276,3 +277,20 @@ def test_the_broker_password_never_shows_in_the_error(tmp_path: Path) -> None:
     with pytest.raises(CeleryUnavailable) as raised:
         check_worker_pools(url, url, WORKER_QUEUES)
     assert secret not in str(raised.value) and "redis://:***@127.0.0.1:" in str(raised.value)
+
+
+def test_steps_name_dagster_celerys_own_queue_tag_and_celery_loads_only_when_used() -> None:
+    from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG
+
+    from shopsmart_assets.defs.worker_pools import DAGSTER_CELERY_QUEUE_TAG as OURS
+
+    assert OURS == DAGSTER_CELERY_QUEUE_TAG
+    probe = (
+        "import sys; from shopsmart_assets.definitions import defs; d = defs(); "
+        "print(d.executor.name, 'celery' in sys.modules)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPSMART_CELERY_")}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["multiprocess_forkserver", "False"], done.stdout

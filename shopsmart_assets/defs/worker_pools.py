@@ -15,8 +15,6 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
-from dagster_celery import celery_executor
-from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG
 
 from shopsmart_assets import settings
 
@@ -25,6 +23,9 @@ SPARK_POOL = "spark"
 SPARK_QUEUE = "spark"
 STANDARD_QUEUE = "default"
 WORKER_QUEUES = (SPARK_QUEUE, STANDARD_QUEUE)
+# dagster-celery's documented tag for a step's queue (dagster_celery.tags), spelled out here so
+# that loading the code location does not import Celery when it is not used
+DAGSTER_CELERY_QUEUE_TAG = "dagster-celery/queue"
 
 
 def k8s_resources(cpu: str, memory: str) -> dict[str, Any]:
@@ -117,16 +118,21 @@ def check_worker_pools(broker_url: str, backend_url: str, queues: tuple[str, ...
         )
 
 
-@dg.executor(
-    name="celery_worker_pools",
-    config_schema=celery_executor.config_schema,
-    requirements=dg.multiple_process_executor_requirements(),
-)
-def celery_worker_pools(init_context: dg.InitExecutorContext) -> dg.Executor:
-    """dagster-celery's executor, once the broker and a worker for every queue answer."""
-    config = init_context.executor_config
-    check_worker_pools(config["broker"], config["backend"], WORKER_QUEUES)
-    return celery_executor.executor_creation_fn(init_context)
+def celery_worker_pools() -> dg.ExecutorDefinition:
+    """dagster-celery's executor, created once the broker and a worker for every queue answer."""
+    from dagster_celery import celery_executor
+
+    @dg.executor(
+        name="celery_worker_pools",
+        config_schema=celery_executor.config_schema,
+        requirements=dg.multiple_process_executor_requirements(),
+    )
+    def checked_celery_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
+        config = init_context.executor_config
+        check_worker_pools(config["broker"], config["backend"], WORKER_QUEUES)
+        return celery_executor.executor_creation_fn(init_context)
+
+    return checked_celery_executor
 
 
 def step_executor() -> dg.ExecutorDefinition:
@@ -135,7 +141,7 @@ def step_executor() -> dg.ExecutorDefinition:
     of this machine."""
     if not settings.celery_on():
         return LOCAL_EXECUTOR
-    return celery_worker_pools.configured(
+    return celery_worker_pools().configured(
         {
             "broker": {"env": settings.CELERY_BROKER_URL_VAR},
             "backend": {"env": settings.celery_backend_var()},
