@@ -35,6 +35,7 @@ from shopsmart_assets.cli.cluster import (
     worker_pools,
 )
 from shopsmart_assets.cli.devserver import dagster_dev, free_port
+from shopsmart_assets.defs.automation.alerts import WILL_RETRY_TAG
 from shopsmart_assets.defs.spark_step import SPARK_STEP_NAME
 from shopsmart_assets.defs.worker_pools import (
     SPARK_POOL,
@@ -197,12 +198,7 @@ def test_a_worker_killed_mid_spark_step_fails_alerts_publishes_nothing_and_a_rer
             killed = kill_tree(start.dagster_event.pid)
             assert any("java" in command for command in killed.values()), killed
 
-            failed = wait_for(
-                lambda: (r := instance.get_run_by_id(run_id)).is_finished and r,
-                timeout=180,
-                poll=0.5,
-                what="the run to end after its worker was killed",
-            )
+            failed = run_end(instance, run_id, 180, "the run to end after its worker was killed")
             assert failed.status == dg.DagsterRunStatus.FAILURE
             [message] = slack.wait_for_messages(1, timeout=120)
             assert f"/runs/{run_id}" in message["text"] and message["channel"] == "#celery-alerts"
@@ -210,16 +206,25 @@ def test_a_worker_killed_mid_spark_step_fails_alerts_publishes_nothing_and_a_rer
             for table in PURCHASES:
                 assert not list((lake / table).glob("date=*")), table
 
-            # A re-run (the daemon's automatic retry, if it launched one, else a new launch)
-            # on the live workers: whole, and equal to the local run.
-            retry = instance.get_run_by_id(run_id).tags.get("dagster/auto_retry_run_id")
-            rerun_id = retry or launch_purchases(url, START, LAST)
-            rerun = wait_for(
-                lambda: (r := instance.get_run_by_id(rerun_id)).is_finished and r,
-                timeout=300,
-                poll=1,
-                what="the re-run",
+            # A re-run on the live workers (the daemon's automatic retry, when Dagster decided
+            # on one, else a new launch): whole, and equal to the local run.
+            will_retry = wait_for(
+                lambda: instance.get_run_by_id(run_id).tags.get(WILL_RETRY_TAG),
+                timeout=60,
+                poll=0.5,
+                what="Dagster's decision on a retry",
             )
+            rerun_id = (
+                wait_for(
+                    lambda: instance.get_run_by_id(run_id).tags.get("dagster/auto_retry_run_id"),
+                    timeout=120,
+                    poll=0.5,
+                    what="the automatic retry",
+                )
+                if will_retry == "true"
+                else launch_purchases(url, START, LAST)
+            )
+            rerun = run_end(instance, rerun_id, 300, "the re-run")
             assert rerun.status == dg.DagsterRunStatus.SUCCESS
             [p] = [p for p in step_placements(instance, rerun_id) if p.step == SPARK_STEP_NAME]
             assert p.worker.startswith("spark@") and p.pid != start.dagster_event.pid
@@ -229,6 +234,16 @@ def test_a_worker_killed_mid_spark_step_fails_alerts_publishes_nothing_and_a_rer
     for table in PURCHASES:
         assert same_rows(local_chain.run.lake / table, lake / table), table
     reconciles(lake, data)
+
+
+def run_end(instance: dg.DagsterInstance, run_id: str, timeout: float, what: str) -> dg.DagsterRun:
+    """The run, once it has ended."""
+    return wait_for(
+        lambda: (r := instance.get_run_by_id(run_id)).is_finished and r,
+        timeout=timeout,
+        poll=0.5,
+        what=what,
+    )
 
 
 def same_rows(expected: Path, actual: Path) -> bool:
