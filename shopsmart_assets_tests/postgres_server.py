@@ -8,7 +8,6 @@ the reason; with CI=true it fails them: a service test must not pass by not runn
 from __future__ import annotations
 
 import os
-import shlex
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+
+from shopsmart_assets.cli.cluster import key_values
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "postgres.sh"
 START_TIMEOUT = 600  # seconds; includes apt-get install on a fresh machine
@@ -70,12 +71,6 @@ class PostgresServer:
         }
 
 
-def _read_env(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines as the script writes them (values shell-quoted with printf %q)."""
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {key: (shlex.split(value) or [""])[0] for key, value in pairs}
-
-
 def _script(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(SCRIPT), *args],
@@ -104,7 +99,7 @@ def postgres_server(
                 f"{(started.stderr or started.stdout).strip()[-2000:]}"
             )
         try:
-            env = _read_env(Path(state) / "postgres.env")
+            env = key_values((Path(state) / "postgres.env").read_text())
             if env["PGPASSWORD"] in started.stdout + started.stderr:
                 raise PostgresUnavailable(f"{SCRIPT.name} start printed the password")
             yield PostgresServer(

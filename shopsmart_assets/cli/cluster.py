@@ -85,7 +85,8 @@ def _script(name: str, *args: str) -> str:
     return done.stdout
 
 
-def _key_values(text: str) -> dict[str, str]:
+def key_values(text: str) -> dict[str, str]:
+    """KEY=VALUE lines as scripts/*.sh write them (values shell-quoted with printf %q)."""
     pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
     return {key: (shlex.split(value) or [""])[0] for key, value in pairs}
 
@@ -93,7 +94,7 @@ def _key_values(text: str) -> dict[str, str]:
 @contextmanager
 def redis_server(state: Path) -> Iterator[str]:
     """A Redis server on 127.0.0.1 for the lifetime of the block; yields its URL."""
-    started = _key_values(_script("redis.sh", "start", str(state)))
+    started = key_values(_script("redis.sh", "start", str(state)))
     try:
         yield started["url"]
     finally:
@@ -106,7 +107,7 @@ def postgres_instance(state: Path) -> Iterator[dict[str, str]]:
     variables dagster.postgres.yaml reads (the password only in them)."""
     _script("postgres.sh", "start", str(state), "dagster")
     try:
-        server = _key_values((state / "postgres.env").read_text())
+        server = key_values((state / "postgres.env").read_text())
         yield {
             "DAGSTER_PG_HOST": server["PGHOST"],
             "DAGSTER_PG_PORT": server["PGPORT"],
@@ -165,12 +166,14 @@ def start_worker_pool(pool: WorkerPool, env: Mapping[str, str], home: Path) -> s
         )
 
 
-def wait_for_workers(broker_url: str, processes: Sequence[subprocess.Popen], home: Path) -> None:
+def wait_for_workers(
+    broker_url: str, pools: Sequence[WorkerPool], processes: Sequence[subprocess.Popen], home: Path
+) -> None:
     """Until a worker serves every queue (a worker imports Dagster first: seconds)."""
     deadline = time.monotonic() + WORKERS_READY_SECONDS
     while True:
         try:
-            check_worker_pools(broker_url, broker_url, tuple(p.queue for p in WORKER_POOLS))
+            check_worker_pools(broker_url, broker_url, tuple(p.queue for p in pools))
             return
         except CeleryUnavailable:
             if any(p.poll() is not None for p in processes) or time.monotonic() > deadline:
@@ -189,7 +192,7 @@ def worker_pools(
     try:
         for pool in pools:
             processes.append(start_worker_pool(pool, env, home))
-        wait_for_workers(env[settings.CELERY_BROKER_URL_VAR], processes, home)
+        wait_for_workers(env[settings.CELERY_BROKER_URL_VAR], pools, processes, home)
         yield processes
     finally:
         for process in processes:
