@@ -24,7 +24,7 @@ from playwright.sync_api import Page
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shopsmart_assets import backfill  # noqa: E402
+from shopsmart_assets.cli import backfill  # noqa: E402
 from shopsmart_assets.cli.devserver import dagster_dev, graphql  # noqa: E402
 from shopsmart_assets.partitions import build_partitions  # noqa: E402
 from shopsmart_assets_tests.browser import browser_page  # noqa: E402
