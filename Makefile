@@ -52,9 +52,12 @@ bench: install java
 # The Dagster UI and daemon on http://$(HOST):$${PORT:-3000}; Ctrl-C (or SIGTERM to make) stops
 # the whole process tree. LIVE=1 (or make live): schedules and sensors on, and the source
 # simulator writing new orders as time passes, so that the demo runs itself.
+# SPARK=local: a JVM per Spark step instead of the warm Spark Connect server started beside
+# the daemon (docs/performance.md).
 LIVE ?=
+SPARK ?= connect
 ui: install java
-	exec $(BIN)/shopsmart-ui --host $(HOST) --port $${PORT:-3000} \
+	exec $(BIN)/shopsmart-ui --host $(HOST) --port $${PORT:-3000} --spark $(SPARK) \
 	  $(if $(LIVE),--live --orders-per-day $${DEMO_ORDERS_PER_DAY:-500})
 
 live:
@@ -66,7 +69,7 @@ live:
 # on them until Ctrl-C; `make cluster-demo` (after make demo): the demo's days run once on the
 # workers, where each step ran, the reconciliation, then everything stopped.
 cluster: install java
-	exec $(BIN)/shopsmart-cluster up --host $(HOST) --port $${PORT:-3000}
+	exec $(BIN)/shopsmart-cluster up --host $(HOST) --port $${PORT:-3000} --spark $(SPARK)
 
 cluster-demo: install java
 	$(BIN)/shopsmart-cluster demo --days $${DEMO_DAYS:-14} --end-date $${DEMO_END:-yesterday}

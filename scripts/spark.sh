@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Spark services from the installed pyspark (its own jars, scripts and version), on 127.0.0.1:
 #
-#   scripts/spark.sh connect-up [PORT [MASTER]]   Spark Connect server (default port 15002,
-#                                                 master local[*]); SHOPSMART_SPARK_REMOTE=sc://127.0.0.1:PORT
+#   scripts/spark.sh connect-up [PORT [MASTER [KEY=VALUE ...]]]
+#                                                 Spark Connect server (default port 15002,
+#                                                 master local[*], then Spark settings of the
+#                                                 server); SHOPSMART_SPARK_REMOTE=sc://127.0.0.1:PORT
 #   scripts/spark.sh connect-down
 #   scripts/spark.sh cluster-up [PORT [WEBUI_PORT [WORKER_WEBUI_PORT]]]
 #                                                 standalone master (default 7077, UI 8080) and one
@@ -116,7 +118,10 @@ EOF
 }
 
 connect_up() {
-  local port=${1:-15002} master=${2:-local[*]} pid
+  local port=${1:-15002} master=${2:-local[*]} pid setting
+  local -a settings=()
+  shift $(($# < 2 ? $# : 2))
+  for setting in "$@"; do settings+=(--conf "$setting"); done
   if pid=$(running_pid "$CONNECT"); then
     if [[ $(cat "$STATE/connect.port" 2>/dev/null) == "$port" ]]; then
       echo "Spark Connect already on sc://$HOST:$port (process $pid)"
@@ -136,7 +141,8 @@ connect_up() {
     --conf spark.driver.host=$HOST \
     --conf spark.driver.bindAddress=$HOST \
     --conf spark.ui.enabled=false \
-    --conf spark.pyspark.python="$PYSPARK_PYTHON"
+    --conf spark.pyspark.python="$PYSPARK_PYTHON" \
+    "${settings[@]}"
   wait_until "$CONNECT" "Spark Connect on $HOST:$port" listening "$port"
   echo "Spark Connect on sc://$HOST:$port (process $(running_pid "$CONNECT"), logs in $SPARK_LOG_DIR)"
 }
@@ -176,7 +182,7 @@ case ${1:-} in
   cluster-down) stop "$WORKER"; stop "$MASTER" ;;
   status) status ;;
   *)
-    sed -n '2,16p' "$0" >&2
+    sed -n '2,18p' "$0" >&2
     exit 2
     ;;
 esac

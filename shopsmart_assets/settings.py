@@ -196,14 +196,18 @@ def start_date() -> str:
     )
 
 
+SPARK_MASTER_VAR = "SHOPSMART_SPARK_MASTER"
+SPARK_REMOTE_VAR = "SHOPSMART_SPARK_REMOTE"
+
+
 def spark_master() -> str | None:
     """SHOPSMART_SPARK_MASTER: e.g. spark://host:7077, yarn, k8s://…; default local[*]."""
-    return _env("SHOPSMART_SPARK_MASTER")
+    return _env(SPARK_MASTER_VAR)
 
 
 def spark_remote() -> str | None:
     """SHOPSMART_SPARK_REMOTE: a Spark Connect URL, e.g. sc://127.0.0.1:15002."""
-    return _env("SHOPSMART_SPARK_REMOTE")
+    return _env(SPARK_REMOTE_VAR)
 
 
 def business_hours() -> tuple[int, int]:

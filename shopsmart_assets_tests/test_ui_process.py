@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from shopsmart_assets.cli.devserver import code_location_loaded, free_port, graphql, is_up
+from shopsmart_assets.cli.spark_connect import CONNECT, STATE, server_pid, warm_spark
 from shopsmart_assets_tests.net import listening_sockets
 
 pytestmark = [pytest.mark.ui]
@@ -46,7 +47,8 @@ def make_ui(tmp_path: Path, *args: str) -> Iterator[tuple[subprocess.Popen, str,
         "SHOPSMART_TIMEZONE": "UTC",
         "PORT": str(port),
     }
-    env.pop("MAKEFLAGS", None)
+    for inherited in ("MAKEFLAGS", "SHOPSMART_SPARK_REMOTE", "SHOPSMART_SPARK_MASTER"):
+        env.pop(inherited, None)
     make = subprocess.Popen(
         ["make", "--no-print-directory", "ui", *args],
         cwd=ROOT,
@@ -89,6 +91,20 @@ def _names(processes: list[psutil.Process]) -> list[str]:
     return names
 
 
+def spark_remotes(processes: list[psutil.Process]) -> dict[str, str | None]:
+    """SHOPSMART_SPARK_REMOTE in the environment of each Dagster process (the code servers
+    load the code location; the runs inherit it from them and the daemon)."""
+    remotes = {}
+    for p in processes:
+        try:
+            command = " ".join(p.cmdline()[:5])
+            if "dagster" in command and "python" in command:
+                remotes[f"{p.pid} {command}"] = p.environ().get("SHOPSMART_SPARK_REMOTE")
+        except psutil.NoSuchProcess:
+            continue
+    return remotes
+
+
 def assert_all_stopped(make: subprocess.Popen, tree: list[psutil.Process], url: str) -> None:
     assert make.wait(timeout=90) is not None
     _, alive = psutil.wait_procs(tree, timeout=30)
@@ -100,6 +116,18 @@ def test_ctrl_c_stops_make_ui_and_all_its_processes(tmp_path):
     with make_ui(tmp_path) as (make, url, _):
         assert listening_addresses(int(url.rsplit(":", 1)[1])) == {"127.0.0.1"}  # loopback only
         tree = _tree(make.pid)
+        # a warm Spark Connect server beside the daemon, on loopback, and every Dagster
+        # process of the UI pointed at it
+        server = server_pid(tmp_path / "home" / STATE)
+        assert server is not None, (tmp_path / "make-ui.log").read_text()[-3000:]
+        jvm = psutil.Process(server)
+        remotes = spark_remotes(tree)
+        assert len(remotes) >= 4, remotes  # dagster dev, webserver, daemon, code server
+        [remote] = set(remotes.values())
+        port = int(remote.removeprefix("sc://127.0.0.1:"))
+        assert listening_addresses(port) == {"127.0.0.1"}
+        assert "SparkConnectServer" in " ".join(jvm.cmdline())
+        tree.append(jvm)
         names = " | ".join(_names(tree))
         for part in (
             "shopsmart-ui",
@@ -136,7 +164,10 @@ def test_live_ui_runs_itself_and_sigterm_to_make_stops_everything(tmp_path):
         capture_output=True,
     )  # fmt: skip
     before = order_count(data)
-    with make_ui(tmp_path, "LIVE=1", "DEMO_ORDERS_PER_DAY=50000", "HOST=0.0.0.0") as (
+    # SPARK=local: the steps start a JVM each, and no Spark Connect server runs
+    with make_ui(
+        tmp_path, "LIVE=1", "DEMO_ORDERS_PER_DAY=50000", "HOST=0.0.0.0", "SPARK=local"
+    ) as (
         make,
         url,
         data,
@@ -161,8 +192,24 @@ def test_live_ui_runs_itself_and_sigterm_to_make_stops_everything(tmp_path):
             time.sleep(2)
         tree = _tree(make.pid)
         assert "--live" in " | ".join(_names(tree))
+        assert set(spark_remotes(tree).values()) == {None}
+        assert server_pid(tmp_path / "home" / STATE) is None
         make.send_signal(signal.SIGTERM)
         assert_all_stopped(make, tree, url)
     with sqlite3.connect(data / "sources" / "orders.db") as c:
         latest = c.execute("SELECT max(ordered_at) FROM orders").fetchone()[0]
     assert datetime.fromisoformat(latest) < datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [("SHOPSMART_SPARK_REMOTE", "sc://10.0.0.9:15002"), ("SHOPSMART_SPARK_MASTER", "yarn")],
+)
+def test_a_spark_the_environment_names_is_used_as_it_is(
+    tmp_path, monkeypatch, capsys, variable, value
+):
+    monkeypatch.setenv(variable, value)
+    with warm_spark(CONNECT, tmp_path / STATE, "shopsmart-ui") as changes:
+        assert changes == {}
+        assert not (tmp_path / STATE).exists()  # no server started
+    assert f"Spark steps use {variable}={value}" in capsys.readouterr().out

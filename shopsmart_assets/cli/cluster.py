@@ -31,6 +31,7 @@ import dagster as dg
 
 from shopsmart_assets import settings
 from shopsmart_assets.cli.devserver import INSTANCE_CONFIG, dagster_dev, stop_group
+from shopsmart_assets.cli.spark_connect import CONNECT, LOCAL, warm_spark
 from shopsmart_assets.defs.worker_pools import (
     SPARK_QUEUE,
     STANDARD_QUEUE,
@@ -208,11 +209,13 @@ class Cluster:
 
 
 @contextmanager
-def local_cluster(state: Path) -> Iterator[Cluster]:
-    """Redis, PostgreSQL and both worker pools on this machine, stopped when the block ends."""
+def local_cluster(state: Path, spark: str = LOCAL) -> Iterator[Cluster]:
+    """Redis, PostgreSQL and both worker pools on this machine, stopped when the block ends;
+    `spark` "connect": the Spark steps on a warm Spark Connect server (`warm_spark`)."""
     home = state / "dagster_home"
     prepare_home(home)
     with ExitStack() as stack:
+        spark_env = stack.enter_context(warm_spark(spark, state / "spark", "shopsmart-cluster"))
         broker = stack.enter_context(redis_server(state / "redis"))
         print(f"shopsmart-cluster: Redis broker on {broker}", flush=True)
         pg = stack.enter_context(postgres_instance(state / "postgres"))
@@ -221,7 +224,12 @@ def local_cluster(state: Path) -> Iterator[Cluster]:
             f"{pg['DAGSTER_PG_HOST']}:{pg['DAGSTER_PG_PORT']}/{pg['DAGSTER_PG_DB']}",
             flush=True,
         )
-        changes = {"DAGSTER_HOME": str(home), **pg, settings.CELERY_BROKER_URL_VAR: broker}
+        changes = {
+            "DAGSTER_HOME": str(home),
+            **pg,
+            settings.CELERY_BROKER_URL_VAR: broker,
+            **spark_env,
+        }
         env = settings.child_environment(**changes)
         # this process reads the instance too (where each step ran)
         stack.enter_context(settings.changed_environment(changes))
@@ -362,6 +370,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--host", default="127.0.0.1", help="up: address of the UI")
     parser.add_argument("--port", type=int, default=3000, help="up: port of the UI")
+    parser.add_argument(
+        "--spark",
+        choices=(CONNECT, LOCAL),
+        default=None,
+        help="where the Spark steps run Spark: a warm Spark Connect server beside the services "
+        "(connect, the default of up) or a JVM per step (local, the default of demo)",
+    )
     parser.add_argument("--days", type=int, default=14, help="demo: the demo's days")
     parser.add_argument("--end-date", default="yesterday", help="demo: the last day (YYYY-MM-DD)")
     args = parser.parse_args(argv)
@@ -370,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     state = args.state.resolve()
     state.mkdir(parents=True, exist_ok=True)
     try:
-        with local_cluster(state) as cluster:
+        spark = args.spark or (CONNECT if args.command == "up" else LOCAL)
+        with local_cluster(state, spark) as cluster:
             if args.command == "up":
                 return serve(cluster, args.host, args.port)
             end = (
