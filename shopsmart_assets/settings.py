@@ -210,6 +210,25 @@ def spark_remote() -> str | None:
     return _env(SPARK_REMOTE_VAR)
 
 
+def spark_driver_memory() -> str:
+    """SHOPSMART_SPARK_DRIVER_MEMORY: the local-mode driver's heap (which is also where the
+    tasks run), as Spark writes sizes: default 2g; a day of 10M orders wants more
+    (docs/performance.md)."""
+    raw = _env("SHOPSMART_SPARK_DRIVER_MEMORY") or "2g"
+    if not raw[:-1].isdigit() or raw[-1].lower() not in "mg":
+        raise ValueError(f"SHOPSMART_SPARK_DRIVER_MEMORY must be like 2g or 1536m, got {raw!r}")
+    return raw
+
+
+def spark_shuffle_partitions() -> int:
+    """SHOPSMART_SPARK_SHUFFLE_PARTITIONS: partitions of a Spark shuffle before adaptive
+    execution coalesces them (spark.sql.shuffle.partitions), default 8."""
+    raw = _env("SHOPSMART_SPARK_SHUFFLE_PARTITIONS") or "8"
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"SHOPSMART_SPARK_SHUFFLE_PARTITIONS must be a whole number, got {raw!r}")
+    return int(raw)
+
+
 def business_hours() -> tuple[int, int]:
     """SHOPSMART_BUSINESS_HOURS: trading hours as START-END in local time, default 09-18
     (orders of 09:00 … 17:59 are extracted hourly, each at the end of its hour)."""

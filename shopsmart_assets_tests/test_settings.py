@@ -29,6 +29,38 @@ def test_spark_master_and_connect_come_from_the_environment(monkeypatch):
     assert config["spark.sql.session.timeZone"] == "UTC"
 
 
+def test_spark_memory_and_shuffle_partitions_come_from_the_environment(monkeypatch):
+    monkeypatch.delenv("SHOPSMART_SPARK_REMOTE", raising=False)
+    monkeypatch.delenv("SHOPSMART_SPARK_MASTER", raising=False)
+    config = spark_resource().spark_config
+    assert (config["spark.driver.memory"], config["spark.sql.shuffle.partitions"]) == ("2g", "8")
+    monkeypatch.setenv("SHOPSMART_SPARK_DRIVER_MEMORY", "8g")
+    monkeypatch.setenv("SHOPSMART_SPARK_SHUFFLE_PARTITIONS", "64")
+    config = spark_resource().spark_config
+    assert (config["spark.driver.memory"], config["spark.sql.shuffle.partitions"]) == ("8g", "64")
+    # a Connect session sets the SQL side only; the server's memory is the server's
+    monkeypatch.setenv("SHOPSMART_SPARK_REMOTE", "sc://127.0.0.1:15002")
+    config = spark_resource().spark_config
+    assert config["spark.sql.shuffle.partitions"] == "64"
+    assert "spark.driver.memory" not in config
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("SHOPSMART_SPARK_DRIVER_MEMORY", "lots"),
+        ("SHOPSMART_SPARK_DRIVER_MEMORY", "8"),
+        ("SHOPSMART_SPARK_SHUFFLE_PARTITIONS", "0"),
+        ("SHOPSMART_SPARK_SHUFFLE_PARTITIONS", "-3"),
+    ],
+)
+def test_absurd_spark_sizes_are_refused_with_the_variable_named(monkeypatch, variable, value):
+    monkeypatch.delenv("SHOPSMART_SPARK_REMOTE", raising=False)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=variable):
+        spark_resource()
+
+
 def test_source_urls_from_the_environment_stay_secret(monkeypatch, tmp_path):
     secret = "postgresql://etl:s3cr3t@db.internal/crm"
     monkeypatch.setenv("SHOPSMART_CRM_URL", secret)

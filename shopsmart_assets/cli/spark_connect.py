@@ -41,6 +41,7 @@ def _spark_sh(state: Path, *args: str) -> str:
         **settings.child_environment(),
         "SHOPSMART_SPARK_STATE": str(state),
         "VENV_PYTHON": sys.executable,
+        "SPARK_CONNECT_DRIVER_MEMORY": settings.spark_driver_memory(),
     }
     # its own session: Ctrl-C in the terminal reaches the supervisor, which stops the server
     # after the runs that use it
@@ -74,9 +75,10 @@ def server_pid(state: Path) -> int | None:
 def server_settings() -> list[str]:
     """KEY=VALUE settings of the local server: those of a local-mode step (resources/spark.py),
     which a step's session cannot set on a server (they are the server's)."""
-    from shopsmart_assets.resources.spark import LOCAL_CONFIG, SQL_CONFIG
+    from shopsmart_assets.resources.spark import LOCAL_CONFIG, sql_config
 
-    return [f"{key}={value}" for key, value in {**SQL_CONFIG, **LOCAL_CONFIG}.items()]
+    server = {**sql_config(settings.spark_shuffle_partitions()), **LOCAL_CONFIG}
+    return [f"{key}={value}" for key, value in server.items()]
 
 
 def configured_spark() -> str | None:

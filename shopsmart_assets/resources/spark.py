@@ -13,7 +13,6 @@ from shopsmart_assets import settings
 # SQL settings that hold in every mode, Connect included.
 SQL_CONFIG = {
     "spark.sql.session.timeZone": "UTC",
-    "spark.sql.shuffle.partitions": "8",
     "spark.sql.sources.partitionOverwriteMode": "static",
     # Adaptive execution may coalesce the partitions of a cached plan too: the purchases'
     # lines are cached for their two writes, and a small range then writes a file per day
@@ -28,22 +27,41 @@ LOCAL_CONFIG = {
 }
 
 
-def spark_config(master: str | None = None, remote: str | None = None) -> dict[str, str]:
+def sql_config(shuffle_partitions: int = 8) -> dict[str, str]:
+    """The SQL settings of every mode, with the shuffle's partitions."""
+    return {**SQL_CONFIG, "spark.sql.shuffle.partitions": str(shuffle_partitions)}
+
+
+def spark_config(
+    master: str | None = None,
+    remote: str | None = None,
+    driver_memory: str = "2g",
+    shuffle_partitions: int = 8,
+) -> dict[str, str]:
+    sql = sql_config(shuffle_partitions)
     if remote:
-        return {"spark.remote": remote, **SQL_CONFIG}
+        return {"spark.remote": remote, **sql}
     return {
         "spark.master": master or "local[*]",
         "spark.app.name": "shopsmart",
         "spark.ui.enabled": "false",
-        "spark.driver.memory": "2g",
+        "spark.driver.memory": driver_memory,
         "spark.ui.showConsoleProgress": "false",
-        **SQL_CONFIG,
+        **sql,
         **(LOCAL_CONFIG if (master or "local").startswith("local") else {}),
     }
 
 
+def configured_spark_config() -> dict[str, str]:
+    """The Spark settings as the environment configures them (settings.py)."""
+    return spark_config(
+        settings.spark_master(),
+        settings.spark_remote(),
+        settings.spark_driver_memory(),
+        settings.spark_shuffle_partitions(),
+    )
+
+
 def spark_resource() -> LazyPySparkResource:
     """The Spark resource as the environment configures it."""
-    return LazyPySparkResource(
-        spark_config=spark_config(settings.spark_master(), settings.spark_remote())
-    )
+    return LazyPySparkResource(spark_config=configured_spark_config())

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date, datetime
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 WINDOWS = (7, 30, 90)
@@ -35,6 +35,19 @@ FEATURE_COLUMNS = (
 )
 # The instant a day's features became true (the end of the day, UTC), for the feature store.
 EVENT_TIMESTAMP = "event_timestamp"
+
+
+def as_of_dates(spark: SparkSession, day_ends: Mapping[date, datetime]) -> DataFrame:
+    """(as_of_date, event_timestamp) for each day, as literals in the plan: no Python data
+    shipped to the JVM, which in local mode would start Python workers to read it."""
+    rows = [
+        F.struct(
+            F.lit(day).cast("date").alias("as_of_date"),
+            F.timestamp_seconds(F.lit(int(end.timestamp()))).alias(EVENT_TIMESTAMP),
+        )
+        for day, end in day_ends.items()
+    ]
+    return spark.range(1).select(F.inline(F.array(*rows)))
 
 
 def daily_activity(purchases: DataFrame) -> DataFrame:
@@ -68,11 +81,7 @@ def customer_features(
     `day_ends` (day → the aware instant it ends, carried as `event_timestamp`)."""
     # One Spark plan, read top to bottom (docs/lake.md, features): the windows and joins
     # belong together.
-    spark = purchases.sparkSession
-    dates = spark.createDataFrame(
-        [(day, int(end.timestamp())) for day, end in day_ends.items()],
-        "as_of_date date, event_seconds long",
-    ).select("as_of_date", F.timestamp_seconds("event_seconds").alias(EVENT_TIMESTAMP))
+    dates = as_of_dates(purchases.sparkSession, day_ends)
 
     activity = _as_of(daily_activity(purchases), dates, LOOKBACK_DAYS)
     age = F.datediff("as_of_date", "date")
