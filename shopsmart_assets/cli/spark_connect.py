@@ -3,7 +3,7 @@
 location's steps connect to (SHOPSMART_SPARK_REMOTE), stopped with the rest.
 
 A Spark step in local mode starts a JVM of its own and runs Spark's code cold (interpreted,
-then compiled as it goes): 5-15 s of a small day's step. A server that stays up keeps both,
+then compiled as it goes): most of a small day's step (docs/performance.md). A server that stays up keeps both,
 so the nightly and hourly runs of a long-running deployment pay neither. One-shot commands
 (`make demo`, `dagster asset materialize`) keep local mode. A Spark the environment already
 names (SHOPSMART_SPARK_REMOTE or SHOPSMART_SPARK_MASTER) is used as it is.
