@@ -311,17 +311,24 @@ print(json.dumps({"wall": record.end_time - record.start_time, "steps": steps,
     return json.loads(out.strip().splitlines()[-1])
 
 
+def extracted_day(ws: Workspace) -> tuple[Measured, int]:
+    """The bench day generated and extracted into the raw zone (what the Spark step reads):
+    the generator's measurement and the distinct orders it wrote."""
+    generated = generate(ws, 1)
+    orders = _count_orders(ws)
+    (hourly, hours), (daily, _) = chain_ranges(ws, DAY, DAY)
+    materialize(ws, hourly, hours, "extract the day's hourly orders")
+    crm = ",".join(k for k in daily.split(",") if k.startswith("raw/"))
+    materialize(ws, crm, DAY.isoformat(), "extract the day's CRM snapshot")
+    return generated, orders
+
+
 def volume_figures(root: Path, orders_per_day: int) -> dict[str, float]:
     """The figures that depend on the volume, for one day at `orders_per_day`."""
     print(f"One day at {orders_per_day:,} orders/day")
     ws = Workspace(root / f"volume-{orders_per_day}", orders_per_day)
-    generated = generate(ws, 1)
-    orders = _count_orders(ws)
-    (hourly, hours), (daily, _) = chain_ranges(ws, DAY, DAY)
+    generated, orders = extracted_day(ws)
     day = DAY.isoformat()
-    materialize(ws, hourly, hours, "extract the day's hourly orders")
-    crm = ",".join(k for k in daily.split(",") if k.startswith("raw/"))
-    materialize(ws, crm, day, "extract the day's CRM snapshot")
 
     # The three whole commands run in turn, REPEAT times, and the fastest of each counts: one
     # run of each varies by up to ±20 % on a 2-core machine. Peaks are the highest seen.
@@ -392,13 +399,8 @@ def scaling_row(root: Path, orders_per_day: int) -> dict[str, float]:
     it (`dagster asset materialize`, local mode) and DuckDB, once each, and their agreement."""
     print(f"One day at {orders_per_day:,} orders/day (scaling)")
     ws = Workspace(root / f"scale-{orders_per_day}", orders_per_day)
-    generated = generate(ws, 1)
-    orders = _count_orders(ws)
-    (hourly, hours), (daily, _) = chain_ranges(ws, DAY, DAY)
+    generated, orders = extracted_day(ws)
     day = DAY.isoformat()
-    materialize(ws, hourly, hours, "extract the day's hourly orders")
-    crm = ",".join(k for k in daily.split(",") if k.startswith("raw/"))
-    materialize(ws, crm, day, "extract the day's CRM snapshot")
     spark_settings = SCALE_SPARK_SETTINGS.get(orders_per_day, {})
     label = "dagster: lake/purchases + features" + "".join(
         f" {k.removeprefix('SHOPSMART_SPARK_').lower()}={v}" for k, v in spark_settings.items()

@@ -31,7 +31,7 @@ import dagster as dg
 
 from shopsmart_assets import settings
 from shopsmart_assets.cli.devserver import INSTANCE_CONFIG, dagster_dev, stop_group
-from shopsmart_assets.cli.spark_connect import CONNECT, LOCAL, warm_spark
+from shopsmart_assets.cli.spark_connect import CONNECT, LOCAL, add_spark_argument, warm_spark
 from shopsmart_assets.defs.worker_pools import (
     SPARK_QUEUE,
     STANDARD_QUEUE,
@@ -370,13 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--host", default="127.0.0.1", help="up: address of the UI")
     parser.add_argument("--port", type=int, default=3000, help="up: port of the UI")
-    parser.add_argument(
-        "--spark",
-        choices=(CONNECT, LOCAL),
-        default=None,
-        help="where the Spark steps run Spark: a warm Spark Connect server beside the services "
-        "(connect, the default of up) or a JVM per step (local, the default of demo)",
-    )
+    add_spark_argument(parser, default=None)  # up: connect, demo: local
     parser.add_argument("--days", type=int, default=14, help="demo: the demo's days")
     parser.add_argument("--end-date", default="yesterday", help="demo: the last day (YYYY-MM-DD)")
     args = parser.parse_args(argv)

@@ -3,14 +3,16 @@
 location's steps connect to (SHOPSMART_SPARK_REMOTE), stopped with the rest.
 
 A Spark step in local mode starts a JVM of its own and runs Spark's code cold (interpreted,
-then compiled as it goes): most of a small day's step (docs/performance.md). A server that stays up keeps both,
-so the nightly and hourly runs of a long-running deployment pay neither. One-shot commands
-(`make demo`, `dagster asset materialize`) keep local mode. A Spark the environment already
-names (SHOPSMART_SPARK_REMOTE or SHOPSMART_SPARK_MASTER) is used as it is.
+then compiled as it goes): most of a small day's step (docs/performance.md). A server that
+stays up keeps both, so the nightly and hourly runs of a long-running deployment pay
+neither. One-shot commands (`make demo`, `dagster asset materialize`) keep local mode. A
+Spark the environment already names (SHOPSMART_SPARK_REMOTE or SHOPSMART_SPARK_MASTER) is
+used as it is.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -26,6 +28,18 @@ SPARK_SH = Path(__file__).resolve().parents[2] / "scripts" / "spark.sh"
 CONNECT, LOCAL = "connect", "local"
 LOCAL_MASTER = "local[*]"
 STATE = "spark-connect"  # under DAGSTER_HOME: the server's logs and pid file
+
+
+def add_spark_argument(parser: argparse.ArgumentParser, default: str | None) -> None:
+    """`--spark connect|local` of a long-running command."""
+    parser.add_argument(
+        "--spark",
+        choices=(CONNECT, LOCAL),
+        default=default,
+        help="connect: the Spark steps run on a warm Spark Connect server started on "
+        "127.0.0.1 beside the daemon and stopped with it; local: a JVM per step. A Spark "
+        "named by SHOPSMART_SPARK_REMOTE or SHOPSMART_SPARK_MASTER is used as it is",
+    )
 
 
 class SparkConnectUnavailable(RuntimeError):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from shopsmart_assets import settings
 from shopsmart_assets.cli.devserver import INSTANCE_CONFIG, dagster_dev, stop_group
-from shopsmart_assets.cli.spark_connect import CONNECT, LOCAL, STATE, warm_spark
+from shopsmart_assets.cli.spark_connect import CONNECT, STATE, add_spark_argument, warm_spark
 
 # What `make ui LIVE=1` changes so that the demo moves on its own at any hour of any day.
 LIVE_SETTINGS = {"SHOPSMART_BUSINESS_HOURS": "00-24", "SHOPSMART_BUSINESS_DAYS": "*"}
@@ -52,14 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         "(`shopsmart-demo --live`) beside the UI",
     )
     parser.add_argument("--orders-per-day", type=int, default=500, help="with --live")
-    parser.add_argument(
-        "--spark",
-        choices=(CONNECT, LOCAL),
-        default=CONNECT,
-        help="connect (default): the Spark steps run on a warm Spark Connect server started "
-        "on 127.0.0.1 beside the daemon and stopped with it; local: a JVM per step. A Spark "
-        "named by SHOPSMART_SPARK_REMOTE or SHOPSMART_SPARK_MASTER is used as it is",
-    )
+    add_spark_argument(parser, default=CONNECT)
     args = parser.parse_args(argv)
     home = settings.dagster_home()
     home.mkdir(parents=True, exist_ok=True)
