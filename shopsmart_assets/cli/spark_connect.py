@@ -49,7 +49,8 @@ class SparkConnectUnavailable(RuntimeError):
 def _spark_sh(state: Path, *args: str) -> str:
     if not SPARK_SH.exists():
         raise SparkConnectUnavailable(
-            f"{SPARK_SH} not found: run from the project checkout, or pass --spark local"
+            f"{SPARK_SH} not found: run from the project checkout, or without the server "
+            "(--spark local; SPARK=local make ui)"
         )
     env = {
         **settings.child_environment(),
@@ -69,7 +70,8 @@ def _spark_sh(state: Path, *args: str) -> str:
     )
     if done.returncode != 0:
         raise SparkConnectUnavailable(
-            f"scripts/spark.sh {' '.join(args)} failed:\n{done.stderr.strip()[-3000:]}"
+            f"scripts/spark.sh {' '.join(args)} failed (--spark local, or SPARK=local make "
+            f"ui, runs without the server):\n{done.stderr.strip()[-3000:]}"
         )
     return done.stdout.strip()
 
