@@ -35,7 +35,10 @@ export SPARK_LOCAL_IP=$HOST SPARK_LOCAL_HOSTNAME=$HOST SPARK_MASTER_HOST=$HOST
 export PYSPARK_PYTHON=${PYSPARK_PYTHON:-$VENV_PYTHON}
 unset SPARK_MASTER  # spark-daemon.sh would rsync from it
 
-CONNECT=org.apache.spark.sql.connect.service.SparkConnectServer
+# The Connect server is a Spark application serving Spark Connect through Spark's plugin
+# (spark_connect_server.py says why not SparkConnectServer); spark-daemon.sh names its pid and
+# log files after this.
+CONNECT=org.apache.spark.sql.connect.SparkConnectPlugin
 MASTER=org.apache.spark.deploy.master.Master
 WORKER=org.apache.spark.deploy.worker.Worker
 
@@ -132,17 +135,22 @@ connect_up() {
   fi
   require_free_port "$port"
   echo "$port" >"$STATE/connect.port"
+  # Sessions share the compiled code of their queries (no per-session class loaders): a
+  # step on a warm server compiles nothing that an earlier step compiled.
   start "$CONNECT" submit \
     --name "ShopSmart Spark Connect" \
     --master "$master" \
     --driver-memory "${SPARK_CONNECT_DRIVER_MEMORY:-2g}" \
+    --conf spark.plugins=$CONNECT \
+    --conf spark.sql.artifact.isolation.enabled=false \
     --conf spark.connect.grpc.binding.address=$HOST \
     --conf spark.connect.grpc.binding.port="$port" \
     --conf spark.driver.host=$HOST \
     --conf spark.driver.bindAddress=$HOST \
     --conf spark.ui.enabled=false \
     --conf spark.pyspark.python="$PYSPARK_PYTHON" \
-    "${settings[@]}"
+    "${settings[@]}" \
+    "$ROOT/scripts/spark_connect_server.py"
   wait_until "$CONNECT" "Spark Connect on $HOST:$port" listening "$port"
   echo "Spark Connect on sc://$HOST:$port (process $(running_pid "$CONNECT"), logs in $SPARK_LOG_DIR)"
 }

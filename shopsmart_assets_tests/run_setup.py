@@ -63,7 +63,7 @@ os.environ.pop("SPARK_CONF_DIR", None)
 
 from shopsmart_assets_tests.jvm_archive import (  # noqa: E402
     ClassArchiveBuild,
-    class_archive_options,
+    archive_options,
     pyspark_submit_args,
     wait_for_class_archive,
 )
@@ -103,7 +103,7 @@ def pytest_configure(config: pytest.Config) -> None:
             archive = Path(os.environ[RUN_DIR_VAR]) / CLASS_ARCHIVE
             _ARCHIVE_BUILD.append(ClassArchiveBuild(archive, TEST_JVM_OPTIONS))
     where = class_archive()
-    driver = f"{TEST_JVM_OPTIONS} {class_archive_options(where) if where else ''}".strip()
+    driver = f"{TEST_JVM_OPTIONS} {archive_options(where) if where else ''}".strip()
     os.environ["PYSPARK_SUBMIT_ARGS"] = pyspark_submit_args(driver, TEST_JVM_OPTIONS)
 
 

@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from shopsmart_assets.cli.devserver import code_location_loaded, free_port, graphql, is_up
-from shopsmart_assets.cli.spark_connect import CONNECT, STATE, server_pid, warm_spark
+from shopsmart_assets.cli.spark_connect import CONNECT, SERVER_NAME, STATE, server_pid, warm_spark
 from shopsmart_assets_tests.net import listening_sockets
 
 pytestmark = [pytest.mark.ui]
@@ -126,8 +126,8 @@ def test_ctrl_c_stops_make_ui_and_all_its_processes(tmp_path):
         [remote] = set(remotes.values())
         port = int(remote.removeprefix("sc://127.0.0.1:"))
         assert listening_addresses(port) == {"127.0.0.1"}
-        assert "SparkConnectServer" in " ".join(jvm.cmdline())
-        tree.append(jvm)
+        assert SERVER_NAME in " ".join(jvm.cmdline())
+        tree += [jvm, *jvm.children(recursive=True)]  # its driver program too
         names = " | ".join(_names(tree))
         for part in (
             "shopsmart-ui",

@@ -28,6 +28,8 @@ SPARK_SH = Path(__file__).resolve().parents[2] / "scripts" / "spark.sh"
 CONNECT, LOCAL = "connect", "local"
 LOCAL_MASTER = "local[*]"
 STATE = "spark-connect"  # under DAGSTER_HOME: the server's logs and pid file
+# What scripts/spark.sh names the server's pid file after (the Connect plugin it runs).
+SERVER_NAME = "SparkConnectPlugin"
 
 
 def add_spark_argument(parser: argparse.ArgumentParser, default: str | None) -> None:
@@ -78,7 +80,7 @@ def _spark_sh(state: Path, *args: str) -> str:
 
 def server_pid(state: Path) -> int | None:
     """The pid of the Spark Connect server started in `state`, if it runs."""
-    for pid_file in (state / "pids").glob("spark-*SparkConnectServer*.pid"):
+    for pid_file in (state / "pids").glob(f"spark-*{SERVER_NAME}*.pid"):
         try:
             pid = int(pid_file.read_text().strip())
             os.kill(pid, 0)

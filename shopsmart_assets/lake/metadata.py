@@ -38,6 +38,20 @@ def count_rows(directory: Path) -> int:
     return sum(pq.read_metadata(f).num_rows for f in sorted(directory.rglob("*.parquet")))
 
 
+def value_counts(directory: Path, column: str) -> dict[str, int]:
+    """How often each value of a column occurs in a partition's Parquet files (nulls left
+    out), read with pyarrow: a small table's tally needs no Spark job."""
+    values = ds.dataset(directory, format="parquet").to_table(columns=[column]).column(column)
+    counts = values.value_counts()
+    return {
+        str(value): int(count)
+        for value, count in zip(
+            counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True
+        )
+        if value is not None
+    }
+
+
 def fraction(part: int, whole: int) -> float:
     """`part` as a fraction of `whole`, 0.0 of nothing: a number on every partition, for
     plots over partitions."""

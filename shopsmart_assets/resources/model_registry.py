@@ -186,15 +186,12 @@ class ModelRegistry(dg.ConfigurableResource):
                 signature=infer_signature(sample, model.predict_proba(sample)),
                 input_example=example,
                 pyfunc_predict_fn="predict_proba",
-                registered_model_name=self.model_name,
                 pip_requirements=_requirements(),
                 skops_trusted_types=list(skops_trusted_types),
             )
-        version = int(info.registered_model_version)
-        client = self.get_client()
-        for tag, value in all_tags.items():
-            client.set_model_version_tag(self.model_name, str(version), tag, value)
-        return LoggedRun(run_id=run.info.run_id, version=version)
+            # registered with the run's tags in one call (not one call per tag)
+            registered = mlflow.register_model(info.model_uri, self.model_name, tags=all_tags)
+        return LoggedRun(run_id=run.info.run_id, version=int(registered.version))
 
     # What the registered versions learned from ------------------------------------------------
 
@@ -277,15 +274,21 @@ class ModelRegistry(dg.ConfigurableResource):
 
 
 def dataset(item: TrainingInput) -> Any:
-    """The frame as an MLflow dataset with the lake's digest and source."""
+    """The frame as an MLflow dataset with the lake's digest and source, and its schema."""
     import mlflow.data
+    from mlflow.models import infer_signature
 
     with warnings.catch_warnings():
         # a local path reads as more than one kind of source; MLflow picks the local one
         warnings.filterwarnings("ignore", message="The specified dataset source")
-        return mlflow.data.from_pandas(
+        found = mlflow.data.from_pandas(
             item.frame, source=item.source, name=item.name, digest=item.digest, targets=item.targets
         )
+    # MLflow infers a dataset's schema lazily (a cached property) by checking every value of
+    # every column in Python: more than a second for a month of examples, every model. The
+    # sample of `signature_sample` gives the same schema (types and optional columns).
+    found.__dict__["schema"] = infer_signature(signature_sample(item.frame)).inputs
+    return found
 
 
 def signature_sample(frame: pd.DataFrame, rows: int = 5) -> pd.DataFrame:

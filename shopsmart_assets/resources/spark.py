@@ -9,6 +9,7 @@ from __future__ import annotations
 from dagster_pyspark import LazyPySparkResource
 
 from shopsmart_assets import settings
+from shopsmart_assets.resources.spark_archive import archive_options, driver_archive
 
 # SQL settings that hold in every mode, Connect included.
 SQL_CONFIG = {
@@ -18,6 +19,9 @@ SQL_CONFIG = {
     # lines are cached for their two writes, and a small range then writes a file per day
     # instead of one per day and shuffle partition (30 days: 30 files, not 240).
     "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning": "true",
+    # The purchases' lines are cached for their two writes and read back once each: encoding
+    # them for compression cost more CPU than the memory it saves (docs/performance.md).
+    "spark.sql.inMemoryColumnarStorage.compressed": "false",
 }
 # Local mode only: the raw zone's hourly partitions (24 a day, 720 for 30 days) are listed by
 # the driver, not by a Spark job (which on one machine only adds task overhead). Clusters keep
@@ -25,6 +29,20 @@ SQL_CONFIG = {
 LOCAL_CONFIG = {
     "spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",
 }
+# A local-mode driver is a JVM that lives for one step, on the machine's every core: the
+# throughput collector (no concurrent GC threads competing with the tasks), and the JIT
+# compiling what is hot rather than everything that ran a few times (on 2 cores the C2
+# compiler's work was most of a cold step's CPU). docs/performance.md has the measurements.
+LOCAL_DRIVER_JAVA_OPTIONS = "-XX:+UseParallelGC -XX:CompileThresholdScaling=3"
+
+
+def local_driver_java_options() -> str:
+    """The local-mode driver's JVM options, mapping the class archive of Spark's classes when
+    `shopsmart-spark-archive` has written one (resources/spark_archive.py)."""
+    archive = driver_archive(LOCAL_DRIVER_JAVA_OPTIONS)
+    if not archive.is_file():
+        return LOCAL_DRIVER_JAVA_OPTIONS
+    return f"{LOCAL_DRIVER_JAVA_OPTIONS} {archive_options(archive)}"
 
 
 def sql_config(shuffle_partitions: int = 8) -> dict[str, str]:
@@ -41,6 +59,7 @@ def spark_config(
     sql = sql_config(shuffle_partitions)
     if remote:
         return {"spark.remote": remote, **sql}
+    local = (master or "local").startswith("local")
     return {
         "spark.master": master or "local[*]",
         "spark.app.name": "shopsmart",
@@ -48,7 +67,11 @@ def spark_config(
         "spark.driver.memory": driver_memory,
         "spark.ui.showConsoleProgress": "false",
         **sql,
-        **(LOCAL_CONFIG if (master or "local").startswith("local") else {}),
+        **(
+            {**LOCAL_CONFIG, "spark.driver.extraJavaOptions": local_driver_java_options()}
+            if local
+            else {}
+        ),
     }
 
 

@@ -21,7 +21,7 @@ from shopsmart_assets.defs.raw.assets import (
     ORDERS_KEY,
 )
 from shopsmart_assets.lake import lake_table
-from shopsmart_assets.lake.metadata import count_rows, fraction
+from shopsmart_assets.lake.metadata import count_rows, fraction, value_counts
 from shopsmart_assets.partitions import Partitions
 from shopsmart_assets.resources import LakeResource, SourceDatabase
 from shopsmart_assets.sources.extract import ORDER_ITEMS, ORDERS
@@ -115,8 +115,12 @@ def materialize_purchases(
             lake.read_spark(context, session, CRM_CUSTOMERS_KEY),
             broadcast=orders <= BROADCAST_MAX_ORDERS,
         ).cache()
-        with lake.staging(context, PURCHASES_KEY) as staging:
-            yield from _write_reconcile_publish(context, lake, lines, counting.result, staging)
+        try:
+            with lake.staging(context, PURCHASES_KEY) as staging:
+                yield from _write_reconcile_publish(context, lake, lines, counting.result, staging)
+        finally:
+            # a warm Spark Connect server outlives the step: nothing of it stays cached there
+            lines.unpersist()
 
 
 def _fail_unless_source_matches(
@@ -206,10 +210,9 @@ def _write_reconcile_publish(
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     valid, quarantined = split_valid(lines)
     staged = lake.write_spark_daily(context, {None: valid, QUARANTINE: quarantined}, staging)
-    reasons: dict[str, dict[str, int]] = {day: {} for day in context.partition_keys}
-    for row in quarantined.groupBy("date", "reason").count().collect():
-        reasons[row["date"].isoformat()][row["reason"]] = row["count"]
     lines.unpersist()
+    # tallied from the staged quarantine files: a few thousand rows, no Spark job
+    reasons = {day: value_counts(staged[QUARANTINE][day], "reason") for day in staged[QUARANTINE]}
 
     counts = source_counts()
     yield from _fail_unless_source_matches(counts)
