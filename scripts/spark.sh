@@ -14,7 +14,8 @@
 #
 # Every "up" waits until the service answers and fails with the log's tail if it does not.
 # Logs, pid files and the worker's directory live in $SHOPSMART_SPARK_STATE (default
-# ./.spark_services). Knobs: SPARK_CONNECT_DRIVER_MEMORY (2g), SPARK_WORKER_CORES (2),
+# ./.spark_services). Knobs: SPARK_CONNECT_DRIVER_MEMORY (2g), SPARK_CONNECT_JAVA_OPTIONS (the
+# server JVM's options, default the throughput collector), SPARK_WORKER_CORES (2),
 # SPARK_WORKER_MEMORY (2g), SPARK_START_TIMEOUT seconds (120), VENV_PYTHON (./.venv/bin/python).
 set -euo pipefail
 
@@ -141,6 +142,7 @@ connect_up() {
     --name "ShopSmart Spark Connect" \
     --master "$master" \
     --driver-memory "${SPARK_CONNECT_DRIVER_MEMORY:-2g}" \
+    --driver-java-options "${SPARK_CONNECT_JAVA_OPTIONS--XX:+UseParallelGC}" \
     --conf spark.plugins=$CONNECT \
     --conf spark.sql.artifact.isolation.enabled=false \
     --conf spark.connect.grpc.binding.address=$HOST \

@@ -101,6 +101,7 @@ def _script(state: Path, *args: str, timeout: float = START_TIMEOUT + 60) -> str
         # The services' JVMs (Connect server, master, worker) run the test run's small jobs:
         # the same JIT and collector settings as the tests' own drivers (conftest.py).
         "SPARK_SUBMIT_OPTS": TEST_JVM_OPTIONS,
+        "SPARK_CONNECT_JAVA_OPTIONS": TEST_JVM_OPTIONS,  # instead of the server's own collector
         "SPARK_DAEMON_JAVA_OPTS": TEST_JVM_OPTIONS,
     }  # the script sets SPARK_HOME (the installed pyspark) and its own empty SPARK_CONF_DIR
     done = subprocess.run(

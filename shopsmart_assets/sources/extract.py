@@ -50,7 +50,14 @@ class Extraction:
     raw_table: str
     source: str
     source_table: str
-    sql: str
+    # The rows of a window, and the order they are read in (chunks land in that order).
+    select: str
+    order_by: str
+
+    @property
+    def sql(self) -> str:
+        """The extraction's query for a window: its rows, in order."""
+        return f"{self.select} ORDER BY {self.order_by}"
 
     @property
     def schema(self) -> pa.Schema:
@@ -62,8 +69,9 @@ class Extraction:
         return SOURCE_SCHEMAS[self.raw_table]
 
     def aggregate_sql(self, expressions: str) -> str:
-        """`SELECT <expressions>` over the rows the query returns for a window."""
-        return f"SELECT {expressions} FROM ({self.sql}) AS extracted"
+        """`SELECT <expressions>` over the rows the query returns for a window (the same
+        rows; their order counts for nothing, so the database does not sort them)."""
+        return f"SELECT {expressions} FROM ({self.select}) AS extracted"
 
     @property
     def count_sql(self) -> str:
@@ -77,35 +85,32 @@ CRM_CUSTOMERS = Extraction(
     source="crm",
     source_table="customers",
     # A daily snapshot: every customer signed up before the end of the day.
-    sql="SELECT * FROM customers WHERE signup_at < :end ORDER BY customer_id",
+    select="SELECT * FROM customers WHERE signup_at < :end",
+    order_by="customer_id",
 )
 CRM_INTERACTIONS = Extraction(
     raw_table="crm_interactions",
     source="crm",
     source_table="interactions",
-    sql=(
-        "SELECT * FROM interactions WHERE occurred_at >= :start AND occurred_at < :end"
-        " ORDER BY interaction_id"
-    ),
+    select="SELECT * FROM interactions WHERE occurred_at >= :start AND occurred_at < :end",
+    order_by="interaction_id",
 )
 ORDERS = Extraction(
     raw_table="orders",
     source="orders",
     source_table="orders",
-    sql=(
-        "SELECT * FROM orders WHERE ordered_at >= :start AND ordered_at < :end"
-        " ORDER BY order_id, updated_at, status"
-    ),
+    select="SELECT * FROM orders WHERE ordered_at >= :start AND ordered_at < :end",
+    order_by="order_id, updated_at, status",
 )
 ORDER_ITEMS = Extraction(
     raw_table="order_items",
     source="orders",
     source_table="order_items",
-    sql=(
+    select=(
         "SELECT i.* FROM order_items i WHERE i.order_id IN ("
         "SELECT o.order_id FROM orders o WHERE o.ordered_at >= :start AND o.ordered_at < :end)"
-        " ORDER BY i.order_id, i.line_no, i.product_id, i.quantity, i.unit_price"
     ),
+    order_by="i.order_id, i.line_no, i.product_id, i.quantity, i.unit_price",
 )
 
 

@@ -2,9 +2,10 @@
 
 The raw zone holds what extraction landed; the source holds the truth. Before a day of orders
 is published, every hourly partition of the day is counted again in the source (the very
-query the extraction runs, wrapped in `count(*)`, for the same UTC window) and compared with
-the rows in the raw partition's Parquet footers. An hour that never reached the lake, was
-overwritten, or gained rows since it was extracted makes the day fail its check.
+query the extraction runs, without its ordering, wrapped in `count(*)`, for the same UTC
+window) and compared with the rows in the raw partition's Parquet footers. An hour that never
+reached the lake, was overwritten, or gained rows since it was extracted makes the day fail
+its check.
 """
 
 from __future__ import annotations
