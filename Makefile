@@ -47,7 +47,7 @@ demo: install java
 # Three workers (pytest-xdist), one test module per worker at a time, the longest modules first
 # (conftest.py): TEST_WORKERS=0 runs the suite in one process.
 TEST_WORKERS ?= 3
-test: $(VENV)/.installed java chromium
+test: install java chromium
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The platform against its baselines (plain PySpark, DuckDB), as ratios measured in one run,

@@ -358,13 +358,18 @@ session = time.perf_counter()
 [(total,)] = spark.range(1000).selectExpr("sum(id)").collect()
 query = time.perf_counter()
 from pyspark import SparkContext
+jvm = SparkContext._gateway is not None
+pid = spark._jvm.java.lang.ProcessHandle.current().pid() if jvm else None
+maps = open(f"/proc/{pid}/maps").read().splitlines() if jvm else []
 print(json.dumps({
     "session_s": round(session - started, 2),
     "first_query_s": round(query - session, 2),
     "total_s": round(query - started, 2),
     "sum": total,
     "session_type": type(spark).__module__,
-    "jvm_in_process": SparkContext._gateway is not None,
+    "jvm_in_process": jvm,
+    # class data sharing archives the driver's JVM maps (the JDK's own, and Spark's)
+    "archives_mapped": sorted({line.split()[-1] for line in maps if line.endswith(".jsa")}),
 }))
 """
 

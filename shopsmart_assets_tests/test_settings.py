@@ -163,3 +163,42 @@ def test_one_setting_sets_every_sensors_interval(monkeypatch):
     monkeypatch.setenv("SHOPSMART_SENSOR_INTERVAL_SECONDS", "0")
     with pytest.raises(ValueError, match="SHOPSMART_SENSOR_INTERVAL_SECONDS"):
         intervals()
+
+
+def test_a_local_driver_maps_the_class_archive_once_written(monkeypatch, tmp_path):
+    """Local-mode drivers start with the throughput collector, and map Spark's classes from
+    the archive `shopsmart-spark-archive` writes into the environment, once it is there; an
+    archive written under other JVM options is another file."""
+    import sys
+
+    from shopsmart_assets.cli.spark_archive import main as spark_archive
+    from shopsmart_assets.resources.spark import LOCAL_DRIVER_JAVA_OPTIONS
+    from shopsmart_assets.resources.spark_archive import driver_archive
+
+    monkeypatch.delenv("SHOPSMART_SPARK_REMOTE", raising=False)
+    monkeypatch.delenv("SHOPSMART_SPARK_MASTER", raising=False)
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    archive = driver_archive(LOCAL_DRIVER_JAVA_OPTIONS)
+    assert archive.is_relative_to(tmp_path)
+    assert driver_archive("-XX:+UseSerialGC") != archive
+    options = spark_resource().spark_config["spark.driver.extraJavaOptions"]
+    assert "-XX:+UseParallelGC" in options and "SharedArchiveFile" not in options
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(b"")
+    options = spark_resource().spark_config["spark.driver.extraJavaOptions"]
+    assert f"-XX:SharedArchiveFile={archive} -Xshare:auto" in options
+    # Spark Connect starts no driver of its own
+    monkeypatch.setenv("SHOPSMART_SPARK_REMOTE", "sc://127.0.0.1:15002")
+    assert "spark.driver.extraJavaOptions" not in spark_resource().spark_config
+    assert spark_archive(["--where"]) == 0
+
+
+def test_value_counts_tally_a_column_of_a_partition(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from shopsmart_assets.lake.metadata import value_counts
+
+    pq.write_table(pa.table({"reason": ["a", "b", None, "a"]}), tmp_path / "part-0.parquet")
+    pq.write_table(pa.table({"reason": pa.array(["a"], pa.string())}), tmp_path / "part-1.parquet")
+    assert value_counts(tmp_path, "reason") == {"a": 3, "b": 1}

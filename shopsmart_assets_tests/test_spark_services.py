@@ -20,6 +20,7 @@ import pytest
 from shopsmart_assets_tests import spark_services
 from shopsmart_assets_tests.filesystems import fill, small_filesystem
 from shopsmart_assets_tests.harness import HOURLY, START
+from shopsmart_assets_tests.run_setup import class_archive, spark_classes_ready
 from shopsmart_assets_tests.spark_services import (
     ChainRun,
     LocalChain,
@@ -130,6 +131,7 @@ class TestSparkConnect:
     def test_a_connect_step_starts_no_jvm(
         self, spark_connect: SparkService, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
+        spark_classes_ready()
         local = spark_start_cost(tmp_path)
         remote = spark_start_cost(tmp_path, SHOPSMART_SPARK_REMOTE=spark_connect.url)
         report(capsys, f"Spark start cost in a fresh process: local {local}")
@@ -138,6 +140,11 @@ class TestSparkConnect:
         assert local["jvm_in_process"] and local["session_type"] == "pyspark.sql.session"
         assert not remote["jvm_in_process"]
         assert remote["session_type"] == "pyspark.sql.connect.session"
+        # the local driver maps the archive of Spark's classes the run wrote (with the function
+        # `shopsmart-spark-archive` writes production's with), when the run wrote one
+        archive = class_archive()
+        if archive is not None and archive.exists():
+            assert str(archive) in local["archives_mapped"], local["archives_mapped"]
         # How much faster a connection to a running server starts than a JVM per step is a
         # measurement, not a test: `make bench` (docs/performance.md).
 

@@ -150,3 +150,23 @@ def test_the_signature_sample_gives_the_signature_of_the_whole_frame():
     assert infer_signature(sample).inputs.to_dict() == whole
     optional = {c["name"] for c in whole if not c.get("required", True)}
     assert {"recency_days", "segment"} <= optional
+
+
+def test_a_logged_dataset_has_the_schema_of_the_whole_frame():
+    """The MLflow dataset of a training frame carries the schema MLflow infers from every
+    row, though it is computed from a sample (MLflow's own inference checks each value)."""
+    from mlflow.models import infer_signature
+
+    from shopsmart_assets.resources.model_registry import TrainingInput, dataset
+
+    activity = [1] * 40 + [0] + [1] * 20
+    frame = feature_rows(range(61), activity=activity).assign(label=[0, 1] * 30 + [0])
+    frame.loc[frame.index[50], "country"] = None
+    logged = dataset(
+        TrainingInput(frame, "ml/training_set x", "digest", "training", "/lake", "label")
+    )
+    whole = infer_signature(frame).inputs
+    assert logged.schema.to_dict() == whole.to_dict()
+    optional = {c["name"] for c in whole.to_dict() if not c.get("required", True)}
+    assert {"recency_days", "country"} <= optional
+    assert logged.profile["num_rows"] == len(frame)  # the frame's own figures, not the sample's

@@ -10,6 +10,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -105,6 +106,29 @@ def spark_remotes(processes: list[psutil.Process]) -> dict[str, str | None]:
     return remotes
 
 
+QUERY = """
+import sys
+from pyspark.sql import SparkSession, functions as F
+spark = SparkSession.builder.remote(sys.argv[1]).getOrCreate()
+rows = spark.range(5000).select((F.col("id") % 7).alias("k"), F.col("id").cast("double").alias("v"))
+print(rows.groupBy("k").agg(F.sum("v"), F.countDistinct("v")).orderBy("k").collect()[0])
+"""
+
+
+def run_query_in_new_session(remote: str) -> None:
+    """A query through Spark Connect from a process of its own (a session of its own)."""
+    done = subprocess.run(
+        [sys.executable, "-c", QUERY, remote], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def generated_classes(logs: Path) -> int:
+    """The classes the Spark server has generated and compiled for queries so far (Spark logs
+    each compilation: "CodeGenerator: Code generated in … ms")."""
+    return sum(p.read_text(errors="replace").count("Code generated in") for p in logs.iterdir())
+
+
 def assert_all_stopped(make: subprocess.Popen, tree: list[psutil.Process], url: str) -> None:
     assert make.wait(timeout=90) is not None
     _, alive = psutil.wait_procs(tree, timeout=30)
@@ -128,6 +152,13 @@ def test_ctrl_c_stops_make_ui_and_all_its_processes(tmp_path):
         assert listening_addresses(port) == {"127.0.0.1"}
         assert SERVER_NAME in " ".join(jvm.cmdline())
         tree += [jvm, *jvm.children(recursive=True)]  # its driver program too
+        # every step is a session of its own, and sessions share the compiled code of their
+        # queries: the second step to run a query compiles nothing
+        logs = tmp_path / "home" / STATE / "logs"
+        run_query_in_new_session(remote)
+        compiled = generated_classes(logs)
+        run_query_in_new_session(remote)
+        assert compiled > 0 and generated_classes(logs) == compiled
         names = " | ".join(_names(tree))
         for part in (
             "shopsmart-ui",
