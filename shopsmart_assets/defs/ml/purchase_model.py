@@ -4,7 +4,6 @@ evaluated out of time on the day; an MLflow run and a registered version each.""
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -179,43 +178,23 @@ def training_inputs(
     ]
 
 
-@dataclass(frozen=True)
-class PartitionTraining:
-    """What a model partition learns from: the partitions of its window with the exact lake
-    versions read, and the training (the window's days before it) and evaluation frames."""
-
-    key: str
-    window: list[str]
-    versions: dict[str, str]
-    train: pd.DataFrame
-    evaluation: pd.DataFrame
-
-
-def partition_training(
-    context: dg.AssetExecutionContext, lake: LakeResource, key: str, examples: pd.DataFrame
-) -> PartitionTraining:
+def train_partition(
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    model_registry: ModelRegistry,
+    key: str,
+    examples: pd.DataFrame,
+) -> TrainingOutcome:
+    """One model partition: train on the days before `key`, evaluate on `key`, log the MLflow
+    run, write the model record and attach the partition's metadata."""
     paths = lake.input_paths(context, TRAINING_SET_KEY, [key])
     window = list(paths)
     # the exact versions of the training sets read: what a reproduction reads again
     versions = {k: version_of(path, lake.root_path) for k, path in paths.items()}
     train, evaluation = split_window({k: rows_of_partitions(examples, [k]) for k in window}, key)
-    return PartitionTraining(key, window, versions, train, evaluation)
-
-
-def record_partition_model(
-    context: dg.AssetExecutionContext,
-    lake: LakeResource,
-    model_registry: ModelRegistry,
-    data: PartitionTraining,
-    outcome: TrainingOutcome,
-) -> TrainingOutcome:
-    """One model partition once trained: its MLflow run, its model record in the lake and
-    the partition's metadata."""
-    key, window, versions = data.key, data.window, data.versions
-    inputs = training_inputs(lake, key, versions, data.train, data.evaluation)
-    logged = log_model_run(
-        context, model_registry, key, window, versions, data.train, outcome, inputs
-    )
+    outcome = train_and_evaluate(train, evaluation)
+    inputs = training_inputs(lake, key, versions, train, evaluation)
+    logged = log_model_run(context, model_registry, key, window, versions, train, outcome, inputs)
     record = ModelRecord(
         partition=key,
         trained=outcome.trained,
@@ -241,24 +220,6 @@ def record_partition_model(
         },
         partition_key=key,
     )
-    return outcome
-
-
-def train_partitions(
-    context: dg.AssetExecutionContext,
-    lake: LakeResource,
-    model_registry: ModelRegistry,
-    examples: pd.DataFrame,
-) -> TrainingOutcome | None:
-    """Every model partition of the step, in order: trained on the days before it, evaluated
-    on it, logged. (Training one partition while the one before is logged was measured: on 2
-    cores the two compete and the step took half as long again.)"""
-    outcome = None
-    for key in context.partition_keys:
-        data = partition_training(context, lake, key, examples)
-        outcome = record_partition_model(
-            context, lake, model_registry, data, train_and_evaluate(data.train, data.evaluation)
-        )
     return outcome
 
 
@@ -302,9 +263,10 @@ def purchase_model(
     partitions and data versions it was trained on) whose model is registered as a version
     of `shopsmart-purchase-propensity`. No model while there are too few labelled
     examples."""
-    outcome = train_partitions(
-        context, lake, model_registry, lake.read_pandas(context, TRAINING_SET_KEY)
-    )
+    examples = lake.read_pandas(context, TRAINING_SET_KEY)
+    outcome = None
+    for key in context.partition_keys:
+        outcome = train_partition(context, lake, model_registry, key, examples)
     newest = context.partition_keys[-1]
     champion = latest_champion(lake, context.assets_def.partitions_def, before=newest)
     yield dg.MaterializeResult(
