@@ -29,7 +29,7 @@ $(VENV)/.installed: pyproject.toml setup.py
 # (shopsmart-spark-archive, about a minute): a JVM of their own starts seconds sooner.
 $(VENV)/.spark-archive: $(VENV)/.installed
 	@scripts/ensure-java.sh
-	$(BIN)/shopsmart-spark-archive
+	$(BIN)/shopsmart-spark-archive || echo "no class archive: local-mode Spark steps start without one"
 	touch $@
 
 install: $(VENV)/.installed $(VENV)/.spark-archive

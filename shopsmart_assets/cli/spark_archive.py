@@ -32,7 +32,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"shopsmart-spark-archive: {archive} is in place")
         return 0
     started = time.monotonic()
-    if not write_archive(archive, LOCAL_DRIVER_JAVA_OPTIONS):
+    try:
+        written = write_archive(archive, LOCAL_DRIVER_JAVA_OPTIONS)
+    except OSError as error:  # an environment this user cannot write into
+        print(f"shopsmart-spark-archive: cannot write {archive}: {error}")
+        return 1
+    if not written:
         print("shopsmart-spark-archive: no archive written; Spark steps start without one")
         return 1
     size = archive.stat().st_size / 2**20
