@@ -26,7 +26,7 @@ same machine (or a peak memory / throughput at the bench volume):
 BENCH_ORDERS_PER_DAY (default 1,000,000) sets the volume; BENCH_SCALE=1 also measures one day
 at 10k, 100k, 1M and 10M orders a day (the Spark step in local mode and DuckDB, once each:
 docs/performance.md's scaling table). At the bench volume the Dagster chain, the plain PySpark
-script and DuckDB run in turn BENCH_REPEAT times (default 2) and the fastest run of each
+script and DuckDB run in turn BENCH_REPEAT times (default 3) and the fastest run of each
 counts; the Spark Connect server is warmed by CONNECT_WARM_UP_RUNS runs before its
 BENCH_REPEAT measured runs. Prints a table, writes bench-results/<stamp>.json (exactly the
 figures above) and bench-results/<stamp>.details.json (the measurements behind them), and
@@ -59,7 +59,7 @@ DAY = date(2026, 3, 2)  # a Monday; one ordinary 24-hour day in UTC
 DEMO_ORDERS_PER_DAY = 500
 BACKFILL_DAYS = 30
 # Runs of each whole command compared at the bench volume (the fastest counts): BENCH_REPEAT.
-REPEAT = max(1, int(os.environ.get("BENCH_REPEAT", "2")))
+REPEAT = max(1, int(os.environ.get("BENCH_REPEAT", "3")))
 # Runs that warm a new Spark Connect server before its runs are measured: its JIT goes on
 # compiling over the first runs of the step (the purchases at 1M orders, run after run on one
 # server: 53.2, 34.0, 34.0, 26.5, 28.6 s), and a server that runs the step every day is warm.
