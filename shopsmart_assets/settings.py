@@ -210,6 +210,13 @@ def spark_remote() -> str | None:
     return _env(SPARK_REMOTE_VAR)
 
 
+def spark_conf_dir() -> Path | None:
+    """SPARK_CONF_DIR (Spark's own variable): the directory of spark-defaults.conf and
+    log4j2.properties that spark-submit puts on the driver's class path, when one is set."""
+    raw = _env("SPARK_CONF_DIR")
+    return Path(raw).expanduser() if raw else None
+
+
 def spark_driver_memory() -> str:
     """SHOPSMART_SPARK_DRIVER_MEMORY: the local-mode driver's heap (which is also where the
     tasks run), as Spark writes sizes: default 2g; a day of 10M orders wants more

@@ -185,8 +185,18 @@ def test_a_local_driver_maps_the_class_archive_once_written(monkeypatch, tmp_pat
     assert "-XX:+UseParallelGC" in options and "SharedArchiveFile" not in options
     archive.parent.mkdir(parents=True)
     archive.write_bytes(b"")
+    monkeypatch.delenv("SPARK_CONF_DIR", raising=False)
     options = spark_resource().spark_config["spark.driver.extraJavaOptions"]
     assert f"-XX:SharedArchiveFile={archive} -Xshare:auto" in options
+    # Spark's configuration directory goes on the driver's class path: no archive maps there
+    conf = tmp_path / "spark-conf"
+    conf.mkdir()
+    monkeypatch.setenv("SPARK_CONF_DIR", str(conf))
+    assert "SharedArchiveFile" in spark_resource().spark_config["spark.driver.extraJavaOptions"]
+    (conf / "spark-defaults.conf").write_text("spark.ui.showConsoleProgress false\n")
+    options = spark_resource().spark_config["spark.driver.extraJavaOptions"]
+    assert "-XX:+UseParallelGC" in options and "SharedArchiveFile" not in options
+    monkeypatch.delenv("SPARK_CONF_DIR")
     # Spark Connect starts no driver of its own
     monkeypatch.setenv("SHOPSMART_SPARK_REMOTE", "sc://127.0.0.1:15002")
     assert "spark.driver.extraJavaOptions" not in spark_resource().spark_config

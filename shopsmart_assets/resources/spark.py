@@ -9,7 +9,7 @@ from __future__ import annotations
 from dagster_pyspark import LazyPySparkResource
 
 from shopsmart_assets import settings
-from shopsmart_assets.resources.spark_archive import archive_options, driver_archive
+from shopsmart_assets.resources.spark_archive import archive_options, driver_archive, maps_here
 
 # SQL settings that hold in every mode, Connect included.
 SQL_CONFIG = {
@@ -41,9 +41,10 @@ LOCAL_DRIVER_JAVA_OPTIONS = "-XX:+UseParallelGC -XX:CompileThresholdScaling=3"
 
 def local_driver_java_options() -> str:
     """The local-mode driver's JVM options, mapping the class archive of Spark's classes when
-    `shopsmart-spark-archive` has written one (resources/spark_archive.py)."""
+    `shopsmart-spark-archive` has written one and the driver can map it
+    (resources/spark_archive.py)."""
     archive = driver_archive(LOCAL_DRIVER_JAVA_OPTIONS)
-    if not archive.is_file():
+    if not archive.is_file() or not maps_here():
         return LOCAL_DRIVER_JAVA_OPTIONS
     return f"{LOCAL_DRIVER_JAVA_OPTIONS} {archive_options(archive)}"
 

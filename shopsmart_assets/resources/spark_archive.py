@@ -56,6 +56,14 @@ def archive_options(archive: Path) -> str:
     return f"-XX:SharedArchiveFile={archive} -Xshare:auto"
 
 
+def maps_here() -> bool:
+    """Whether a driver started from this environment can map the archive: spark-submit puts
+    SPARK_CONF_DIR on its class path, and HotSpot maps no archive with a non-empty directory
+    on the class path (it warns and starts without it), so none is offered then."""
+    conf = settings.spark_conf_dir()
+    return conf is None or not conf.is_dir() or not any(conf.iterdir())
+
+
 def driver_archive(jvm_options: str) -> Path:
     """Where the archive for drivers started with `jvm_options` lives: in the environment the
     platform is installed in, named after the pyspark version and the options (the JVM maps no
@@ -74,7 +82,7 @@ def write_archive(archive: Path, jvm_options: str, timeout: float = 600) -> bool
     with tempfile.TemporaryDirectory(prefix="shopsmart-archive-") as scratch:
         dump = f"{jvm_options} -XX:ArchiveClassesAtExit={partial}"
         env = settings.child_environment(PYSPARK_SUBMIT_ARGS=submit_args(dump))
-        env.pop("SPARK_CONF_DIR", None)  # no archive maps with a non-empty directory on it
+        env.pop("SPARK_CONF_DIR", None)  # see maps_here
         done = subprocess.run(
             [sys.executable, "-c", WORKLOAD.format(path=str(Path(scratch) / "out"))],
             env=env,
