@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml setup.py
 	touch $@
 
 # Local-mode Spark steps map Spark's classes from an archive written once per install
-# (shopsmart-spark-archive, about a minute): a JVM of their own starts seconds sooner.
+# (shopsmart-spark-archive, about 30 s): a JVM of their own starts seconds sooner.
 $(VENV)/.spark-archive: $(VENV)/.installed
 	@scripts/ensure-java.sh
 	$(BIN)/shopsmart-spark-archive || echo "no class archive: local-mode Spark steps start without one"

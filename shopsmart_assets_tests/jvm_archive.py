@@ -16,19 +16,7 @@ import time
 from contextlib import suppress
 from pathlib import Path
 
-from shopsmart_assets.resources.spark_archive import (
-    archive_options,
-    processes_naming,
-    submit_args,
-    write_archive,
-)
-
-__all__ = ["archive_options", "processes_naming", "pyspark_submit_args"]  # re-exported
-
-
-def pyspark_submit_args(driver_options: str, executor_options: str) -> str:
-    """PYSPARK_SUBMIT_ARGS for the drivers pyspark launches and the executors they start."""
-    return submit_args(driver_options, executor_options)
+from shopsmart_assets.resources.spark_archive import processes_naming, write_archive
 
 
 class ClassArchiveBuild:

@@ -61,10 +61,9 @@ TEST_JVM_OPTIONS = (
 )
 os.environ.pop("SPARK_CONF_DIR", None)
 
+from shopsmart_assets.resources.spark_archive import archive_options, submit_args  # noqa: E402
 from shopsmart_assets_tests.jvm_archive import (  # noqa: E402
     ClassArchiveBuild,
-    archive_options,
-    pyspark_submit_args,
     wait_for_class_archive,
 )
 
@@ -104,7 +103,7 @@ def pytest_configure(config: pytest.Config) -> None:
             _ARCHIVE_BUILD.append(ClassArchiveBuild(archive, TEST_JVM_OPTIONS))
     where = class_archive()
     driver = f"{TEST_JVM_OPTIONS} {archive_options(where) if where else ''}".strip()
-    os.environ["PYSPARK_SUBMIT_ARGS"] = pyspark_submit_args(driver, TEST_JVM_OPTIONS)
+    os.environ["PYSPARK_SUBMIT_ARGS"] = submit_args(driver, TEST_JVM_OPTIONS)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

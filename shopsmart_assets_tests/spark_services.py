@@ -27,8 +27,8 @@ import duckdb
 import pytest
 
 from shopsmart_assets.defs.spark_step import SPARK_STEP_NAME
+from shopsmart_assets.resources.spark_archive import processes_naming
 from shopsmart_assets_tests.harness import DAILY, HOURLY, START, generate_sources, materialize_cli
-from shopsmart_assets_tests.jvm_archive import processes_naming
 from shopsmart_assets_tests.net import listening_sockets
 from shopsmart_assets_tests.run_setup import TEST_JVM_OPTIONS, spark_classes_ready
 

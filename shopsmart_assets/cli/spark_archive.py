@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from shopsmart_assets.resources.spark import LOCAL_DRIVER_JAVA_OPTIONS
-from shopsmart_assets.resources.spark_archive import driver_archive, write_archive
+from shopsmart_assets.resources.spark import LOCAL_DRIVER_JAVA_OPTIONS, local_driver_archive
+from shopsmart_assets.resources.spark_archive import write_archive
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="write it even if it exists")
     parser.add_argument("--where", action="store_true", help="print its path and exit")
     args = parser.parse_args(argv)
-    archive = driver_archive(LOCAL_DRIVER_JAVA_OPTIONS)
+    archive = local_driver_archive()
     if args.where:
         print(archive)
         return 0

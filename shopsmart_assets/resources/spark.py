@@ -6,6 +6,8 @@ SHOPSMART_SPARK_REMOTE (Spark Connect, sc://host:15002) move the same code onto 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dagster_pyspark import LazyPySparkResource
 
 from shopsmart_assets import settings
@@ -39,11 +41,16 @@ LOCAL_CONFIG = {
 LOCAL_DRIVER_JAVA_OPTIONS = "-XX:+UseParallelGC -XX:CompileThresholdScaling=3"
 
 
+def local_driver_archive() -> Path:
+    """Where the class archive for local-mode drivers (their JVM options) lives."""
+    return driver_archive(LOCAL_DRIVER_JAVA_OPTIONS)
+
+
 def local_driver_java_options() -> str:
     """The local-mode driver's JVM options, mapping the class archive of Spark's classes when
     `shopsmart-spark-archive` has written one and the driver can map it
     (resources/spark_archive.py)."""
-    archive = driver_archive(LOCAL_DRIVER_JAVA_OPTIONS)
+    archive = local_driver_archive()
     if not archive.is_file() or not maps_here():
         return LOCAL_DRIVER_JAVA_OPTIONS
     return f"{LOCAL_DRIVER_JAVA_OPTIONS} {archive_options(archive)}"

@@ -119,7 +119,8 @@ def materialize_purchases(
             with lake.staging(context, PURCHASES_KEY) as staging:
                 yield from _write_reconcile_publish(context, lake, lines, counting.result, staging)
         finally:
-            # a warm Spark Connect server outlives the step: nothing of it stays cached there
+            # the lines are written: their cache goes, and a warm Spark Connect server, which
+            # outlives the step, keeps nothing of it whether the step succeeded or not
             lines.unpersist()
 
 
@@ -210,7 +211,6 @@ def _write_reconcile_publish(
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     valid, quarantined = split_valid(lines)
     staged = lake.write_spark_daily(context, {None: valid, QUARANTINE: quarantined}, staging)
-    lines.unpersist()
     # tallied from the staged quarantine files: a few thousand rows, no Spark job
     reasons = {day: value_counts(staged[QUARANTINE][day], "reason") for day in staged[QUARANTINE]}
 
