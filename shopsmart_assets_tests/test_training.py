@@ -13,15 +13,19 @@ from shopsmart_assets.defs.asset_graph import DeclaredAssetGraph
 from shopsmart_assets.defs.features.assets import CUSTOMER_FEATURES_KEY
 from shopsmart_assets.defs.lake.assets import PURCHASES_KEY
 from shopsmart_assets.defs.ml import TRAINING_SET_KEY
+from shopsmart_assets.lake.frames import read_parquet_dirs
 from shopsmart_assets.partitions import build_partitions
 from shopsmart_assets.transforms.features import FEATURE_COLUMNS
 from shopsmart_assets.transforms.training import (
     MIN_TRAIN_ROWS,
     frame_fingerprint,
     label_examples,
+    model_input,
     should_promote,
+    split_window,
     train_and_evaluate,
 )
+from shopsmart_assets.transforms.training_workers import fitted_in_order, worker_count
 
 
 def feature_rows(customer_ids, as_of=date(2026, 1, 7), activity=None) -> pd.DataFrame:
@@ -139,7 +143,6 @@ def test_the_signature_sample_gives_the_signature_of_the_whole_frame():
     from mlflow.models import infer_signature
 
     from shopsmart_assets.resources.model_registry import signature_sample
-    from shopsmart_assets.transforms.training import model_input
 
     activity = [1] * 40 + [0] + [1] * 20  # one customer without purchases, far down
     frame = model_input(feature_rows(range(61), activity=activity))
@@ -170,3 +173,53 @@ def test_a_logged_dataset_has_the_schema_of_the_whole_frame():
     optional = {c["name"] for c in whole.to_dict() if not c.get("required", True)}
     assert {"recency_days", "country"} <= optional
     assert logged.profile["num_rows"] == len(frame)  # the frame's own figures, not the sample's
+
+
+@pytest.mark.parametrize(
+    ("days", "cores", "workers"),
+    [(1, 8, 0), (2, 1, 1), (2, 2, 1), (30, 2, 1), (30, 8, 7), (3, 8, 3)],
+)
+def test_a_range_is_fitted_beside_the_step_on_the_other_cores(days, cores, workers):
+    assert worker_count(days, cores) == workers
+
+
+def written_days(tmp_path, frames: dict[str, pd.DataFrame]) -> dict[str, object]:
+    """Training-set partitions written as the lake holds them: one directory per day."""
+    paths = {}
+    for day, frame in frames.items():
+        path = tmp_path / f"date={day}"
+        path.mkdir()
+        frame.to_parquet(path / "part-0.parquet", index=False)
+        paths[day] = path
+    return paths
+
+
+def test_models_fitted_in_workers_are_the_models_fitted_in_the_step(tmp_path):
+    """Fitted in worker processes (one thread each), each day's model predicts exactly what
+    the same fit in the step's own process predicts, and the days come back in order."""
+    days = [f"2026-01-0{d}" for d in range(1, 5)]
+    paths = written_days(tmp_path, {day: synthetic(150, i) for i, day in enumerate(days)})
+    examples = read_parquet_dirs(paths)
+    windows = {day: days[: i + 1] for i, day in enumerate(days)}
+    fitted = list(fitted_in_order(examples, paths, windows, cores=2))
+    assert [day for day, _ in fitted] == days
+    assert not fitted[0][1].trained  # nothing before the first day to learn from
+    for day, outcome in fitted[1:]:
+        expected = train_and_evaluate(*split_window(examples, windows[day], day))
+        assert outcome.metrics == expected.metrics
+        evaluation = model_input(split_window(examples, windows[day], day)[1])
+        assert np.array_equal(
+            outcome.model.predict_proba(evaluation), expected.model.predict_proba(evaluation)
+        )
+
+
+def test_a_day_that_fails_to_fit_fails_at_that_day(tmp_path):
+    days = ["2026-01-01", "2026-01-02", "2026-01-03"]
+    broken = synthetic(150, 3).assign(monetary_7d="n/a")  # not a number a model can read
+    frames = {days[0]: synthetic(150, 1), days[1]: synthetic(150, 2), days[2]: broken}
+    paths = written_days(tmp_path, frames)
+    windows = {days[1]: days[:2], days[2]: days[1:]}
+    fitted = fitted_in_order(read_parquet_dirs(paths), paths, windows, cores=2)
+    assert next(fitted)[1].trained
+    with pytest.raises(ValueError, match="could not convert"):
+        next(fitted)

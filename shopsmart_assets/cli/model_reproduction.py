@@ -12,15 +12,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shopsmart_assets.defs.ml.purchase_model import MODEL_CODE_VERSION, split_window
+from shopsmart_assets.defs.ml.purchase_model import MODEL_CODE_VERSION
 from shopsmart_assets.defs.ml.training_set import TRAINING_SET_KEY
 from shopsmart_assets.lake import LakeResource
-from shopsmart_assets.lake.frames import read_parquet_dirs, rows_of_partitions
+from shopsmart_assets.lake.frames import read_parquet_dirs
 from shopsmart_assets.lake.versions import describe_content
 from shopsmart_assets.partitions import Partitions
 from shopsmart_assets.resources import ModelRegistry
 from shopsmart_assets.resources.model_registry import CODE_VERSION_TAG
-from shopsmart_assets.transforms.training import HYPERPARAMETERS, model_input, train_and_evaluate
+from shopsmart_assets.transforms.training import (
+    HYPERPARAMETERS,
+    model_input,
+    split_window,
+    train_and_evaluate,
+)
 
 IDENTICAL, DIFFERENT, MISSING = 0, 1, 2
 
@@ -90,8 +95,7 @@ def reproduce(
     comparison.add("model code", run.data.tags.get(CODE_VERSION_TAG), MODEL_CODE_VERSION)
 
     examples = read_parquet_dirs(paths)
-    frames = {k: rows_of_partitions(examples, [k]) for k in paths}
-    train, evaluation = split_window(frames, evaluated_on)
+    train, evaluation = split_window(examples, list(paths), evaluated_on)
     outcome = train_and_evaluate(train, evaluation)
     for metric in sorted(set(run.data.metrics) | set(outcome.metrics)):
         recorded, rebuilt = run.data.metrics.get(metric), outcome.metrics.get(metric)

@@ -8,6 +8,7 @@ soon as day D's purchases are in, and no feature ever sees a day after F.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -102,6 +103,24 @@ class TrainingOutcome:
     @property
     def trained(self) -> bool:
         return self.model is not None
+
+
+def split_window(
+    examples: pd.DataFrame, window: Sequence[str], key: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The training frame (the window's days before `key`, in order) and the evaluation frame
+    (`key`'s examples), from examples read with their partition keys: what a model partition
+    learns from, and what a reproduction rebuilds it from."""
+    # imported here: the lake's column catalog imports this module
+    from shopsmart_assets.lake.frames import rows_of_partitions
+
+    history = [rows_of_partitions(examples, [k]) for k in window if k != key]
+    train = (
+        pd.concat(history, ignore_index=True)
+        if history
+        else pd.DataFrame(columns=list(TRAINING_COLUMNS))
+    )
+    return train, rows_of_partitions(examples, [key])
 
 
 def train_and_evaluate(train: pd.DataFrame, test: pd.DataFrame) -> TrainingOutcome:

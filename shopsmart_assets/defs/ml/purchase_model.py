@@ -4,6 +4,7 @@ evaluated out of time on the day; an MLflow run and a registered version each.""
 import hashlib
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -18,7 +19,7 @@ from shopsmart_assets.defs.ml.training_set import TRAINING_SET_KEY
 from shopsmart_assets.defs.raw.assets import SINGLE_RUN
 from shopsmart_assets.defs.worker_pools import STANDARD_STEP
 from shopsmart_assets.lake import lake_table
-from shopsmart_assets.lake.frames import rows_of_partitions
+from shopsmart_assets.lake.frames import read_parquet_dirs
 from shopsmart_assets.lake.versions import combined_version, version_of
 from shopsmart_assets.partitions import Partitions
 from shopsmart_assets.resources import LakeResource, ModelRegistry, PromotionPolicy
@@ -33,13 +34,13 @@ from shopsmart_assets.resources.model_registry import (
 from shopsmart_assets.transforms.training import (
     HYPERPARAMETERS,
     SKOPS_TRUSTED_TYPES,
-    TRAINING_COLUMNS,
     TRAINING_WINDOW_DAYS,
     TrainingOutcome,
     model_input,
     should_promote,
-    train_and_evaluate,
+    split_window,
 )
+from shopsmart_assets.transforms.training_workers import fitted_in_order
 
 MEETS_BAR = "meets_promotion_bar"
 # Bumped when the model's code changes, so that MLflow logs a new run for the same data.
@@ -140,18 +141,6 @@ def log_model_run(
     )
 
 
-def split_window(frames: dict[str, pd.DataFrame], key: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The training frame (the window's days before `key`, in order) and the evaluation frame
-    (`key`'s examples): what a model partition learns from, and what reproduce rebuilds."""
-    history = [frame for k, frame in frames.items() if k != key]
-    train = (
-        pd.concat(history, ignore_index=True)
-        if history
-        else pd.DataFrame(columns=list(TRAINING_COLUMNS))
-    )
-    return train, frames[key]
-
-
 def training_inputs(
     lake: LakeResource,
     key: str,
@@ -178,21 +167,21 @@ def training_inputs(
     ]
 
 
-def train_partition(
+def record_partition(
     context: dg.AssetExecutionContext,
     lake: LakeResource,
     model_registry: ModelRegistry,
     key: str,
+    paths: dict[str, Path],
     examples: pd.DataFrame,
-) -> TrainingOutcome:
-    """One model partition: train on the days before `key`, evaluate on `key`, log the MLflow
-    run, write the model record and attach the partition's metadata."""
-    paths = lake.input_paths(context, TRAINING_SET_KEY, [key])
+    outcome: TrainingOutcome,
+) -> None:
+    """One model partition, trained on the days before `key` and evaluated on `key`: log the
+    MLflow run, write the model record and attach the partition's metadata."""
     window = list(paths)
     # the exact versions of the training sets read: what a reproduction reads again
     versions = {k: version_of(path, lake.root_path) for k, path in paths.items()}
-    train, evaluation = split_window({k: rows_of_partitions(examples, [k]) for k in window}, key)
-    outcome = train_and_evaluate(train, evaluation)
+    train, evaluation = split_window(examples, window, key)
     inputs = training_inputs(lake, key, versions, train, evaluation)
     logged = log_model_run(context, model_registry, key, window, versions, train, outcome, inputs)
     record = ModelRecord(
@@ -220,7 +209,6 @@ def train_partition(
         },
         partition_key=key,
     )
-    return outcome
 
 
 def promotion_check(
@@ -263,10 +251,14 @@ def purchase_model(
     partitions and data versions it was trained on) whose model is registered as a version
     of `shopsmart-purchase-propensity`. No model while there are too few labelled
     examples."""
-    examples = lake.read_pandas(context, TRAINING_SET_KEY)
+    read = lake.input_paths(context, TRAINING_SET_KEY)
+    examples = read_parquet_dirs(read)
+    paths = {k: lake.input_paths(context, TRAINING_SET_KEY, [k]) for k in context.partition_keys}
+    windows = {k: list(p) for k, p in paths.items()}
     outcome = None
-    for key in context.partition_keys:
-        outcome = train_partition(context, lake, model_registry, key, examples)
+    # the days' models fitted beside this process, which logs them in order
+    for key, outcome in fitted_in_order(examples, read, windows):
+        record_partition(context, lake, model_registry, key, paths[key], examples, outcome)
     newest = context.partition_keys[-1]
     champion = latest_champion(lake, context.assets_def.partitions_def, before=newest)
     yield dg.MaterializeResult(
