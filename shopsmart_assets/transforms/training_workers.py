@@ -5,7 +5,9 @@ MLflow is Python work in the step's own process. One after the other, each waits
 other. Here spawned worker processes (nothing of the step's process inherited) read the same
 training-set partitions from the lake and fit the days, one OpenMP thread each, beside the
 step, which gets the outcomes back in the days' order. One day alone is fitted in the step's
-process on all its threads: a worker would only add its start.
+process on all its threads: a worker would only add its start. So is every day on the Celery
+worker pools, whose tasks run in daemonic processes (that may not start processes); the pools
+run steps side by side instead.
 
 A model does not depend on how many threads fitted it: histogram gradient boosting splits
 its work by feature, not by row (`test_ml_chain.py` rebuilds registered versions in one
@@ -27,10 +29,11 @@ from shopsmart_assets.transforms.training import TrainingOutcome, split_window, 
 _examples: pd.DataFrame | None = None
 
 
-def worker_count(days: int, cores: int) -> int:
-    """Worker processes for `days` models on `cores` cores: none for one day; otherwise one
-    per core but the one the step logs on, at least one, at most one per day."""
-    if days < 2:
+def worker_count(days: int, cores: int, daemonic: bool = False) -> int:
+    """Worker processes for `days` models on `cores` cores: none for one day, and none in a
+    daemonic process (a Celery worker's task), which may not start any; otherwise one per
+    core but the one the step logs on, at least one, at most one per day."""
+    if days < 2 or daemonic:
         return 0
     return min(days, max(1, cores - 1))
 
@@ -73,7 +76,11 @@ def fitted_in_order(
     partitions `paths` holds (`read_parquet_dirs`). The days' models are fitted in worker
     processes while the caller handles the ones before; a failed fit raises here, at its
     day, and cancels the days after."""
-    workers = worker_count(len(windows), available_cores() if cores is None else cores)
+    workers = worker_count(
+        len(windows),
+        available_cores() if cores is None else cores,
+        daemonic=multiprocessing.current_process().daemon,
+    )
     if not workers:
         for key, window in windows.items():
             yield key, train_and_evaluate(*split_window(examples, window, key))
