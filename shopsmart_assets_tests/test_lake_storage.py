@@ -91,6 +91,27 @@ def assert_clean(p: Platform) -> None:
     assert not staging.exists() or list(staging.iterdir()) == []
 
 
+def test_a_read_only_lake_fails_the_step_at_once_in_one_line(loaded):
+    # Before the full-lake test (pytest keeps the file's order): after Spark's writes failed
+    # for want of space, the tmpfs sometimes refuses a read-only remount as busy for the rest
+    # of the module, though no process holds a file there (seen 2026-12-06; not explained).
+    p = loaded
+    before = rows(p, DAY_2)
+    remount(p.root / "lake", "ro")
+    try:
+        assert probe(p.root / "lake" / "_staging") == errno.EROFS
+        for selection, first in ((PURCHASES, str(DAY_2)), (HOURLY, p.hours(DAY_2)[0])):
+            result = p.materialize(selection, first, raise_on_error=False)
+            line, retries = failure_of(p, result)
+            assert retries == 0, selection
+            assert f"{selection[0]} {first}: the lake's storage refused the write" in line
+            assert "Read-only file system (EROFS)" in line
+    finally:
+        remount(p.root / "lake", "rw")
+    assert rows(p, DAY_2) == before
+    assert_clean(p)
+
+
 def test_a_full_lake_fails_the_step_at_once_in_one_line_and_keeps_the_day(loaded):
     p = loaded
     before = rows(p, DAY_2)
@@ -123,24 +144,6 @@ def test_a_full_lake_fails_the_step_at_once_in_one_line_and_keeps_the_day(loaded
         filler.unlink()
     # once there is space again, the same partition is written again, row for row
     assert p.materialize(PURCHASES, str(DAY_2)).success
-    assert rows(p, DAY_2) == before
-    assert_clean(p)
-
-
-def test_a_read_only_lake_fails_the_step_at_once_in_one_line(loaded):
-    p = loaded
-    before = rows(p, DAY_2)
-    remount(p.root / "lake", "ro")
-    try:
-        assert probe(p.root / "lake" / "_staging") == errno.EROFS
-        for selection, first in ((PURCHASES, str(DAY_2)), (HOURLY, p.hours(DAY_2)[0])):
-            result = p.materialize(selection, first, raise_on_error=False)
-            line, retries = failure_of(p, result)
-            assert retries == 0, selection
-            assert f"{selection[0]} {first}: the lake's storage refused the write" in line
-            assert "Read-only file system (EROFS)" in line
-    finally:
-        remount(p.root / "lake", "rw")
     assert rows(p, DAY_2) == before
     assert_clean(p)
 
