@@ -60,6 +60,17 @@ def default_online_store_url(root: Path | None = None) -> str:
     return f"sqlite:///{feast_dir(root) / 'online_store.db'}"
 
 
+def online_store_url() -> str:
+    """SHOPSMART_ONLINE_STORE_URL, else the SQLite file under the data dir (the resource reads
+    the secret through EnvVar; this is for the store's kind)."""
+    return _env(ONLINE_STORE_URL_VAR) or default_online_store_url()
+
+
+def online_store_takes_one_writer() -> bool:
+    """SQLite takes one writer at a time: the steps writing Feast then share a pool."""
+    return online_store_url().startswith("sqlite")
+
+
 def default_feast_registry(root: Path | None = None) -> str:
     """Feast's registry: a file under the data dir unless SHOPSMART_FEAST_REGISTRY names a SQL
     registry (postgresql+psycopg://…)."""
@@ -102,6 +113,16 @@ def mlflow_ui_url() -> str:
     host = uri.hostname or ""
     netloc = host if uri.port is None else f"{host}:{uri.port}"
     return urlunsplit((uri.scheme, netloc, uri.path, "", "")).rstrip("/")
+
+
+def masked(url: str) -> str:
+    """The URL with its password, if it has one, replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:" if parts.username else ":"
+    return urlunsplit(parts._replace(netloc=f"{user}***@{netloc}"))
 
 
 def is_set(var: str) -> bool:

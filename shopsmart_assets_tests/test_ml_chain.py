@@ -334,6 +334,11 @@ def test_registered_versions_are_rebuilt_exactly_from_the_data_they_learned_from
         p, f"SELECT sum(label) FROM read_parquet('LAKE/features/training_set/date={day}/*')"
     )
     assert kept_labels != now_labels  # the refund changed that day's labels
+    # a version the registry never had: one line that says so, exit 2 (no traceback)
+    missing = reproduce(p, numbers[-1] + 1000)
+    assert missing.returncode == 2, missing.stdout + missing.stderr[-3000:]
+    assert f"version {numbers[-1] + 1000} does not exist" in missing.stdout
+    assert "Traceback" not in missing.stdout + missing.stderr
 
 
 def test_globs_read_one_version_per_partition_and_gc_keeps_what_models_learned_from(ten_days):

@@ -13,19 +13,19 @@ from shopsmart_assets.defs.asset_graph import DeclaredAssetGraph
 from shopsmart_assets.defs.features.assets import CUSTOMER_FEATURES_KEY
 from shopsmart_assets.defs.lake.assets import PURCHASES_KEY
 from shopsmart_assets.defs.ml import TRAINING_SET_KEY
-from shopsmart_assets.lake.frames import read_parquet_dirs
 from shopsmart_assets.partitions import build_partitions
+from shopsmart_assets.transforms import sampling
 from shopsmart_assets.transforms.features import FEATURE_COLUMNS
+from shopsmart_assets.transforms.sampling import draws, window_sample
 from shopsmart_assets.transforms.training import (
     MIN_TRAIN_ROWS,
     frame_fingerprint,
     label_examples,
     model_input,
     should_promote,
-    split_window,
     train_and_evaluate,
 )
-from shopsmart_assets.transforms.training_workers import fitted_in_order, worker_count
+from shopsmart_assets.transforms.training_workers import fit, fitted_in_order, worker_count
 
 
 def feature_rows(customer_ids, as_of=date(2026, 1, 7), activity=None) -> pd.DataFrame:
@@ -190,10 +190,16 @@ def written_days(tmp_path, frames: dict[str, pd.DataFrame]) -> dict[str, object]
     paths = {}
     for day, frame in frames.items():
         path = tmp_path / f"date={day}"
-        path.mkdir()
+        path.mkdir(parents=True)
         frame.to_parquet(path / "part-0.parquet", index=False)
         paths[day] = path
     return paths
+
+
+def windows_of(paths: dict[str, object]) -> dict[str, dict[str, object]]:
+    """Each day's window: the days up to it (the model of a day learns from those before)."""
+    days = list(paths)
+    return {day: {d: paths[d] for d in days[: i + 1]} for i, day in enumerate(days)}
 
 
 def test_models_fitted_in_workers_are_the_models_fitted_in_the_step(tmp_path):
@@ -201,15 +207,14 @@ def test_models_fitted_in_workers_are_the_models_fitted_in_the_step(tmp_path):
     the same fit in the step's own process predicts, and the days come back in order."""
     days = [f"2026-01-0{d}" for d in range(1, 5)]
     paths = written_days(tmp_path, {day: synthetic(150, i) for i, day in enumerate(days)})
-    examples = read_parquet_dirs(paths)
-    windows = {day: days[: i + 1] for i, day in enumerate(days)}
-    fitted = list(fitted_in_order(examples, paths, windows, cores=2))
-    assert [day for day, _ in fitted] == days
-    assert not fitted[0][1].trained  # nothing before the first day to learn from
-    for day, outcome in fitted[1:]:
-        expected = train_and_evaluate(*split_window(examples, windows[day], day))
+    samples = [(day, window_sample(window, day)) for day, window in windows_of(paths).items()]
+    fitted = list(fitted_in_order(iter(samples), len(samples), cores=2))
+    assert [day for day, *_ in fitted] == days
+    assert not fitted[0][2].trained  # nothing before the first day to learn from
+    for _, sample, outcome in fitted[1:]:
+        expected = fit(sample)
         assert outcome.metrics == expected.metrics
-        evaluation = model_input(split_window(examples, windows[day], day)[1])
+        evaluation = model_input(sample.evaluation)
         assert np.array_equal(
             outcome.model.predict_proba(evaluation), expected.model.predict_proba(evaluation)
         )
@@ -220,8 +225,66 @@ def test_a_day_that_fails_to_fit_fails_at_that_day(tmp_path):
     broken = synthetic(150, 3).assign(monetary_7d="n/a")  # not a number a model can read
     frames = {days[0]: synthetic(150, 1), days[1]: synthetic(150, 2), days[2]: broken}
     paths = written_days(tmp_path, frames)
-    windows = {days[1]: days[:2], days[2]: days[1:]}
-    fitted = fitted_in_order(read_parquet_dirs(paths), paths, windows, cores=2)
-    assert next(fitted)[1].trained
+    windows = windows_of(paths)
+    samples = ((day, window_sample(windows[day], day)) for day in days[1:])
+    fitted = fitted_in_order(samples, 2, cores=2)
+    assert next(fitted)[2].trained
     with pytest.raises(ValueError, match="could not convert"):
         next(fitted)
+
+
+def test_a_window_that_fits_is_learned_whole_and_unweighted(tmp_path):
+    """At demo volume the model learns from every example, unweighted: exactly the model of
+    the whole window."""
+    days = ["2026-01-01", "2026-01-02", "2026-01-03"]
+    frames = {day: synthetic(300, i) for i, day in enumerate(days)}
+    sample = window_sample(written_days(tmp_path, frames), days[-1])
+    assert sample.train_rule.keeps_all and sample.weights is None
+    assert sample.params()["sample_rule"] == "every example"
+    whole = pd.concat([frames[days[0]], frames[days[1]]], ignore_index=True)
+    pd.testing.assert_frame_equal(sample.train, whole, check_dtype=False)
+    pd.testing.assert_frame_equal(sample.evaluation, frames[days[-1]], check_dtype=False)
+    assert sample.window_examples == 600 and sample.day_examples == 300
+
+
+def test_a_large_window_is_a_bounded_deterministic_weighted_sample(tmp_path, monkeypatch):
+    monkeypatch.setattr(sampling, "MAX_TRAIN_ROWS", 1_000)
+    monkeypatch.setattr(sampling, "MAX_EVAL_ROWS", 400)
+    days = [f"2026-01-0{d}" for d in range(1, 6)]
+    frames = {day: synthetic(2_000, i) for i, day in enumerate(days)}
+    paths = written_days(tmp_path, frames)
+    sample = window_sample(paths, days[-1])
+    history = pd.concat([frames[d] for d in days[:-1]], ignore_index=True)
+    positives = int(history["label"].sum())
+    negatives = len(history) - positives
+    assert positives > 500  # more positives than half the rows: they are sampled too
+    # bounded: about MAX_TRAIN_ROWS rows (a hash draw, so within a few standard deviations)
+    assert 850 <= len(sample.train) <= 1_150
+    assert 330 <= len(sample.evaluation) <= 470
+    assert set(sample.evaluation["customer_id"]) <= set(frames[days[-1]]["customer_id"])
+    # weighted back to the window's classes
+    weights = pd.Series(sample.weights)
+    labels = sample.train["label"].to_numpy()
+    assert weights[labels == 1].sum() == pytest.approx(positives, rel=0.15)
+    assert weights[labels == 0].sum() == pytest.approx(negatives, rel=0.15)
+    # deterministic, whatever the order the rows were written in
+    shuffled = written_days(
+        tmp_path / "shuffled", {d: f.sample(frac=1.0, random_state=1) for d, f in frames.items()}
+    )
+    again = window_sample(shuffled, days[-1])
+    key = ["as_of_date", "customer_id"]
+    assert sorted(map(tuple, again.train[key].astype(str).to_numpy())) == sorted(
+        map(tuple, sample.train[key].astype(str).to_numpy())
+    )
+    assert again.params() == sample.params()
+    outcome = fit(sample)
+    assert outcome.trained and outcome.metrics["train_rows"] == len(sample.train)
+
+
+def test_draws_are_uniform_and_differ_by_day():
+    ids = np.arange(100_000)
+    first, second = draws(ids, "2026-01-01"), draws(ids, "2026-01-02")
+    assert ((first >= 0) & (first < 1)).all()
+    assert abs(first.mean() - 0.5) < 0.01 and abs((first < 0.1).mean() - 0.1) < 0.005
+    assert np.corrcoef(first, second)[0, 1] < 0.01
+    assert np.array_equal(first, draws(ids, "2026-01-01"))

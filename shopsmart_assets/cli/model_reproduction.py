@@ -1,10 +1,11 @@
 """`shopsmart-model reproduce VERSION`: a registered model version rebuilt from exactly the
 lake partition versions its run recorded, wherever they now live (the current partition, or
-its kept copy in the lake's version store), with the same code and hyper-parameters, and
-compared with what the run recorded: the metrics, and the predictions on its evaluation set.
+its kept copy in the lake's version store), with the same code, hyper-parameters and sample rule
+(transforms/sampling.py), and compared with what the run recorded: the metrics, and the
+predictions on its evaluation set.
 
-Exit 0 when everything is identical, 1 when something differs (named), 2 when a recorded
-partition version is no longer in the lake (named)."""
+Exit 0 when everything is identical, 1 when something differs (named), 2 when the version
+does not exist or a recorded partition version is no longer in the lake (named)."""
 
 from __future__ import annotations
 
@@ -12,20 +13,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shopsmart_assets.defs.ml.purchase_model import MODEL_CODE_VERSION
+from shopsmart_assets.defs.ml.purchase_model import MODEL_CODE_VERSION, with_sample_metrics
 from shopsmart_assets.defs.ml.training_set import TRAINING_SET_KEY
 from shopsmart_assets.lake import LakeResource
-from shopsmart_assets.lake.frames import read_parquet_dirs
 from shopsmart_assets.lake.versions import describe_content
 from shopsmart_assets.partitions import Partitions
 from shopsmart_assets.resources import ModelRegistry
 from shopsmart_assets.resources.model_registry import CODE_VERSION_TAG
-from shopsmart_assets.transforms.training import (
-    HYPERPARAMETERS,
-    model_input,
-    split_window,
-    train_and_evaluate,
-)
+from shopsmart_assets.transforms.sampling import window_sample
+from shopsmart_assets.transforms.training import HYPERPARAMETERS, model_input
+from shopsmart_assets.transforms.training_workers import fit
 
 IDENTICAL, DIFFERENT, MISSING = 0, 1, 2
 
@@ -71,6 +68,9 @@ def reproduce(
 ) -> int:
     """Rebuild registered version `version` and compare; prints both side by side."""
     name = f"{registry.model_name} version {version}"
+    if not registry.has_version(version):
+        print(f"{name} does not exist (the registry's versions: {registry.version_span()})")
+        return MISSING
     trained_on = registry.trained_on(version)
     if trained_on is None:
         print(
@@ -94,9 +94,12 @@ def reproduce(
         comparison.add(f"param {parameter}", run.data.params.get(parameter), str(value))
     comparison.add("model code", run.data.tags.get(CODE_VERSION_TAG), MODEL_CODE_VERSION)
 
-    examples = read_parquet_dirs(paths)
-    train, evaluation = split_window(examples, list(paths), evaluated_on)
-    outcome = train_and_evaluate(train, evaluation)
+    sample = window_sample(paths, evaluated_on)
+    comparison.add(
+        "sample rule", run.data.params.get("sample_rule"), sample.params()["sample_rule"]
+    )
+    outcome = with_sample_metrics(fit(sample), sample)
+    evaluation = sample.evaluation
     for metric in sorted(set(run.data.metrics) | set(outcome.metrics)):
         recorded, rebuilt = run.data.metrics.get(metric), outcome.metrics.get(metric)
         comparison.add(

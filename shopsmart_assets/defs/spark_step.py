@@ -24,8 +24,7 @@ from shopsmart_assets.defs.lake.assets import (
     materialize_purchases,
     purchases_spec,
 )
-from shopsmart_assets.defs.raw.assets import SINGLE_RUN, source_retry
-from shopsmart_assets.defs.worker_pools import SPARK_STEP
+from shopsmart_assets.defs.worker_pools import SINGLE_RUN, SPARK_STEP, source_retry
 from shopsmart_assets.partitions import Partitions
 from shopsmart_assets.resources import LakeResource, SourceDatabase
 

@@ -1,5 +1,7 @@
-"""Where steps run: Spark steps on larger workers in the `spark` pool, the rest on standard
-workers, and the executor that sends them there.
+"""Where and how steps run: Spark steps on larger workers in the `spark` pool, the rest on
+standard workers; the steps that write Feast's online store one at a time where it takes one
+writer (pool `feast_online`); retries of the steps that touch a source or a service; and the
+executor that sends steps where they run.
 
 Without SHOPSMART_CELERY_BROKER_URL the steps are processes of the run's own machine (forked
 from a server that imported the code location once). With it, they are Celery tasks: Spark
@@ -12,11 +14,11 @@ steps on queue `spark`, the rest on queue `default`, each queue served by its ow
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import dagster as dg
 
 from shopsmart_assets import settings
+from shopsmart_assets.settings import masked
 
 SPARK_POOL = "spark"
 # Celery queues, one per worker pool.
@@ -56,6 +58,33 @@ STANDARD_WORKER_TAGS = {
 # Keyword arguments for @asset / @multi_asset.
 SPARK_STEP: dict[str, Any] = {"pool": SPARK_POOL, "op_tags": SPARK_WORKER_TAGS}
 STANDARD_STEP: dict[str, Any] = {"op_tags": STANDARD_WORKER_TAGS}
+# A range of partitions is one run of each asset (one Spark job, one write of Feast).
+SINGLE_RUN = dg.BackfillPolicy.single_run()
+# The steps that write Feast's online store (features/online_store, ml/purchase_scores).
+FEAST_POOL = "feast_online"
+
+
+def source_retry() -> dg.RetryPolicy:
+    """Sources fail for passing reasons (restarts, network blips, lock timeouts): retry 3 times
+    with exponential backoff and jitter, about 2 s, 6 s and 14 s later (each ± 2 s, for the
+    default SHOPSMART_SOURCE_RETRY_DELAY of 2 s), before the step fails, the run fails and Slack
+    is alerted."""
+    return dg.RetryPolicy(
+        max_retries=3,
+        delay=settings.source_retry_delay(),
+        backoff=dg.Backoff.EXPONENTIAL,
+        jitter=dg.Jitter.PLUS_MINUS,
+    )
+
+
+def online_store_step() -> dict[str, Any]:
+    """Keyword arguments for a step that writes Feast's online store: a standard worker,
+    retried with backoff when the store is locked or unreachable, and in pool `feast_online`
+    where the store takes one writer at a time (SQLite; the pool's limit is 1 in dagster.yaml),
+    so that two such steps never write it at once, in one run or across runs. Redis and
+    PostgreSQL take several writers: no pool."""
+    one_writer = {"pool": FEAST_POOL} if settings.online_store_takes_one_writer() else {}
+    return {**STANDARD_STEP, **one_writer, "retry_policy": source_retry()}
 
 
 # Independent steps run in parallel, each in its own process, forked from a server that has
@@ -73,16 +102,6 @@ WORKER_REPLY_SECONDS = 1.5
 
 class CeleryUnavailable(RuntimeError):
     """The broker cannot be reached, or no worker serves a queue the steps are sent to."""
-
-
-def masked(url: str) -> str:
-    """The URL with its password, if it has one, replaced by ***."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}:" if parts.username else ":"
-    return urlunsplit(parts._replace(netloc=f"{user}***@{netloc}"))
 
 
 def check_worker_pools(broker_url: str, backend_url: str, queues: tuple[str, ...]) -> None:

@@ -3,7 +3,9 @@ daily partitions into a staging directory (published by the caller once checked)
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,11 +13,41 @@ import pandas as pd
 import pyarrow.dataset as ds
 
 if TYPE_CHECKING:
+    import duckdb
     from pyspark.sql import DataFrame
 
 PARTITION_COLUMN = "partition"  # the upstream partition key of each row read with pandas
 # No _SUCCESS markers in the lake, whichever Spark (local, Connect, cluster) writes.
 NO_SUCCESS_MARKER = {"mapreduce.fileoutputcommitter.marksuccessfuljobs": "false"}
+# DuckDB's memory in a step's queries over whole partitions (each customer's newest row, the
+# scores' checks and quantiles); beyond it, it spills to a temporary directory.
+DUCKDB_MEMORY = "1GB"
+
+
+def partition_files(path: Path) -> str:
+    """The glob of a partition directory's Parquet files, for DuckDB's read_parquet."""
+    return str(Path(path) / "*.parquet")
+
+
+@contextmanager
+def bounded_duckdb(memory: str = DUCKDB_MEMORY) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB connection held to `memory` (spilling to a temporary directory,
+    removed afterwards), two threads."""
+    import duckdb
+
+    with tempfile.TemporaryDirectory(prefix="shopsmart-duckdb-") as spill:
+        connection = duckdb.connect(
+            config={
+                "memory_limit": memory,
+                "temp_directory": spill,
+                "threads": 2,
+                "preserve_insertion_order": False,
+            }
+        )
+        try:
+            yield connection
+        finally:
+            connection.close()
 
 
 def read_parquet_dirs(

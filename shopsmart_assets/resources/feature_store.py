@@ -1,16 +1,23 @@
 """Feast as a Dagster resource: the feature store the online features and scores are served
 from.
 
-The online store is SQLite under the data dir by default and PostgreSQL in production
-(`SHOPSMART_ONLINE_STORE_URL=postgresql://…`); the registry is a file by default or a SQL
-registry (`SHOPSMART_FEAST_REGISTRY=postgresql+psycopg://…`). The repository's objects
-(`shopsmart_assets.feature_repo`) are applied on first use in a process, so a new data dir or
-database needs no separate `feast apply`.
+The online store is SQLite under the data dir by default; Redis (`redis://…`, Feast's fastest
+writer, several writers at once) or PostgreSQL in production (`SHOPSMART_ONLINE_STORE_URL`);
+the registry is a file by default or a SQL registry (`SHOPSMART_FEAST_REGISTRY=postgresql+psycopg://…`).
+The repository's objects (`shopsmart_assets.feature_repo`) are applied on first use in a
+process, so a new data dir or database needs no separate `feast apply`.
+
+Writes are bounded in memory whatever the days and customers: each customer's newest row of
+the days written is found by DuckDB within its memory limit (lake/frames.py, spilling beyond it),
+then read back, checked against what the store holds and written `ONLINE_WRITE_BATCH` rows at
+a time (Feast's own conversion holds about 9 KB a row of one call).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,14 +26,25 @@ import pandas as pd
 from pydantic import PrivateAttr
 from sqlalchemy.engine import make_url
 
+from shopsmart_assets.lake.frames import bounded_duckdb, partition_files
 from shopsmart_assets.lake.locks import exclusive
 from shopsmart_assets.resources.process import import_feast_unchecked
+from shopsmart_assets.settings import masked
 
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-READ_BATCH = 10_000
+READ_BATCH = 10_000  # entities per online read (the freshness check)
+# Rows per `write_to_online_store` call: Feast converts a call's rows in Python, about 9 KB a
+# row at once (../docs/performance.md), at the same speed from 10k rows a call up.
+ONLINE_WRITE_BATCH = 20_000
 FEAST_VIEW = "shopsmart/feast_view"  # definition metadata: the Feast view over the asset's table
+DAY_COLUMN, ORDER_COLUMN = "_day", "_order"
+
+
+class OnlineStoreUnavailable(RuntimeError):
+    """The online store refused or did not answer (locked, down, unreachable): retried by the
+    step's retry policy, then the step fails with this, naming the store."""
 
 
 def feast_source(view: str) -> dict[str, str]:
@@ -45,8 +63,11 @@ def feast_view_assets(assets: Iterable[dg.AssetsDefinition]) -> dict[str, dg.Ass
 
 
 def online_store_config(url: str) -> dict[str, Any]:
-    """Feast's online store settings for a SQLAlchemy-style URL: `sqlite:///path` or
+    """Feast's online store settings for a SQLAlchemy-style URL: `sqlite:///path`,
+    `redis://[:password@]host:port[/db]` (`rediss://` for TLS) or
     `postgresql[+driver]://user:password@host:port/database[?sslmode=…&schema=…]`."""
+    if url.startswith(("redis://", "rediss://")):
+        return redis_config(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if not parsed.database:
@@ -65,8 +86,30 @@ def online_store_config(url: str) -> dict[str, Any]:
             "sslmode": query.get("sslmode", "prefer"),
         }
     raise ValueError(
-        f"the online store must be sqlite:///… or postgresql://…, not {parsed.get_backend_name()}"
+        "the online store must be sqlite:///…, redis://… or postgresql://…, not "
+        f"{parsed.get_backend_name()}"
     )
+
+
+def redis_config(url: str) -> dict[str, Any]:
+    """Feast's Redis settings: its connection string is `host:port,db=N,password=…`. Feast's
+    own timestamp check is off (`skip_dedup`): it refuses a row as old as the one it holds,
+    so a day written again (a late correction) would not replace its own values; the resource
+    makes the same check before it writes, equal times allowed (`write_newest_of_days`)."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    db = parts.path.strip("/") or "0"
+    if not db.isdigit():
+        raise ValueError(f"a Redis online store's database is a number: {masked(url)}")
+    params = [f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379}", f"db={db}"]
+    if parts.username:
+        params.append(f"username={unquote(parts.username)}")
+    if parts.password:
+        params.append(f"password={unquote(parts.password)}")
+    if parts.scheme == "rediss":
+        params.append("ssl=true")
+    return {"type": "redis", "connection_string": ",".join(params), "skip_dedup": True}
 
 
 def registry_config(registry: str) -> dict[str, Any]:
@@ -74,6 +117,53 @@ def registry_config(registry: str) -> dict[str, Any]:
     if "://" in registry:
         return {"registry_type": "sql", "path": registry, "cache_ttl_seconds": 60}
     return {"registry_type": "file", "path": registry, "cache_ttl_seconds": 60}
+
+
+def unavailable_errors() -> tuple[type[BaseException], ...]:
+    """What an online store raises when it is locked, down or unreachable (not a bug)."""
+    errors: list[type[BaseException]] = [sqlite3.OperationalError, OSError]
+    try:
+        import redis.exceptions
+
+        errors += [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
+    except ImportError:  # pragma: no cover - redis ships with the Celery extra
+        pass
+    try:
+        import psycopg
+
+        errors.append(psycopg.OperationalError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+def newest_rows(
+    days: Mapping[str, Path], columns: list[str], batch_rows: int
+) -> Iterator[pd.DataFrame]:
+    """Each customer's newest row of the days' partition files (on equal event times, the
+    later day's), `batch_rows` at a time, with the day it comes from in `_day`. DuckDB finds
+    them within its memory limit, spilling beyond it."""
+    from shopsmart_assets.feature_repo import ENTITY_KEY, EVENT_TIMESTAMP
+
+    if not days:
+        return
+    selected = ", ".join(f'"{c}"' for c in columns)
+    union = " UNION ALL ".join(
+        f"SELECT {selected}, {order} AS {ORDER_COLUMN} FROM read_parquet(${order + 1})"
+        for order in range(len(days))
+    )
+    query = (
+        f"SELECT * FROM ({union}) QUALIFY row_number() OVER (PARTITION BY {ENTITY_KEY} "
+        f"ORDER BY {EVENT_TIMESTAMP} DESC, {ORDER_COLUMN} DESC) = 1"
+    )
+    names = list(days)  # a row's day, by its position
+    with bounded_duckdb() as connection:
+        files = [partition_files(path) for path in days.values()]
+        for batch in connection.sql(query, params=files).to_arrow_reader(batch_rows):
+            frame = batch.to_pandas()
+            frame[EVENT_TIMESTAMP] = pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True)
+            frame[DAY_COLUMN] = [names[i] for i in frame.pop(ORDER_COLUMN)]
+            yield frame
 
 
 class FeatureStoreResource(dg.ConfigurableResource):
@@ -87,6 +177,22 @@ class FeatureStoreResource(dg.ConfigurableResource):
     # View name → the lake table directory it reads (derived from the asset definitions).
     view_tables: dict[str, str]
     _store: FeatureStore | None = PrivateAttr(default=None)
+
+    def store_name(self) -> str:
+        """The online store as the messages name it (its password masked)."""
+        return masked(self.online_store)
+
+    @contextmanager
+    def answering(self, doing: str) -> Iterator[None]:
+        """Turn the store's "locked", "refused" or "unreachable" into one error that names it
+        (the step's retry policy tries again, with backoff, before the step fails)."""
+        try:
+            yield
+        except unavailable_errors() as error:
+            raise OnlineStoreUnavailable(
+                f"Feast's online store {self.store_name()} did not answer while {doing}: "
+                f"{type(error).__name__}: {str(error).strip() or 'no detail'}"
+            ) from error
 
     def get_store(self) -> FeatureStore:
         """The FeatureStore, with the repository's objects applied (once per process)."""
@@ -114,7 +220,10 @@ class FeatureStoreResource(dg.ConfigurableResource):
             tables = {name: Path(path) for name, path in self.view_tables.items()}
             # Feast's file registry is rewritten in place: steps of one run that apply at
             # the same time take turns (a SQL registry has transactions of its own).
-            with exclusive(Path(self.repo_dir) / ".apply.lock"):
+            with (
+                exclusive(Path(self.repo_dir) / ".apply.lock"),
+                self.answering("applying the feature repository"),
+            ):
                 store = FeatureStore(config=config)
                 store.apply(feature_repo_objects(tables))
             self._store = store
@@ -127,40 +236,39 @@ class FeatureStoreResource(dg.ConfigurableResource):
         ids = [int(c) for c in customer_ids]
         column = next(iter(VIEW_COLUMNS[view]))
         seconds: list[int] = []
+        store = self.get_store()
         for start in range(0, len(ids), READ_BATCH):
             batch = ids[start : start + READ_BATCH]
-            response = self.get_store().get_online_features(
-                features=[f"{view}:{column}"],
-                entity_rows=[{ENTITY_KEY: c} for c in batch],
-            )
+            with self.answering(f"reading {view}"):
+                response = store.get_online_features(
+                    features=[f"{view}:{column}"],
+                    entity_rows=[{ENTITY_KEY: c} for c in batch],
+                )
             seconds.extend(response.to_dict(include_event_timestamps=True)[f"{column}__ts"])
         times = pd.to_datetime(pd.Series(seconds, dtype="int64"), unit="s", utc=True)
         return times.where(pd.Series(seconds, dtype="int64") > 0)
 
-    def write_newest_of_days(self, view: str, frames: Mapping[str, pd.DataFrame]) -> dict[str, int]:
-        """Several days' rows of a view in one write, leaving online what writing them one
-        day after the other would: each customer's newest row (on equal event times, the
-        later day's), unless the store holds a newer one. Returns each day's rows written;
-        the others were superseded by a later day or by a fresher row already online."""
+    def write_newest_of_days(self, view: str, days: Mapping[str, Path]) -> dict[str, int]:
+        """Several days' rows of a view (day → its lake partition directory), leaving online
+        what writing them one day after the other would: each customer's newest row (on equal
+        event times, the later day's), unless the store holds a newer one. Bounded in memory
+        by ONLINE_WRITE_BATCH rows and DuckDB's limit, whatever the days and customers.
+        Returns each day's rows written; the others were superseded by a later day or by a
+        fresher row already online. Writing the same days again leaves the same rows."""
         from shopsmart_assets.feature_repo import ENTITY_KEY, EVENT_TIMESTAMP, VIEW_COLUMNS
 
-        written = dict.fromkeys(frames, 0)
+        written = dict.fromkeys(days, 0)
         columns = [ENTITY_KEY, *VIEW_COLUMNS[view], EVENT_TIMESTAMP]
-        parts = [f.loc[:, columns].assign(_day=k) for k, f in frames.items() if not f.empty]
-        if not parts:
-            return written
-        rows = pd.concat(parts, ignore_index=True)
-        rows[EVENT_TIMESTAMP] = pd.to_datetime(rows[EVENT_TIMESTAMP], utc=True)
-        order = {day: position for position, day in enumerate(frames)}
-        rows["_order"] = rows["_day"].map(order)
-        rows = rows.sort_values([EVENT_TIMESTAMP, "_order"], kind="stable")
-        rows = rows.drop_duplicates(ENTITY_KEY, keep="last")
-        online = self.event_times(view, rows[ENTITY_KEY]).set_axis(rows.index)
-        fresh = rows[online.isna() | (rows[EVENT_TIMESTAMP] >= online)]
-        if not fresh.empty:
-            self.get_store().write_to_online_store(view, fresh.drop(columns=["_day", "_order"]))
-        for day, count in fresh["_day"].value_counts().items():
-            written[day] = int(count)
+        store = self.get_store()
+        for rows in newest_rows(days, columns, ONLINE_WRITE_BATCH):
+            online = self.event_times(view, rows[ENTITY_KEY]).set_axis(rows.index)
+            fresh = rows[online.isna() | (rows[EVENT_TIMESTAMP] >= online)]
+            if fresh.empty:
+                continue
+            with self.answering(f"writing {view}"):
+                store.write_to_online_store(view, fresh.drop(columns=[DAY_COLUMN]))
+            for day, count in fresh[DAY_COLUMN].value_counts().items():
+                written[day] += int(count)
         return written
 
     def online(self, customer_ids: Iterable[int]) -> pd.DataFrame:

@@ -195,6 +195,24 @@ class ModelRegistry(dg.ConfigurableResource):
 
     # What the registered versions learned from ------------------------------------------------
 
+    def has_version(self, version: int) -> bool:
+        """Whether the registry holds this version of the model."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.get_client().get_model_version(self.model_name, str(version))
+        except MlflowException:
+            return False
+        return True
+
+    def version_span(self) -> str:
+        """The registered versions, as `1..N` (or `none`), for messages."""
+        numbers = sorted(
+            int(v.version)
+            for v in self.get_client().search_model_versions(f"name = '{self.model_name}'")
+        )
+        return f"{numbers[0]}..{numbers[-1]}" if numbers else "none"
+
     def trained_on(self, version: int) -> TrainedOn | None:
         """The lake partition versions a registered version learned from and was evaluated
         on, as its run recorded them (None for a version registered before they were)."""

@@ -1,13 +1,27 @@
-"""Daily propensity scores: one row per customer of the day's features (pandas)."""
+"""Daily propensity scores: one row per customer of the day's features (pandas, a batch at a
+time), and the day's figures and checks (DuckDB over the written files)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from shopsmart_assets.lake.frames import bounded_duckdb, partition_files
 from shopsmart_assets.transforms.features import EVENT_TIMESTAMP
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+# The scores' files, whether a day has a champion or not.
+SCORES_SCHEMA = pa.schema(
+    [
+        ("customer_id", pa.int64()),
+        ("score", pa.float64()),
+        ("model_version", pa.int64()),
+        (EVENT_TIMESTAMP, pa.timestamp("us", tz="UTC")),
+    ]
+)
 
 
 def scores_frame(
@@ -40,31 +54,48 @@ def scores_frame(
     )
 
 
-def score_distribution(scores: pd.DataFrame) -> dict[str, float]:
-    """Mean and quantiles of the scores (NaN when there are none), for plots over days."""
-    values = scores["score"]
-    summary = {"score_mean": float(values.mean()) if len(values) else float("nan")}
-    for q in QUANTILES:
-        summary[f"score_p{round(q * 100):02d}"] = (
-            float(values.quantile(q)) if len(values) else float("nan")
-        )
-    return summary
+def score_distribution(scores_dir: Path) -> dict[str, float]:
+    """Mean and quantiles of a day's scores as written (NaN when there are none), for plots
+    over days; computed by DuckDB over the partition's files, exact, as pandas would."""
+    quantiles = ", ".join(f"quantile_cont(score, {q})" for q in QUANTILES)
+    with bounded_duckdb() as connection:
+        row = connection.execute(
+            f"SELECT avg(score), {quantiles} FROM read_parquet(?)", [partition_files(scores_dir)]
+        ).fetchone()
+    values = [float("nan") if v is None else float(v) for v in row]
+    names = ["score_mean", *(f"score_p{round(q * 100):02d}" for q in QUANTILES)]
+    return dict(zip(names, values, strict=True))
 
 
 def score_problems(
-    key: str, snapshot_ids: pd.Series, scores: pd.DataFrame, version: int | None
+    key: str, snapshot_dir: Path, scores_dir: Path, version: int | None
 ) -> list[str]:
-    """How a day's scores differ from one per customer of its CRM snapshot."""
+    """How a day's scores (as written) differ from one per customer of its CRM snapshot,
+    counted by DuckDB over both partitions' files (bounded memory, whatever the customers)."""
+    with bounded_duckdb() as connection:
+        twice, missing, extra, rows = connection.execute(
+            """
+            WITH scores AS (SELECT customer_id FROM read_parquet($1)),
+                 snapshot AS (
+                     SELECT DISTINCT customer_id FROM read_parquet($2)
+                     WHERE customer_id IS NOT NULL
+                 )
+            SELECT
+                (SELECT count(*) - count(DISTINCT customer_id) FROM scores),
+                (SELECT count(*) FROM snapshot ANTI JOIN scores USING (customer_id)),
+                (SELECT count(DISTINCT customer_id) FROM scores ANTI JOIN snapshot
+                    USING (customer_id)),
+                (SELECT count(*) FROM scores)
+            """,
+            [partition_files(scores_dir), partition_files(snapshot_dir)],
+        ).fetchone()
     if version is None:
-        return [] if scores.empty else [f"{key}: {len(scores)} scores without a champion"]
-    expected = set(snapshot_ids.dropna().astype("int64"))
-    got = scores["customer_id"]
+        return [f"{key}: {rows} scores without a champion"] if rows else []
     problems = []
-    if got.duplicated().any():
-        problems.append(f"{key}: {int(got.duplicated().sum())} customers scored twice")
-    missing, extra = expected - set(got), set(got) - expected
+    if twice:
+        problems.append(f"{key}: {twice} customers scored twice")
     if missing:
-        problems.append(f"{key}: {len(missing)} customers of the snapshot have no score")
+        problems.append(f"{key}: {missing} customers of the snapshot have no score")
     if extra:
-        problems.append(f"{key}: {len(extra)} scores for customers not in the snapshot")
+        problems.append(f"{key}: {extra} scores for customers not in the snapshot")
     return problems

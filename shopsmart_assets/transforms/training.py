@@ -8,7 +8,6 @@ soon as day D's purchases are in, and no feature ever sees a day after F.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -43,17 +42,29 @@ HYPERPARAMETERS = {
 SKOPS_TRUSTED_TYPES = ("sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",)
 
 
+def stood_buyers(purchases: pd.DataFrame) -> np.ndarray:
+    """The customers (sorted, unique) with a purchase that stood (not cancelled or refunded)
+    among these purchase lines (`customer_id`, `status`)."""
+    stood = purchases.loc[~purchases["status"].isin(NOT_PURCHASED), "customer_id"]
+    return np.unique(stood.dropna().astype("int64").to_numpy())
+
+
+def labelled(features: pd.DataFrame, buyers: np.ndarray) -> pd.DataFrame:
+    """Features as of day F plus `label` = 1 for the customers among `buyers` (those who
+    bought in the label window after F: `stood_buyers`). Works a batch of features at a time."""
+    examples = features.loc[:, list(FEATURE_COLUMNS)].copy()
+    ids = examples["customer_id"].to_numpy(dtype="int64", na_value=-1)
+    examples["label"] = np.isin(ids, buyers).astype("int64")
+    return examples
+
+
 def label_examples(features: pd.DataFrame, later_purchases: pd.DataFrame) -> pd.DataFrame:
     """Features as of day F plus `label` = 1 when the customer bought in the days after F.
 
     `later_purchases` must hold only purchases dated after F (the label window): the caller
     picks the partitions, this function never looks at dates.
     """
-    stood = later_purchases[~later_purchases["status"].isin(NOT_PURCHASED)]
-    buyers = set(stood["customer_id"].dropna().astype("int64"))
-    examples = features.loc[:, list(FEATURE_COLUMNS)].copy()
-    examples["label"] = examples["customer_id"].isin(buyers).astype("int64")
-    return examples
+    return labelled(features, stood_buyers(later_purchases))
 
 
 def model_input(features: pd.DataFrame) -> pd.DataFrame:
@@ -105,26 +116,11 @@ class TrainingOutcome:
         return self.model is not None
 
 
-def split_window(
-    examples: pd.DataFrame, window: Sequence[str], key: str
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The training frame (the window's days before `key`, in order) and the evaluation frame
-    (`key`'s examples), from examples read with their partition keys: what a model partition
-    learns from, and what a reproduction rebuilds it from."""
-    # imported here: the lake's column catalog imports this module
-    from shopsmart_assets.lake.frames import rows_of_partitions
-
-    history = [rows_of_partitions(examples, [k]) for k in window if k != key]
-    train = (
-        pd.concat(history, ignore_index=True)
-        if history
-        else pd.DataFrame(columns=list(TRAINING_COLUMNS))
-    )
-    return train, rows_of_partitions(examples, [key])
-
-
-def train_and_evaluate(train: pd.DataFrame, test: pd.DataFrame) -> TrainingOutcome:
-    """Fit on `train`, score out of time on `test` (the newest labelled day)."""
+def train_and_evaluate(
+    train: pd.DataFrame, test: pd.DataFrame, weights: np.ndarray | None = None
+) -> TrainingOutcome:
+    """Fit on `train` (each row weighing `weights`, when sampled: transforms/sampling.py),
+    score out of time on `test` (the newest labelled day)."""
     sizes = {
         "train_rows": len(train),
         "test_rows": len(test),
@@ -144,12 +140,15 @@ def train_and_evaluate(train: pd.DataFrame, test: pd.DataFrame) -> TrainingOutco
     from sklearn.metrics import log_loss, roc_auc_score
 
     model = new_model()
-    model.fit(model_input(train), train["label"])
+    fit_weights = {} if weights is None else {"classify__sample_weight": weights}
+    model.fit(model_input(train), train["label"].astype("int64"), **fit_weights)
     scores = propensity(model, test)
     metrics = {
         **sizes,
-        "auc": round(float(roc_auc_score(test["label"], scores)), 4),
-        "log_loss": round(float(log_loss(test["label"], np.clip(scores, 1e-6, 1 - 1e-6))), 4),
+        "auc": round(float(roc_auc_score(test["label"].astype("int64"), scores)), 4),
+        "log_loss": round(
+            float(log_loss(test["label"].astype("int64"), np.clip(scores, 1e-6, 1 - 1e-6))), 4
+        ),
     }
     return TrainingOutcome(model=model, metrics=metrics)
 

@@ -1,13 +1,15 @@
 """A range's models fitted in worker processes while the caller logs the days before.
 
-A backfill trains one model per day. Fitting is scikit-learn's CPU work; logging a model to
-MLflow is Python work in the step's own process. One after the other, each waits for the
-other. Here spawned worker processes (nothing of the step's process inherited) read the same
-training-set partitions from the lake and fit the days, one OpenMP thread each, beside the
-step, which gets the outcomes back in the days' order. One day alone is fitted in the step's
-process on all its threads: a worker would only add its start. So is every day on the Celery
-worker pools, whose tasks run in daemonic processes (that may not start processes); the pools
-run steps side by side instead.
+A backfill trains one model per day. Fitting is scikit-learn's CPU work; drawing a day's
+sample (transforms/sampling.py) and logging its model to MLflow are Python work in the step's
+own process. One after the other, each waits for the other. Here spawned worker processes
+(nothing of the step's process inherited) fit the days' samples, one OpenMP thread each,
+beside the step, which draws the next samples meanwhile and gets the outcomes back in the
+days' order. At most one sample more than there are workers is in flight: memory holds a few
+samples, whatever the days. One day alone is fitted in the step's process on all its threads:
+a worker would only add its start. So is every day on the Celery worker pools, whose tasks run
+in daemonic processes (that may not start processes); the pools run steps side by side
+instead.
 
 A model does not depend on how many threads fitted it: histogram gradient boosting splits
 its work by feature, not by row (`test_ml_chain.py` rebuilds registered versions in one
@@ -17,16 +19,12 @@ process and compares their predictions exactly).
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from pathlib import Path
 
-import pandas as pd
-
-from shopsmart_assets.transforms.training import TrainingOutcome, split_window, train_and_evaluate
-
-# A worker process's examples, read once when it starts (`_read_examples`).
-_examples: pd.DataFrame | None = None
+from shopsmart_assets.transforms.sampling import WindowSample
+from shopsmart_assets.transforms.training import TrainingOutcome, train_and_evaluate
 
 
 def worker_count(days: int, cores: int, daemonic: bool = False) -> int:
@@ -46,56 +44,48 @@ def available_cores() -> int:
     return joblib.cpu_count()
 
 
-def _read_examples(paths: Mapping[str, Path]) -> None:
-    """A worker's start: read the examples the step read (the same partition directories,
-    in the same order; a path, unlike a frame, is cheap to send), and fit on one thread (the
-    step's process and the other workers have the other cores)."""
-    global _examples
-    from shopsmart_assets.lake.frames import read_parquet_dirs
-
-    _examples = read_parquet_dirs(paths)
+def _one_thread() -> None:
+    """A worker fits on one thread: the step's process and the other workers have the
+    other cores."""
     import sklearn.ensemble  # noqa: F401  (loads the OpenMP runtime the limit applies to)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
 
 
-def _fit(window: Sequence[str], key: str) -> TrainingOutcome:
-    assert _examples is not None, "a training worker starts with its examples"
-    return train_and_evaluate(*split_window(_examples, window, key))
+def fit(sample: WindowSample) -> TrainingOutcome:
+    """A day's model, fitted on its sample and evaluated on its day."""
+    return train_and_evaluate(sample.train, sample.evaluation, sample.weights)
 
 
 def fitted_in_order(
-    examples: pd.DataFrame,
-    paths: Mapping[str, Path],
-    windows: Mapping[str, Sequence[str]],
-    cores: int | None = None,
-) -> Iterator[tuple[str, TrainingOutcome]]:
-    """(day, its model's outcome) for each day of `windows` (day → the training-set
-    partitions of its window, the day included), in that order. `examples` are the
-    partitions `paths` holds (`read_parquet_dirs`). The days' models are fitted in worker
+    samples: Iterable[tuple[str, WindowSample]], days: int, cores: int | None = None
+) -> Iterator[tuple[str, WindowSample, TrainingOutcome]]:
+    """(day, its sample, its model's outcome) for each of the `days` (day, sample) pairs of
+    `samples` (drawn lazily, in order), in that order. The models are fitted in worker
     processes while the caller handles the ones before; a failed fit raises here, at its
     day, and cancels the days after."""
     workers = worker_count(
-        len(windows),
+        days,
         available_cores() if cores is None else cores,
         daemonic=multiprocessing.current_process().daemon,
     )
     if not workers:
-        for key, window in windows.items():
-            yield key, train_and_evaluate(*split_window(examples, window, key))
+        for key, sample in samples:
+            yield key, sample, fit(sample)
         return
     pool = ProcessPoolExecutor(
-        workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_read_examples,
-        initargs=(dict(paths),),
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread
     )
+    pending: deque[tuple[str, WindowSample, Future[TrainingOutcome]]] = deque()
     try:
-        futures: dict[str, Future[TrainingOutcome]] = {
-            key: pool.submit(_fit, window, key) for key, window in windows.items()
-        }
-        for key, future in futures.items():
-            yield key, future.result()
+        for key, sample in samples:
+            pending.append((key, sample, pool.submit(fit, sample)))
+            if len(pending) > workers:
+                done_key, done_sample, future = pending.popleft()
+                yield done_key, done_sample, future.result()
+        while pending:
+            done_key, done_sample, future = pending.popleft()
+            yield done_key, done_sample, future.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -8,10 +8,11 @@ import dagster as dg
 from shopsmart_assets.defs.asset_graph import LATEST_ONLY
 from shopsmart_assets.defs.lake.assets import PURCHASES_KEY
 from shopsmart_assets.defs.links import docs_link
-from shopsmart_assets.defs.raw.assets import CRM_CUSTOMERS_KEY, CRM_INTERACTIONS_KEY, SINGLE_RUN
-from shopsmart_assets.defs.worker_pools import STANDARD_STEP
+from shopsmart_assets.defs.raw.assets import CRM_CUSTOMERS_KEY, CRM_INTERACTIONS_KEY
+from shopsmart_assets.defs.worker_pools import SINGLE_RUN, online_store_step
 from shopsmart_assets.feature_repo import CUSTOMER_FEATURES_VIEW
 from shopsmart_assets.lake import lake_table
+from shopsmart_assets.lake.metadata import count_rows
 from shopsmart_assets.partitions import Partitions
 from shopsmart_assets.resources import FeatureStoreResource, LakeResource
 from shopsmart_assets.resources.feature_store import feast_source
@@ -109,7 +110,7 @@ def build_feature_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
         backfill_policy=SINGLE_RUN,
         group_name="features",
         kinds={"feast"},
-        **STANDARD_STEP,
+        **online_store_step(),
     )
     def online_store(
         context: dg.AssetExecutionContext, lake: LakeResource, feature_store: FeatureStoreResource
@@ -118,22 +119,26 @@ def build_feature_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
         `customer_features`), served by customer id (`shopsmart-features CUSTOMER_ID`,
         `make serve-features`). A customer's row is replaced only by values as of the same
         day or later, so backfilling old days never overwrites fresher values; a range of
-        days is one write of each customer's newest row."""
-        frames = {
-            key: lake.read_pandas(context, CUSTOMER_FEATURES_KEY, for_partitions=[key])
-            for key in context.partition_keys
-        }
-        written = feature_store.write_newest_of_days(CUSTOMER_FEATURES_VIEW, frames)
-        for key, frame in frames.items():
+        days is one write of each customer's newest row, in bounded batches. Retried with
+        backoff when the store is locked or unreachable; one writer at a time on SQLite."""
+        days = lake.input_paths(context, CUSTOMER_FEATURES_KEY)
+        written = feature_store.write_newest_of_days(CUSTOMER_FEATURES_VIEW, days)
+        for key, path in days.items():
+            rows = count_rows(path)
             context.add_asset_metadata(
                 {
-                    "dagster/row_count": len(frame),
+                    "dagster/row_count": rows,
                     "customers_written": written[key],
                     # superseded by a later day of the run, or fresher values already online
-                    "kept_fresher": len(frame) - written[key],
+                    "kept_fresher": rows - written[key],
                 },
                 partition_key=key,
             )
-        return dg.MaterializeResult(metadata={"feature_view": CUSTOMER_FEATURES_VIEW})
+        return dg.MaterializeResult(
+            metadata={
+                "feature_view": CUSTOMER_FEATURES_VIEW,
+                "online_store": feature_store.store_name(),
+            }
+        )
 
     return [online_store]

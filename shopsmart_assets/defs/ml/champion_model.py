@@ -15,8 +15,7 @@ from shopsmart_assets.defs.ml.links import (
     registered_version,
 )
 from shopsmart_assets.defs.ml.records import Champion, ChampionRecord, ModelRecord
-from shopsmart_assets.defs.raw.assets import SINGLE_RUN
-from shopsmart_assets.defs.worker_pools import STANDARD_STEP
+from shopsmart_assets.defs.worker_pools import SINGLE_RUN, STANDARD_STEP
 from shopsmart_assets.lake import lake_table
 from shopsmart_assets.partitions import Partitions
 from shopsmart_assets.resources import LakeResource, ModelRegistry, PromotionPolicy

@@ -1,6 +1,7 @@
 """ml/purchase_model: one model per day, trained on the 27 days of examples before it and
 evaluated out of time on the day; an MLflow run and a registered version each."""
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterator
@@ -16,10 +17,8 @@ from shopsmart_assets.defs.ml.champion_model import latest_champion
 from shopsmart_assets.defs.ml.links import MODEL_SECTION, PURCHASE_MODEL_KEY, registered_version
 from shopsmart_assets.defs.ml.records import ModelRecord
 from shopsmart_assets.defs.ml.training_set import TRAINING_SET_KEY
-from shopsmart_assets.defs.raw.assets import SINGLE_RUN
-from shopsmart_assets.defs.worker_pools import STANDARD_STEP
+from shopsmart_assets.defs.worker_pools import SINGLE_RUN, STANDARD_STEP
 from shopsmart_assets.lake import lake_table
-from shopsmart_assets.lake.frames import read_parquet_dirs
 from shopsmart_assets.lake.versions import combined_version, version_of
 from shopsmart_assets.partitions import Partitions
 from shopsmart_assets.resources import LakeResource, ModelRegistry, PromotionPolicy
@@ -31,6 +30,12 @@ from shopsmart_assets.resources.model_registry import (
     TrainedOn,
     TrainingInput,
 )
+from shopsmart_assets.transforms.sampling import (
+    MAX_EVAL_ROWS,
+    MAX_TRAIN_ROWS,
+    WindowSample,
+    window_sample,
+)
 from shopsmart_assets.transforms.training import (
     HYPERPARAMETERS,
     SKOPS_TRUSTED_TYPES,
@@ -38,13 +43,12 @@ from shopsmart_assets.transforms.training import (
     TrainingOutcome,
     model_input,
     should_promote,
-    split_window,
 )
 from shopsmart_assets.transforms.training_workers import fitted_in_order
 
 MEETS_BAR = "meets_promotion_bar"
 # Bumped when the model's code changes, so that MLflow logs a new run for the same data.
-MODEL_CODE_VERSION = "2"
+MODEL_CODE_VERSION = "3"  # 3: fitted on a bounded, weighted sample of the window
 # Evaluation metrics every model partition reports, NaN when no model was trained, so that
 # their plots over partitions have a value (a gap) on every day.
 EVALUATION_METRICS = ("auc", "log_loss")
@@ -68,9 +72,15 @@ def training_window() -> dg.TimeWindowPartitionMapping:
 
 
 def data_version(trained_on: dict[str, str]) -> str:
-    """What a model partition was made from: its training data, hyper-parameters and code."""
+    """What a model partition was made from: its training data, hyper-parameters, sample
+    sizes and code."""
     payload = json.dumps(
-        {"data": trained_on, "params": HYPERPARAMETERS, "code": MODEL_CODE_VERSION},
+        {
+            "data": trained_on,
+            "params": HYPERPARAMETERS,
+            "sample": [MAX_TRAIN_ROWS, MAX_EVAL_ROWS],
+            "code": MODEL_CODE_VERSION,
+        },
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -108,7 +118,7 @@ def log_model_run(
     key: str,
     window: list[str],
     versions: dict[str, str],
-    train: pd.DataFrame,
+    sample: WindowSample,
     outcome: TrainingOutcome,
     inputs: list[TrainingInput],
 ) -> LoggedRun:
@@ -124,6 +134,7 @@ def log_model_run(
             "train_partitions": f"{window[0]}..{window[-2]}" if trained_on_history else "none",
             "eval_partition": key,
             "dagster_run_id": context.run.run_id,
+            **sample.params(),
         },
         metrics=outcome.metrics,
         tags={
@@ -134,7 +145,7 @@ def log_model_run(
             **({"not_trained_because": outcome.reason} if outcome.reason else {}),
         },
         model=outcome.model,
-        input_example=model_input(train) if outcome.model is not None else None,
+        input_example=model_input(sample.train) if outcome.model is not None else None,
         skops_trusted_types=SKOPS_TRUSTED_TYPES,
         artifacts={"trained_on.json": versions},
         inputs=inputs,
@@ -173,17 +184,17 @@ def record_partition(
     model_registry: ModelRegistry,
     key: str,
     paths: dict[str, Path],
-    examples: pd.DataFrame,
+    sample: WindowSample,
     outcome: TrainingOutcome,
 ) -> None:
-    """One model partition, trained on the days before `key` and evaluated on `key`: log the
-    MLflow run, write the model record and attach the partition's metadata."""
+    """One model partition, trained on (a sample of) the days before `key` and evaluated on
+    `key`: log the MLflow run, write the model record and attach the partition's metadata."""
     window = list(paths)
     # the exact versions of the training sets read: what a reproduction reads again
     versions = {k: version_of(path, lake.root_path) for k, path in paths.items()}
-    train, evaluation = split_window(examples, window, key)
-    inputs = training_inputs(lake, key, versions, train, evaluation)
-    logged = log_model_run(context, model_registry, key, window, versions, train, outcome, inputs)
+    outcome = with_sample_metrics(outcome, sample)
+    inputs = training_inputs(lake, key, versions, sample.train, sample.evaluation)
+    logged = log_model_run(context, model_registry, key, window, versions, sample, outcome, inputs)
     record = ModelRecord(
         partition=key,
         trained=outcome.trained,
@@ -209,6 +220,12 @@ def record_partition(
         },
         partition_key=key,
     )
+
+
+def with_sample_metrics(outcome: TrainingOutcome, sample: WindowSample) -> TrainingOutcome:
+    """The outcome's metrics and the sample's figures (the window's examples before
+    sampling), as the run, the record and the UI show them."""
+    return dataclasses.replace(outcome, metrics={**outcome.metrics, **sample.metrics()})
 
 
 def promotion_check(
@@ -247,18 +264,18 @@ def purchase_model(
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """A gradient-boosted classifier of 'purchases in the next 7 days', trained on the
     training-set partitions of the 27 days before this one and evaluated out of time on
-    this day's examples. Each partition is one MLflow run (parameters, metrics, the exact
-    partitions and data versions it was trained on) whose model is registered as a version
-    of `shopsmart-purchase-propensity`. No model while there are too few labelled
-    examples."""
-    read = lake.input_paths(context, TRAINING_SET_KEY)
-    examples = read_parquet_dirs(read)
+    this day's examples, on a bounded sample of them at volume (every example while they
+    fit; the rule and its rates are on the run). Each partition is one MLflow run
+    (parameters, metrics, the exact partitions and data versions it was trained on) whose
+    model is registered as a version of `shopsmart-purchase-propensity`. No model while
+    there are too few labelled examples."""
     paths = {k: lake.input_paths(context, TRAINING_SET_KEY, [k]) for k in context.partition_keys}
-    windows = {k: list(p) for k, p in paths.items()}
+    counts: dict[Path, tuple[int, int]] = {}  # each partition's labels, counted once
+    samples = ((key, window_sample(window, key, counts)) for key, window in paths.items())
     outcome = None
-    # the days' models fitted beside this process, which logs them in order
-    for key, outcome in fitted_in_order(examples, read, windows):
-        record_partition(context, lake, model_registry, key, paths[key], examples, outcome)
+    # the days' samples drawn here, their models fitted beside this process, logged in order
+    for key, sample, outcome in fitted_in_order(samples, len(paths)):
+        record_partition(context, lake, model_registry, key, paths[key], sample, outcome)
     newest = context.partition_keys[-1]
     champion = latest_champion(lake, context.assets_def.partitions_def, before=newest)
     yield dg.MaterializeResult(

@@ -2,24 +2,33 @@
 and in Feast's online store."""
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from shopsmart_assets.defs.features.assets import CUSTOMER_FEATURES_KEY
 from shopsmart_assets.defs.links import asset_url, docs_link
 from shopsmart_assets.defs.ml.champion_model import CHAMPION_MODEL_KEY
 from shopsmart_assets.defs.ml.links import registered_version
 from shopsmart_assets.defs.ml.records import ChampionRecord
-from shopsmart_assets.defs.raw.assets import CRM_CUSTOMERS_KEY, SINGLE_RUN
-from shopsmart_assets.defs.worker_pools import STANDARD_STEP
+from shopsmart_assets.defs.raw.assets import CRM_CUSTOMERS_KEY
+from shopsmart_assets.defs.worker_pools import SINGLE_RUN, online_store_step
 from shopsmart_assets.feature_repo import SCORES_VIEW
 from shopsmart_assets.lake import lake_table, part_file_name
 from shopsmart_assets.partitions import Partitions
 from shopsmart_assets.resources import FeatureStoreResource, LakeResource, ModelRegistry
 from shopsmart_assets.resources.feature_store import feast_source
-from shopsmart_assets.transforms.scoring import score_distribution, score_problems, scores_frame
+from shopsmart_assets.transforms.sampling import batches
+from shopsmart_assets.transforms.scoring import (
+    SCORES_SCHEMA,
+    score_distribution,
+    score_problems,
+    scores_frame,
+)
 from shopsmart_assets.transforms.training import model_input
 
 PURCHASE_SCORES_KEY = dg.AssetKey(["ml", "purchase_scores"])
@@ -50,29 +59,33 @@ class Champions:
 
 def score_day(
     context: dg.AssetExecutionContext, lake: LakeResource, champions: Champions, key: str
-) -> tuple[pd.DataFrame, int | None, list[str]]:
-    """A day's scores, written to the lake: (scores, model version, problems found against
-    the day's CRM snapshot)."""
+) -> int | None:
+    """A day's scores written to the lake, a batch of customers at a time; returns the model
+    version that gave them (None: no champion that day, no scores)."""
     champion_dir = lake.input_paths(context, CHAMPION_MODEL_KEY, for_partitions=[key])[key]
     champion = ChampionRecord.read(champion_dir).champion
     version = champion.model_version if champion else None
-    features = lake.read_pandas(context, CUSTOMER_FEATURES_KEY, for_partitions=[key])
-    scores = scores_frame(features, champions.predict(version, features), version)
-    with lake.writing(context, PURCHASE_SCORES_KEY, key) as staged:
-        scores.to_parquet(staged / part_file_name(), index=False)
-    snapshot = lake.read_pandas(
-        context, CRM_CUSTOMERS_KEY, for_partitions=[key], columns=["customer_id"]
-    )
-    return scores, version, score_problems(key, snapshot["customer_id"], scores, version)
+    features_dir = lake.input_paths(context, CUSTOMER_FEATURES_KEY, for_partitions=[key])[key]
+    with (
+        lake.writing(context, PURCHASE_SCORES_KEY, key) as staged,
+        pq.ParquetWriter(staged / part_file_name(), SCORES_SCHEMA) as writer,
+    ):
+        if version is not None:
+            for features in batches(features_dir):
+                scores = scores_frame(features, champions.predict(version, features), version)
+                writer.write_table(
+                    pa.Table.from_pandas(scores, schema=SCORES_SCHEMA, preserve_index=False)
+                )
+    return version
 
 
 def day_metadata(
-    key: str, scores: pd.DataFrame, version: int | None, written: int, registry: ModelRegistry
+    key: str, scores_dir: Path, version: int | None, written: int, registry: ModelRegistry
 ) -> dict[str, Any]:
     return {
         "model_version": version or 0,
         "online_rows_written": written,
-        **score_distribution(scores),
+        **score_distribution(scores_dir),
         "champion": dg.MetadataValue.url(asset_url(CHAMPION_MODEL_KEY, key)),
         "features": dg.MetadataValue.url(asset_url(CUSTOMER_FEATURES_KEY, key)),
         **registered_version(version, registry),
@@ -89,22 +102,26 @@ def purchase_scores(
     that day (loaded from the MLflow registry): the probability of a purchase in the next
     7 days. Written to the lake (`scores/purchase_propensity`) and to Feast's online store
     (feature view `purchase_propensity`), so one lookup gives a customer's features and
-    current score. No scores for days without a champion."""
+    current score. No scores for days without a champion. Scored, written and checked in
+    bounded batches, whatever the customers."""
     champions = Champions(model_registry)
+    partitions_def = context.assets_def.partitions_def
     problems: list[str] = []
-    days: dict[str, tuple[pd.DataFrame, int | None]] = {}
+    days: dict[str, tuple[Path, int | None]] = {}
     for key in context.partition_keys:
-        scores, version, found = score_day(context, lake, champions, key)
-        problems += found
-        days[key] = (scores, version)
+        version = score_day(context, lake, champions, key)
+        scores_dir = lake.partition_path(PURCHASE_SCORES_KEY, partitions_def, key)
+        snapshot_dir = lake.input_paths(context, CRM_CUSTOMERS_KEY, for_partitions=[key])[key]
+        problems += score_problems(key, snapshot_dir, scores_dir, version)
+        days[key] = (scores_dir, version)
     # the run's days in one online write: each customer's newest score
     written = feature_store.write_newest_of_days(
-        SCORES_VIEW, {key: scores for key, (scores, _) in days.items()}
+        SCORES_VIEW, {key: scores_dir for key, (scores_dir, _) in days.items()}
     )
-    for key, (scores, version) in days.items():
-        metadata = day_metadata(key, scores, version, written[key], model_registry)
-        lake.record_partition(context, PURCHASE_SCORES_KEY, key, metadata)
-    scored = sum(len(scores) for scores, _ in days.values())
+    scored = 0
+    for key, (scores_dir, version) in days.items():
+        metadata = day_metadata(key, scores_dir, version, written[key], model_registry)
+        scored += lake.record_partition(context, PURCHASE_SCORES_KEY, key, metadata)
     yield dg.MaterializeResult(
         metadata=lake.summary(context, PURCHASE_SCORES_KEY, scored),
         data_version=lake.data_version(context, PURCHASE_SCORES_KEY),
@@ -131,5 +148,5 @@ def purchase_scores_asset(partitions: Partitions) -> dg.AssetsDefinition:
         group_name="ml",
         kinds={"mlflow", "feast", "parquet"},
         check_specs=[ONE_SCORE_CHECK],
-        **STANDARD_STEP,
+        **online_store_step(),
     )(purchase_scores)

@@ -1,6 +1,10 @@
 """ml/training_set: point-in-time correct labelled examples, one partition per label day."""
 
+from collections.abc import Iterable
+from pathlib import Path
+
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -8,14 +12,18 @@ import pyarrow.parquet as pq
 from shopsmart_assets.defs.features.assets import CUSTOMER_FEATURES_KEY
 from shopsmart_assets.defs.lake.assets import PURCHASES_KEY
 from shopsmart_assets.defs.links import docs_link
-from shopsmart_assets.defs.raw.assets import SINGLE_RUN
-from shopsmart_assets.defs.worker_pools import STANDARD_STEP
+from shopsmart_assets.defs.worker_pools import SINGLE_RUN, STANDARD_STEP
 from shopsmart_assets.lake import lake_table, part_file_name
-from shopsmart_assets.lake.frames import rows_of_partitions
 from shopsmart_assets.partitions import Partitions
 from shopsmart_assets.resources import LakeResource
 from shopsmart_assets.transforms.features import FEATURE_COLUMNS
-from shopsmart_assets.transforms.training import LABEL_DAYS, TRAINING_COLUMNS, label_examples
+from shopsmart_assets.transforms.sampling import batches
+from shopsmart_assets.transforms.training import (
+    LABEL_DAYS,
+    TRAINING_COLUMNS,
+    labelled,
+    stood_buyers,
+)
 
 TRAINING_SET_KEY = dg.AssetKey(["ml", "training_set"])
 
@@ -52,49 +60,52 @@ def examples_table(examples: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(frame, schema=EXAMPLES_SCHEMA, preserve_index=False)
 
 
-def examples_of_day(
-    context: dg.AssetExecutionContext,
-    lake: LakeResource,
-    key: str,
-    features: pd.DataFrame,
-    purchases: pd.DataFrame,
-) -> tuple[pd.DataFrame, str]:
-    """A day's labelled examples from the features and purchases the step read, and which
-    partitions they came from."""
+def buyers_of(purchase_dirs: Iterable[Path]) -> np.ndarray:
+    """The customers with a purchase that stood in these purchase partitions, read in
+    batches: memory holds the distinct buyers of the label window, not its lines."""
+    found = [np.empty(0, dtype="int64")]
+    for path in purchase_dirs:
+        found += [stood_buyers(frame) for frame in batches(path, ["customer_id", "status"])]
+    return np.unique(np.concatenate(found))
+
+
+def write_examples_of_day(
+    context: dg.AssetExecutionContext, lake: LakeResource, key: str, staged: Path
+) -> tuple[int, int, str]:
+    """A day's labelled examples written into `staged`, a batch of features at a time:
+    (examples, positives, which partitions they came from)."""
     as_of = lake.upstream_keys(context, CUSTOMER_FEATURES_KEY, [key])
-    label_keys = lake.upstream_keys(context, PURCHASES_KEY, [key])
-    if not as_of:
-        empty = pd.DataFrame(columns=list(TRAINING_COLUMNS))
-        return empty, "no features 7 days earlier: the first labelled day is later"
-    day_features = rows_of_partitions(features, as_of).assign(
-        as_of_date=pd.Timestamp(as_of[0]).date()
-    )
-    examples = label_examples(
-        day_features.loc[:, list(FEATURE_COLUMNS)], rows_of_partitions(purchases, label_keys)
-    )
-    return examples, f"features as of {as_of[0]}, labels from {label_keys[0]}..{label_keys[-1]}"
+    with pq.ParquetWriter(staged / part_file_name(), EXAMPLES_SCHEMA) as writer:
+        if not as_of:  # the file holds the schema and no rows
+            return 0, 0, "no features 7 days earlier: the first labelled day is later"
+        features_dir = lake.input_paths(context, CUSTOMER_FEATURES_KEY, [key])[as_of[0]]
+        label_dirs = lake.input_paths(context, PURCHASES_KEY, [key])
+        buyers = buyers_of(label_dirs.values())
+        rows = positives = 0
+        as_of_date = pd.Timestamp(as_of[0]).date()
+        columns = [c for c in FEATURE_COLUMNS if c != "as_of_date"]
+        for features in batches(features_dir, columns):
+            examples = labelled(features.assign(as_of_date=as_of_date), buyers)
+            writer.write_table(examples_table(examples))
+            rows, positives = rows + len(examples), positives + int(examples["label"].sum())
+    labels = f"{min(label_dirs)}..{max(label_dirs)}"
+    return rows, positives, f"features as of {as_of[0]}, labels from {labels}"
 
 
 def training_set(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Labelled examples whose 7-day label window ends on this day: each customer's
     features as of 7 days earlier, and `label` = 1 if they made a purchase that stood in
     the 7 days after. Features never see the label window (no leakage). Empty for the
-    first 7 days."""
-    features = lake.read_pandas(context, CUSTOMER_FEATURES_KEY)
-    purchases = lake.read_pandas(context, PURCHASES_KEY, columns=["customer_id", "status"])
+    first 7 days. Built a day and a batch of customers at a time."""
     total = 0
     for key in context.partition_keys:
-        examples, window = examples_of_day(context, lake, key, features, purchases)
         with lake.writing(context, TRAINING_SET_KEY, key) as staged:
-            pq.write_table(examples_table(examples), staged / part_file_name())
+            rows, positives, window = write_examples_of_day(context, lake, key, staged)
         total += lake.record_partition(
             context,
             TRAINING_SET_KEY,
             key,
-            {
-                "positive_rate": float(examples["label"].mean()) if len(examples) else 0.0,
-                "window": window,
-            },
+            {"positive_rate": positives / rows if rows else 0.0, "window": window},
         )
     return dg.MaterializeResult(
         metadata=lake.summary(context, TRAINING_SET_KEY, total),

@@ -5,9 +5,8 @@ from typing import Any
 
 import dagster as dg
 
-from shopsmart_assets import settings
 from shopsmart_assets.defs.links import docs_link
-from shopsmart_assets.defs.worker_pools import STANDARD_STEP
+from shopsmart_assets.defs.worker_pools import SINGLE_RUN, STANDARD_STEP, source_retry
 from shopsmart_assets.lake import lake_table, part_file_name
 from shopsmart_assets.partitions import Partitions
 from shopsmart_assets.resources import LakeResource, SourceDatabase
@@ -21,22 +20,6 @@ from shopsmart_assets.sources.extract import (
     extract_to_parquet,
     window_params,
 )
-
-
-def source_retry() -> dg.RetryPolicy:
-    """Sources fail for passing reasons (restarts, network blips, lock timeouts): retry 3 times
-    with exponential backoff and jitter, about 2 s, 6 s and 14 s later (each ± 2 s, for the
-    default SHOPSMART_SOURCE_RETRY_DELAY of 2 s), before the step fails, the run fails and Slack
-    is alerted."""
-    return dg.RetryPolicy(
-        max_retries=3,
-        delay=settings.source_retry_delay(),
-        backoff=dg.Backoff.EXPONENTIAL,
-        jitter=dg.Jitter.PLUS_MINUS,
-    )
-
-
-SINGLE_RUN = dg.BackfillPolicy.single_run()
 
 CRM_CUSTOMERS_KEY = dg.AssetKey(["raw", "crm_customers"])
 CRM_INTERACTIONS_KEY = dg.AssetKey(["raw", "crm_interactions"])
