@@ -35,14 +35,15 @@ same machine (or a peak memory / throughput at the bench volume):
 
 BENCH_CHAIN=1 runs the two chain scenarios alone (the other figures are not measured then;
 BENCH_CHAIN_ORDERS=1000000,100000 and BENCH_CHAIN_DAYS=10,35 change their volumes and days,
-for a quick look at the path). BENCH_ORDERS_PER_DAY (default 1,000,000) sets the volume; BENCH_SCALE=1 also measures one day
-at 10k, 100k, 1M and 10M orders a day (the Spark step in local mode and DuckDB, once each:
-docs/performance.md's scaling table). At the bench volume the Dagster chain, the plain PySpark
-script and DuckDB run in turn BENCH_REPEAT times (default 3) and the fastest run of each
-counts; the Spark Connect server is warmed by CONNECT_WARM_UP_RUNS runs before its
-BENCH_REPEAT measured runs. Prints a table, writes bench-results/<stamp>.json (exactly the
-figures above) and bench-results/<stamp>.details.json (the measurements behind them), and
-exits 1 when a target is missed or DuckDB and Spark disagree.
+for a quick look at the path). BENCH_ORDERS_PER_DAY (default 1,000,000) sets the volume;
+BENCH_SCALE=1 also measures one day at 10k, 100k, 1M and 10M orders a day (the Spark step in
+local mode and DuckDB, once each: docs/performance.md's scaling table). At the bench volume
+the Dagster chain, the plain PySpark script and DuckDB run in turn BENCH_REPEAT times (default
+3) and the fastest run of each counts; the Spark Connect server is warmed by
+CONNECT_WARM_UP_RUNS runs before its BENCH_REPEAT measured runs. Prints a table, writes
+bench-results/<stamp>.json (exactly the figures above) and bench-results/<stamp>.details.json
+(the measurements behind them), and exits 1 when a target is missed or DuckDB and Spark
+disagree.
 """
 
 from __future__ import annotations
@@ -580,8 +581,11 @@ def demo_scale_figures(root: Path) -> dict[str, float]:
     steps: dict[str, float] = run_steps["steps"]  # type: ignore[assignment]
     wall = float(run_steps["wall"])  # type: ignore[arg-type]
     overhead = (wall - sum(steps.values())) / len(steps)
+    cores = len(os.sched_getaffinity(0))
     return {
         "backfill_seconds": round(backfill.seconds, 1),
+        "backfill_cpu_seconds": round(backfill.cpu_seconds, 1),
+        "backfill_30d_vs_cpu_floor": round(backfill.seconds / (backfill.cpu_seconds / cores), 2),
         "one_day_seconds": round(one_day.seconds, 1),
         "backfill_attempts_seconds": [round(m.seconds, 1) for m in backfills],
         "one_day_attempts_seconds": [round(m.seconds, 1) for m, _ in one_days],
@@ -590,6 +594,103 @@ def demo_scale_figures(root: Path) -> dict[str, float]:
         "one_day_step_seconds": {k: round(v, 2) for k, v in sorted(steps.items())},
         "step_overhead_s": round(overhead, 2),
     }
+
+
+# BENCH_CHAIN=1: the whole chain at volume, through the same path as make demo.
+CHAIN_ORDERS = tuple(
+    int(v) for v in os.environ.get("BENCH_CHAIN_ORDERS", "1000000,100000").split(",")
+)
+CHAIN_DAYS = tuple(int(v) for v in os.environ.get("BENCH_CHAIN_DAYS", "10,35").split(","))
+HISTORY_DAYS = 9  # the nightly day is measured after this many days
+
+
+def step_table(measured: Measured, run_steps: dict) -> dict[str, dict[str, float]]:
+    """Each step of a run: its seconds and the peak RSS of its process with its children
+    (Spark's JVM, training workers)."""
+    pids: dict[str, int] = run_steps.get("pids", {})  # type: ignore[assignment]
+    steps: dict[str, float] = run_steps["steps"]  # type: ignore[assignment]
+    return {
+        step: {
+            "seconds": round(seconds, 1),
+            "peak_mib": round(measured.subtree_peaks.get(pids.get(step, -1), 0.0)),
+        }
+        for step, seconds in sorted(steps.items())
+    }
+
+
+def chain_runs(ws: Workspace, first: date, last: date, label: str) -> list[dict]:
+    """The hourly extraction, then the daily chain, of `first`..`last`, each one run, as
+    make demo runs them: each run's wall, peak and step table."""
+    runs = []
+    for (selection, partitions), part in zip(
+        chain_ranges(ws, first, last), ("hourly extraction", "daily chain"), strict=True
+    ):
+        measured = materialize(ws, selection, partitions, f"{part}, {label}")
+        runs.append(
+            {
+                "run": part,
+                "days": label,
+                "seconds": round(measured.seconds, 1),
+                "peak_mib": round(measured.peak_mib),
+                "steps": step_table(measured, latest_run_steps(ws)),
+            }
+        )
+    return runs
+
+
+def chain_scenario(root: Path, orders_per_day: int, days: int) -> dict:
+    """`days` days at `orders_per_day` through the chain: the first HISTORY_DAYS days in one
+    run each (hourly, daily), the next day alone (the nightly run measured), then the rest
+    in one run; each run's steps with their seconds and peaks."""
+    name = f"chain-{orders_per_day}"
+    print(f"The chain at {orders_per_day:,} orders/day, {days} days")
+    ws = Workspace(root / name, orders_per_day)
+    generated = generate(ws, days)
+    nightly = DAY + timedelta(days=HISTORY_DAYS)
+    runs = chain_runs(ws, DAY, nightly - timedelta(days=1), f"the first {HISTORY_DAYS} days")
+    runs += chain_runs(ws, nightly, nightly, f"day {HISTORY_DAYS + 1} alone (nightly)")
+    last = DAY + timedelta(days=days - 1)
+    if last > nightly:
+        runs += chain_runs(
+            ws, nightly + timedelta(days=1), last, f"days {HISTORY_DAYS + 2}..{days}"
+        )
+    peak = max(step["peak_mib"] for run in runs for step in run["steps"].values())
+    return {
+        "orders_per_day": orders_per_day,
+        "days": days,
+        "generator_seconds": round(generated.seconds, 1),
+        "runs": runs,
+        "nightly_chain_seconds": runs[3]["seconds"],
+        "peak_step_mib": peak,
+    }
+
+
+def chain_figures(root: Path) -> tuple[dict[str, float], dict]:
+    """The volume and window scenarios, and the keys they give."""
+    volume = chain_scenario(root, CHAIN_ORDERS[0], CHAIN_DAYS[0])
+    if not os.environ.get("BENCH_DIR"):
+        shutil.rmtree(root / f"chain-{CHAIN_ORDERS[0]}", ignore_errors=True)
+    window = chain_scenario(root, CHAIN_ORDERS[1], CHAIN_DAYS[1])
+    figures = {
+        "chain_1m_peak_mib": volume["peak_step_mib"],
+        "chain_window_peak_mib": window["peak_step_mib"],
+        "chain_1m_day_s": volume["nightly_chain_seconds"],
+        "chain_1m_vs_100k": round(
+            volume["nightly_chain_seconds"] / window["nightly_chain_seconds"], 2
+        ),
+    }
+    return figures, {"volume": volume, "window": window}
+
+
+def print_chain(details: dict) -> None:
+    for scenario in details.values():
+        print(f"\n{scenario['orders_per_day']:,} orders/day, {scenario['days']} days")
+        for run in scenario["runs"]:
+            print(
+                f"  {run['run']}, {run['days']}: {run['seconds']:,} s, peak {run['peak_mib']:,} MiB"
+            )
+            for step, row in run["steps"].items():
+                print(f"    {step:40} {row['seconds']:>9,} s {row['peak_mib']:>7,} MiB")
 
 
 def save_state(ws: Workspace, name: str) -> Path:
@@ -607,13 +708,13 @@ def restore_state(ws: Workspace, saved: Path) -> None:
 
 
 def met(key: str, value: float) -> bool:
-    target, kind = {**TARGETS, **SCALE_TARGETS}[key]
+    target, kind = {**TARGETS, **SCALE_TARGETS, **CHAIN_TARGETS}[key]
     return value <= target if kind == "max" else value >= target
 
 
 def print_table(figures: dict[str, float]) -> None:
     print(f"\n{'figure':24} {'value':>12} {'target':>10}  result")
-    for key, (target, kind) in {**TARGETS, **SCALE_TARGETS}.items():
+    for key, (target, kind) in {**TARGETS, **SCALE_TARGETS, **CHAIN_TARGETS}.items():
         if key not in figures:
             continue
         bound = "≤" if kind == "max" else "≥"
@@ -642,7 +743,39 @@ def growth(rows: dict[int, dict[str, float]]) -> dict[str, float]:
     }
 
 
+def write_results(figures: dict, details: dict) -> str:
+    """bench-results/<stamp>.json (the figures) and <stamp>.details.json; returns the stamp."""
+    out_dir = ROOT / "bench-results"
+    out_dir.mkdir(exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    (out_dir / f"{stamp}.json").write_text(json.dumps(figures, indent=2) + "\n")
+    (out_dir / f"{stamp}.details.json").write_text(json.dumps(details, indent=2) + "\n")
+    return stamp
+
+
+def chain_main() -> int:
+    """BENCH_CHAIN=1: the two chain scenarios alone."""
+    started = time.perf_counter()
+    keep = os.environ.get("BENCH_DIR")
+    with tempfile.TemporaryDirectory(prefix="shopsmart-bench-") as tmp:
+        figures, scenarios = chain_figures(Path(keep) if keep else Path(tmp))
+    print_table(figures)
+    print_chain(scenarios)
+    details = {
+        "targets": {k: {"target": t, "kind": kind} for k, (t, kind) in CHAIN_TARGETS.items()},
+        "met": {k: met(k, v) for k, v in figures.items()},
+        "scenarios": scenarios,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "bench_seconds": round(time.perf_counter() - started),
+    }
+    stamp = write_results(figures, details)
+    print(f"\nbench-results/{stamp}.json ({details['bench_seconds']} s)")
+    return 0 if all(details["met"].values()) else 1
+
+
 def main() -> int:
+    if os.environ.get("BENCH_CHAIN", "") not in ("", "0"):
+        return chain_main()
     orders_per_day = int(os.environ.get("BENCH_ORDERS_PER_DAY", "1000000"))
     scale = os.environ.get("BENCH_SCALE", "") not in ("", "0")
     started = time.perf_counter()
@@ -668,10 +801,6 @@ def main() -> int:
     print_table(figures)
     if scale:
         print_scaling(rows)
-    out_dir = ROOT / "bench-results"
-    out_dir.mkdir(exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    (out_dir / f"{stamp}.json").write_text(json.dumps(figures, indent=2) + "\n")
     targets = {**TARGETS, **(SCALE_TARGETS if scale else {})}
     details = {
         "orders_per_day": orders_per_day,
@@ -683,7 +812,7 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "bench_seconds": round(time.perf_counter() - started),
     }
-    (out_dir / f"{stamp}.details.json").write_text(json.dumps(details, indent=2) + "\n")
+    stamp = write_results(figures, details)
     print(f"\nbench-results/{stamp}.json ({details['bench_seconds']} s)")
     disagree = [
         v for v, row in {orders_per_day: at_volume, **rows}.items() if row["duckdb_differences"]
