@@ -181,6 +181,37 @@ def record_online_writes(
     return calls
 
 
+def test_a_nightly_write_reads_nothing_back_and_a_backfill_reads_only_older_rows(
+    tmp_path, request, monkeypatch
+):
+    """Reading what the store holds costs as much as writing: only rows older than the
+    view's watermark (the newest event time written) are read back."""
+    from shopsmart_assets.resources.feature_store import WATERMARK_ID
+
+    store = store_at(tmp_path, "sqlite", request)
+    read: list[int] = []
+    original = FeatureStoreResource.event_times
+
+    def counted(self, view, customer_ids):
+        ids = [int(c) for c in customer_ids]
+        read.extend(c for c in ids if c != WATERMARK_ID)
+        return original(self, view, ids)
+
+    monkeypatch.setattr(FeatureStoreResource, "event_times", counted)
+    write_newest(store, CUSTOMER_FEATURES_VIEW, day_features("2026-03-07", 20.0, (1, 2)))
+    assert read == [1, 2]  # no watermark yet: whatever an older release wrote is checked
+    read.clear()
+    write_newest(store, CUSTOMER_FEATURES_VIEW, day_features("2026-03-08", 30.0, (1, 2, 3)))
+    write_newest(store, CUSTOMER_FEATURES_VIEW, day_features("2026-03-08", 31.0, (1,)))
+    assert read == []  # the nightly day and its re-run are newer than anything online
+    assert write_newest(store, CUSTOMER_FEATURES_VIEW, day_features("2026-03-06", 9.0, (2, 4))) == 1
+    assert sorted(read) == [2, 4]  # a backfill of an older day checks its rows
+    served = store.online([1, 2, 3, 4]).set_index("customer_id")["monetary_90d"]
+    assert list(served) == [31.0, 30.0, 30.0, 9.0]
+    end = pd.Timestamp("2026-03-09", tz="America/New_York").tz_convert("UTC")
+    assert store.watermark(CUSTOMER_FEATURES_VIEW) == end
+
+
 def test_a_locked_sqlite_store_is_named_in_one_error(tmp_path, request):
     store = store_at(tmp_path, "sqlite", request)
     write_newest(store, CUSTOMER_FEATURES_VIEW, day_features("2026-03-07", 20.0))

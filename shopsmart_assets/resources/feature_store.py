@@ -40,6 +40,11 @@ READ_BATCH = 10_000  # entities per online read (the freshness check)
 ONLINE_WRITE_BATCH = 20_000
 FEAST_VIEW = "shopsmart/feast_view"  # definition metadata: the Feast view over the asset's table
 DAY_COLUMN, ORDER_COLUMN = "_day", "_order"
+# A reserved customer id: its row in each view carries the view's watermark, the newest event
+# time the platform has written there (`FeatureStoreResource.watermark`), in the store itself
+# so that every writer, on any machine, sees it. Its features are zeros.
+WATERMARK_ID = -(2**63)
+PLACEHOLDER = {"int64": 0, "float64": 0.0, "bool": False, "string": ""}
 
 
 class OnlineStoreUnavailable(RuntimeError):
@@ -166,6 +171,18 @@ def newest_rows(
             yield frame
 
 
+def newest_event_time(days: Mapping[str, Path]) -> pd.Timestamp:
+    """The newest event time in the days' partition files (NaT when they hold no rows)."""
+    from shopsmart_assets.feature_repo import EVENT_TIMESTAMP
+
+    with bounded_duckdb() as connection:
+        [(newest,)] = connection.sql(
+            f"SELECT max({EVENT_TIMESTAMP}) FROM read_parquet($1)",
+            params=[[partition_files(path) for path in days.values()]],
+        ).fetchall()
+    return pd.to_datetime(newest, utc=True)
+
+
 class FeatureStoreResource(dg.ConfigurableResource):
     """Feast's feature store over the lake: customer features and purchase-propensity scores,
     served by customer id."""
@@ -248,21 +265,53 @@ class FeatureStoreResource(dg.ConfigurableResource):
         times = pd.to_datetime(pd.Series(seconds, dtype="int64"), unit="s", utc=True)
         return times.where(pd.Series(seconds, dtype="int64") > 0)
 
+    def watermark(self, view: str) -> pd.Timestamp:
+        """The newest event time the platform has written (or is writing) to the view: the
+        event time of the reserved entity WATERMARK_ID's row (NaT before the first write).
+        No row online is newer."""
+        return self.event_times(view, [WATERMARK_ID]).iloc[0]
+
+    def raise_watermark(self, view: str, newest: pd.Timestamp) -> None:
+        """Move the view's watermark up to `newest`, before rows that new are written (so that
+        it holds even when the write stops half way)."""
+        from shopsmart_assets.feature_repo import ENTITY_KEY, EVENT_TIMESTAMP, VIEW_COLUMNS
+
+        current = self.watermark(view)
+        if pd.isna(newest) or (pd.notna(current) and current >= newest):
+            return
+        row = {ENTITY_KEY: [WATERMARK_ID], EVENT_TIMESTAMP: [newest]}
+        # Feast refuses a row whose features are all empty: zeros of each type
+        row |= {column: [PLACEHOLDER[kind]] for column, kind in VIEW_COLUMNS[view].items()}
+        with self.answering(f"writing {view}"):
+            self.get_store().write_to_online_store(view, pd.DataFrame(row))
+
     def write_newest_of_days(self, view: str, days: Mapping[str, Path]) -> dict[str, int]:
         """Several days' rows of a view (day → its lake partition directory), leaving online
         what writing them one day after the other would: each customer's newest row (on equal
         event times, the later day's), unless the store holds a newer one. Bounded in memory
         by ONLINE_WRITE_BATCH rows and DuckDB's limit, whatever the days and customers.
         Returns each day's rows written; the others were superseded by a later day or by a
-        fresher row already online. Writing the same days again leaves the same rows."""
+        fresher row already online. Writing the same days again leaves the same rows.
+
+        What the store holds is read back only for rows older than the view's watermark (a
+        backfill of past days): a nightly run, newer than anything online, writes without
+        reading (reading costs as much as writing: Feast converts each row in Python)."""
         from shopsmart_assets.feature_repo import ENTITY_KEY, EVENT_TIMESTAMP, VIEW_COLUMNS
 
         written = dict.fromkeys(days, 0)
+        if not days:
+            return written
         columns = [ENTITY_KEY, *VIEW_COLUMNS[view], EVENT_TIMESTAMP]
         store = self.get_store()
+        watermark = self.watermark(view)
+        self.raise_watermark(view, newest_event_time(days))
         for rows in newest_rows(days, columns, ONLINE_WRITE_BATCH):
-            online = self.event_times(view, rows[ENTITY_KEY]).set_axis(rows.index)
-            fresh = rows[online.isna() | (rows[EVENT_TIMESTAMP] >= online)]
+            older = (
+                rows.index if pd.isna(watermark) else rows.index[rows[EVENT_TIMESTAMP] < watermark]
+            )
+            online = self.event_times(view, rows.loc[older, ENTITY_KEY]).set_axis(older)
+            staler = (online > rows.loc[older, EVENT_TIMESTAMP]).to_numpy()
+            fresh = rows.drop(online.index[staler])
             if fresh.empty:
                 continue
             with self.answering(f"writing {view}"):
