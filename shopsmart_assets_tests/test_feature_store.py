@@ -198,8 +198,11 @@ def test_a_nightly_write_reads_nothing_back_and_a_backfill_reads_only_older_rows
         return original(self, view, ids)
 
     monkeypatch.setattr(FeatureStoreResource, "event_times", counted)
-    write_newest(store, CUSTOMER_FEATURES_VIEW, day_features("2026-03-07", 20.0, (1, 2)))
-    assert read == [1, 2]  # no watermark yet: whatever an older release wrote is checked
+    feature_store = importlib.import_module(FeatureStoreResource.__module__)
+    monkeypatch.setattr(feature_store, "ONLINE_WRITE_BATCH", 2)
+    write_newest(store, CUSTOMER_FEATURES_VIEW, day_features("2026-03-07", 20.0, (1, 2, 5, 6)))
+    # no watermark yet: a batch is read back, and found nowhere online (a new store)
+    assert len(read) == 2
     read.clear()
     write_newest(store, CUSTOMER_FEATURES_VIEW, day_features("2026-03-08", 30.0, (1, 2, 3)))
     write_newest(store, CUSTOMER_FEATURES_VIEW, day_features("2026-03-08", 31.0, (1,)))
@@ -208,8 +211,23 @@ def test_a_nightly_write_reads_nothing_back_and_a_backfill_reads_only_older_rows
     assert sorted(read) == [2, 4]  # a backfill of an older day checks its rows
     served = store.online([1, 2, 3, 4]).set_index("customer_id")["monetary_90d"]
     assert list(served) == [31.0, 30.0, 30.0, 9.0]
+    assert list(store.online([5, 6])["monetary_90d"]) == [20.0, 20.0]
     end = pd.Timestamp("2026-03-09", tz="America/New_York").tz_convert("UTC")
     assert store.watermark(CUSTOMER_FEATURES_VIEW) == end
+
+
+def test_a_store_written_before_watermarks_is_still_never_overwritten_by_older_rows(
+    tmp_path, request, monkeypatch
+):
+    store = store_at(tmp_path, "sqlite", request)
+    fresher = day_features("2026-03-10", 99.0, customers=(1, 2, 3, 4))
+    store.get_store().write_to_online_store(CUSTOMER_FEATURES_VIEW, fresher)  # no watermark
+    feature_store = importlib.import_module(FeatureStoreResource.__module__)
+    monkeypatch.setattr(feature_store, "ONLINE_WRITE_BATCH", 2)
+    older = day_features("2026-03-06", 10.0, customers=(1, 2, 3, 4, 5))
+    assert write_newest(store, CUSTOMER_FEATURES_VIEW, older) == 1  # customer 5 alone
+    served = store.online([1, 2, 3, 4, 5]).set_index("customer_id")["monetary_90d"]
+    assert list(served) == [99.0, 99.0, 99.0, 99.0, 10.0]
 
 
 def test_a_locked_sqlite_store_is_named_in_one_error(tmp_path, request):

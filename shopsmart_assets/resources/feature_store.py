@@ -295,7 +295,9 @@ class FeatureStoreResource(dg.ConfigurableResource):
 
         What the store holds is read back only for rows older than the view's watermark (a
         backfill of past days): a nightly run, newer than anything online, writes without
-        reading (reading costs as much as writing: Feast converts each row in Python)."""
+        reading (reading costs as much as writing: Feast converts each row in Python). A
+        view without a watermark (a new store, or one written by a release before
+        watermarks) is read back until a batch finds none of its customers online."""
         from shopsmart_assets.feature_repo import ENTITY_KEY, EVENT_TIMESTAMP, VIEW_COLUMNS
 
         written = dict.fromkeys(days, 0)
@@ -310,6 +312,10 @@ class FeatureStoreResource(dg.ConfigurableResource):
                 rows.index if pd.isna(watermark) else rows.index[rows[EVENT_TIMESTAMP] < watermark]
             )
             online = self.event_times(view, rows.loc[older, ENTITY_KEY]).set_axis(older)
+            if pd.isna(watermark) and online.isna().all():
+                # no watermark, and none of a batch of its customers online: a new store
+                # (an older release's store holds most customers): nothing more to read
+                watermark = pd.Timestamp.min.tz_localize("UTC")
             staler = (online > rows.loc[older, EVENT_TIMESTAMP]).to_numpy()
             fresh = rows.drop(online.index[staler])
             if fresh.empty:
