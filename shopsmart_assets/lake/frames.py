@@ -1,5 +1,6 @@
-"""Partitions as DataFrames: pandas reads of partition directories, and Spark writes of
-daily partitions into a staging directory (published by the caller once checked)."""
+"""Partitions as data: Spark writes of daily partitions into a staging directory (published
+by the caller once checked), and DuckDB held to a memory limit for queries over whole
+partitions (a step reads a partition into pandas a batch at a time, never whole)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
-import pyarrow.dataset as ds
-
 if TYPE_CHECKING:
     import duckdb
     from pyspark.sql import DataFrame
 
-PARTITION_COLUMN = "partition"  # the upstream partition key of each row read with pandas
 # No _SUCCESS markers in the lake, whichever Spark (local, Connect, cluster) writes.
 NO_SUCCESS_MARKER = {"mapreduce.fileoutputcommitter.marksuccessfuljobs": "false"}
 # DuckDB's memory in a step's queries over whole partitions (each customer's newest row, the
@@ -48,29 +45,6 @@ def bounded_duckdb(memory: str = DUCKDB_MEMORY) -> Iterator[duckdb.DuckDBPyConne
             yield connection
         finally:
             connection.close()
-
-
-def read_parquet_dirs(
-    paths: Mapping[str, Path], columns: Sequence[str] | None = None
-) -> pd.DataFrame:
-    """Partition directories read with pandas, each row tagged with its partition key in a
-    `partition` column; an empty frame with those columns when there are none."""
-    frames = []
-    for partition_key, path in paths.items():
-        table = ds.dataset(path, format="parquet").to_table(
-            columns=list(columns) if columns else None
-        )
-        frame = table.to_pandas()
-        frame.insert(0, PARTITION_COLUMN, partition_key)
-        frames.append(frame)
-    if not frames:
-        return pd.DataFrame(columns=[PARTITION_COLUMN, *(columns or [])])
-    return pd.concat(frames, ignore_index=True)
-
-
-def rows_of_partitions(frame: pd.DataFrame, partition_keys: Sequence[str]) -> pd.DataFrame:
-    """The rows `read_parquet_dirs` read from these partitions, without the partition tag."""
-    return frame[frame[PARTITION_COLUMN].isin(partition_keys)].drop(columns=PARTITION_COLUMN)
 
 
 def write_daily_frames(

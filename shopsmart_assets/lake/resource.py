@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import pandas as pd
 
 from shopsmart_assets.lake.column_catalog import column_schema, written_schema
-from shopsmart_assets.lake.frames import read_parquet_dirs, write_daily_frames
+from shopsmart_assets.lake.frames import write_daily_frames
 from shopsmart_assets.lake.metadata import (
     column_schema_key,
     count_rows,
@@ -142,17 +141,6 @@ class LakeResource(dg.ConfigurableResource):
         return spark.read.option("basePath", str(self.table_dir(upstream))).parquet(
             *[str(p) for p in paths]
         )
-
-    def read_pandas(
-        self,
-        context: dg.AssetExecutionContext,
-        upstream: dg.AssetKey,
-        for_partitions: Sequence[str] | None = None,
-        columns: Sequence[str] | None = None,
-    ) -> pd.DataFrame:
-        """The upstream partitions (of the step, or of `for_partitions` of it) with pandas,
-        each row tagged with its upstream partition key in a `partition` column."""
-        return read_parquet_dirs(self.input_paths(context, upstream, for_partitions), columns)
 
     # Writing in a step ---------------------------------------------------------------------
 
