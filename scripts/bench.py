@@ -329,10 +329,13 @@ def materialize(
     label: str,
     peak_of: str = "tree",
     env: dict[str, str] | None = None,
+    config: str | None = None,
 ) -> Measured:
-    """`dagster asset materialize` in the workspace (`env` added to its environment)."""
+    """`dagster asset materialize` in the workspace (`env` added to its environment, `config`
+    its run config as JSON)."""
     flag = "--partition-range" if "..." in partitions else "--partition"
     command = [str(BIN / "dagster"), "asset", "materialize", *MODULE, "--select", selection]
+    command += ["--config-json", config] if config else []
     return run([*command, flag, partitions], {**ws.env, **(env or {})}, peak_of, label)
 
 
@@ -602,6 +605,13 @@ CHAIN_ORDERS = tuple(
 )
 CHAIN_DAYS = tuple(int(v) for v in os.environ.get("BENCH_CHAIN_DAYS", "10,35").split(","))
 HISTORY_DAYS = 9  # the nightly day is measured after this many days
+# The scenarios measure cost, not models: a model of 1 or 2 days of history can miss the
+# promotion bar (AUC 0.5953 at 1M orders on the 9th day), whose blocking check then stops
+# the champion and the scores. The scenarios' daily runs lower the bar (run config of the
+# promotion_policy resource, as a user would in the launchpad) so that every asset runs.
+COST_ONLY = json.dumps(
+    {"resources": {"promotion_policy": {"config": {"min_auc": 0.0, "max_auc_regression": 1.0}}}}
+)
 
 
 def step_table(measured: Measured, run_steps: dict) -> dict[str, dict[str, float]]:
@@ -625,7 +635,8 @@ def chain_runs(ws: Workspace, first: date, last: date, label: str) -> list[dict]
     for (selection, partitions), part in zip(
         chain_ranges(ws, first, last), ("hourly extraction", "daily chain"), strict=True
     ):
-        measured = materialize(ws, selection, partitions, f"{part}, {label}")
+        config = COST_ONLY if part == "daily chain" else None
+        measured = materialize(ws, selection, partitions, f"{part}, {label}", config=config)
         runs.append(
             {
                 "run": part,
