@@ -230,6 +230,24 @@ def test_a_store_written_before_watermarks_is_still_never_overwritten_by_older_r
     assert list(served) == [99.0, 99.0, 99.0, 99.0, 10.0]
 
 
+def test_a_reader_of_the_sqlite_store_never_blocks_its_writer(tmp_path, request):
+    """The store is in write-ahead-log mode: a reader in the middle of a read (the feature
+    server) does not hold a write up, and sees the values of before until it reads again."""
+    store = store_at(tmp_path, "sqlite", request)
+    write_newest(store, CUSTOMER_FEATURES_VIEW, day_features("2026-03-07", 20.0))
+    reader = sqlite3.connect(tmp_path / "online.db")
+    assert reader.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    reader.execute("BEGIN")
+    [(rows,)] = reader.execute("SELECT count(*) FROM shopsmart_customer_features").fetchall()
+    try:
+        assert write_newest(store, CUSTOMER_FEATURES_VIEW, day_features("2026-03-08", 30.0)) == 2
+        assert list(store.online([1, 2])["monetary_90d"]) == [30.0, 30.0]
+    finally:
+        reader.rollback()
+        reader.close()
+    assert rows > 0
+
+
 def test_a_locked_sqlite_store_is_named_in_one_error(tmp_path, request):
     store = store_at(tmp_path, "sqlite", request)
     write_newest(store, CUSTOMER_FEATURES_VIEW, day_features("2026-03-07", 20.0))

@@ -171,6 +171,18 @@ def newest_rows(
             yield frame
 
 
+def write_ahead_log(path: Path) -> None:
+    """Put a SQLite online store in write-ahead-log mode (a setting of the file, kept by every
+    later connection, Feast's included): readers (the feature server, `shopsmart-features`)
+    then never block the step writing it, nor it them; a rollback journal made a reader's
+    open transaction hold a long write until "database is locked"."""
+    connection = sqlite3.connect(path, timeout=30)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+    finally:
+        connection.close()
+
+
 def newest_event_time(days: Mapping[str, Path]) -> pd.Timestamp:
     """The newest event time in the days' partition files (NaT when they hold no rows)."""
     from shopsmart_assets.feature_repo import EVENT_TIMESTAMP
@@ -225,11 +237,15 @@ class FeatureStoreResource(dg.ConfigurableResource):
             for local in (self.registry, self.online_store.removeprefix("sqlite:///")):
                 if "://" not in local:
                     Path(local).parent.mkdir(parents=True, exist_ok=True)
+            config_of_store = online_store_config(self.online_store)
+            if config_of_store["type"] == "sqlite":
+                with self.answering("opening the store"):
+                    write_ahead_log(Path(config_of_store["path"]))
             config = RepoConfig(
                 project=PROJECT,
                 provider="local",
                 registry=registry_config(self.registry),
-                online_store=online_store_config(self.online_store),
+                online_store=config_of_store,
                 offline_store={"type": "duckdb"},
                 entity_key_serialization_version=3,
                 repo_path=Path(self.repo_dir),
