@@ -10,6 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pandas as pd
+import pyarrow.dataset as ds
+
 if TYPE_CHECKING:
     import duckdb
     from pyspark.sql import DataFrame
@@ -19,6 +22,15 @@ NO_SUCCESS_MARKER = {"mapreduce.fileoutputcommitter.marksuccessfuljobs": "false"
 # DuckDB's memory in a step's queries over whole partitions (each customer's newest row, the
 # scores' checks and quantiles); beyond it, it spills to a temporary directory.
 DUCKDB_MEMORY = "1GB"
+# Rows of a partition a step holds at once when it reads one with pandas (`batches`).
+READ_BATCH_ROWS = 100_000
+
+
+def batches(path: Path, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+    """A partition directory's rows, READ_BATCH_ROWS at a time, in file order."""
+    dataset = ds.dataset(path, format="parquet")
+    for batch in dataset.to_batches(columns=columns, batch_size=READ_BATCH_ROWS):
+        yield batch.to_pandas()
 
 
 def partition_files(path: Path) -> str:

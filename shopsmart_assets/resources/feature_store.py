@@ -287,12 +287,11 @@ class FeatureStoreResource(dg.ConfigurableResource):
         No row online is newer."""
         return self.event_times(view, [WATERMARK_ID]).iloc[0]
 
-    def raise_watermark(self, view: str, newest: pd.Timestamp) -> None:
-        """Move the view's watermark up to `newest`, before rows that new are written (so that
-        it holds even when the write stops half way)."""
+    def raise_watermark(self, view: str, current: pd.Timestamp, newest: pd.Timestamp) -> None:
+        """Move the view's watermark from `current` up to `newest`, before rows that new are
+        written (so that it holds even when the write stops half way)."""
         from shopsmart_assets.feature_repo import ENTITY_KEY, EVENT_TIMESTAMP, VIEW_COLUMNS
 
-        current = self.watermark(view)
         if pd.isna(newest) or (pd.notna(current) and current >= newest):
             return
         row = {ENTITY_KEY: [WATERMARK_ID], EVENT_TIMESTAMP: [newest]}
@@ -322,7 +321,7 @@ class FeatureStoreResource(dg.ConfigurableResource):
         columns = [ENTITY_KEY, *VIEW_COLUMNS[view], EVENT_TIMESTAMP]
         store = self.get_store()
         watermark = self.watermark(view)
-        self.raise_watermark(view, newest_event_time(days))
+        self.raise_watermark(view, watermark, newest_event_time(days))
         for rows in newest_rows(days, columns, ONLINE_WRITE_BATCH):
             older = (
                 rows.index if pd.isna(watermark) else rows.index[rows[EVENT_TIMESTAMP] < watermark]

@@ -21,7 +21,7 @@ sample from the same partitions):
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -29,13 +29,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.dataset as ds
 
+from shopsmart_assets.lake.frames import batches
 from shopsmart_assets.transforms.training import TRAINING_COLUMNS
 
 MAX_TRAIN_ROWS = 400_000
 MAX_EVAL_ROWS = 200_000
-READ_BATCH_ROWS = 100_000
 _MIX = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
 
 
@@ -131,13 +130,6 @@ class WindowSample:
             ),
             "day_examples": self.day_examples,
         }
-
-
-def batches(path: Path, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
-    """A partition directory's rows, READ_BATCH_ROWS at a time, in file order."""
-    dataset = ds.dataset(path, format="parquet")
-    for batch in dataset.to_batches(columns=columns, batch_size=READ_BATCH_ROWS):
-        yield batch.to_pandas()
 
 
 def label_counts(path: Path) -> tuple[int, int]:

@@ -78,14 +78,15 @@ def fitted_in_order(
         workers, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread
     )
     pending: deque[tuple[str, WindowSample, Future[TrainingOutcome]]] = deque()
+    drawn = iter(samples)
     try:
-        for key, sample in samples:
-            pending.append((key, sample, pool.submit(fit, sample)))
-            if len(pending) > workers:
-                done_key, done_sample, future = pending.popleft()
-                yield done_key, done_sample, future.result()
-        while pending:
-            done_key, done_sample, future = pending.popleft()
-            yield done_key, done_sample, future.result()
+        while True:
+            # keep the workers busy, with one sample more than there are workers at most
+            while len(pending) <= workers and (nxt := next(drawn, None)) is not None:
+                pending.append((nxt[0], nxt[1], pool.submit(fit, nxt[1])))
+            if not pending:
+                return
+            key, sample, future = pending.popleft()
+            yield key, sample, future.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

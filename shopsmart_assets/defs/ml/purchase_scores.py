@@ -19,10 +19,10 @@ from shopsmart_assets.defs.raw.assets import CRM_CUSTOMERS_KEY
 from shopsmart_assets.defs.worker_pools import SINGLE_RUN, online_store_step
 from shopsmart_assets.feature_repo import SCORES_VIEW
 from shopsmart_assets.lake import lake_table, part_file_name
+from shopsmart_assets.lake.frames import batches
 from shopsmart_assets.partitions import Partitions
 from shopsmart_assets.resources import FeatureStoreResource, LakeResource, ModelRegistry
 from shopsmart_assets.resources.feature_store import feast_source
-from shopsmart_assets.transforms.sampling import batches
 from shopsmart_assets.transforms.scoring import (
     SCORES_SCHEMA,
     score_distribution,

@@ -14,10 +14,10 @@ from shopsmart_assets.defs.lake.assets import PURCHASES_KEY
 from shopsmart_assets.defs.links import docs_link
 from shopsmart_assets.defs.worker_pools import SINGLE_RUN, STANDARD_STEP
 from shopsmart_assets.lake import lake_table, part_file_name
+from shopsmart_assets.lake.frames import batches
 from shopsmart_assets.partitions import Partitions
 from shopsmart_assets.resources import LakeResource
 from shopsmart_assets.transforms.features import FEATURE_COLUMNS
-from shopsmart_assets.transforms.sampling import batches
 from shopsmart_assets.transforms.training import (
     LABEL_DAYS,
     TRAINING_COLUMNS,
