@@ -63,8 +63,10 @@ from pathlib import Path
 
 import psutil
 
+from shopsmart_assets.cli.cluster import redis_server
 from shopsmart_assets.cli.spark_connect import CONNECT, warm_spark
 from shopsmart_assets.defs.spark_step import SPARK_STEP_NAME
+from shopsmart_assets.settings import ONLINE_STORE_URL_VAR
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -605,6 +607,9 @@ CHAIN_ORDERS = tuple(
 )
 CHAIN_DAYS = tuple(int(v) for v in os.environ.get("BENCH_CHAIN_DAYS", "10,35").split(","))
 HISTORY_DAYS = 9  # the nightly day is measured after this many days
+# Feast's online store of the scenarios: "redis" (a redis-server of their own, as a deployment
+# at this volume runs: docs/ml.md) or "sqlite" (the file under the data dir, as make demo).
+CHAIN_ONLINE_STORE = os.environ.get("BENCH_CHAIN_ONLINE_STORE", "redis")
 # The scenarios measure cost, not models: a model of 1 or 2 days of history can miss the
 # promotion bar (AUC 0.5953 at 1M orders on the 9th day), whose blocking check then stops
 # the champion and the scores. The scenarios' daily runs lower the bar (run config of the
@@ -650,12 +655,32 @@ def chain_runs(ws: Workspace, first: date, last: date, label: str) -> list[dict]
 
 
 def chain_scenario(root: Path, orders_per_day: int, days: int) -> dict:
-    """`days` days at `orders_per_day` through the chain: the first HISTORY_DAYS days in one
-    run each (hourly, daily), the next day alone (the nightly run measured), then the rest
-    in one run; each run's steps with their seconds and peaks."""
+    """`days` days at `orders_per_day` through the chain, Feast's online store on
+    CHAIN_ONLINE_STORE (a Redis server of the scenario's own, stopped at its end)."""
     name = f"chain-{orders_per_day}"
-    print(f"The chain at {orders_per_day:,} orders/day, {days} days")
+    print(f"The chain at {orders_per_day:,} orders/day, {days} days, Feast on {CHAIN_ONLINE_STORE}")
     ws = Workspace(root / name, orders_per_day)
+    if CHAIN_ONLINE_STORE == "sqlite":
+        return {**scenario_runs(ws, days), "online_store": "sqlite"}
+    with redis_server(root / f"{name}-redis") as url:
+        ws.env[ONLINE_STORE_URL_VAR] = f"{url}/0"
+        figures = scenario_runs(ws, days)
+        return {**figures, "online_store": "redis", "redis_rss_mib": redis_rss_mib(url)}
+
+
+def redis_rss_mib(url: str) -> float:
+    """The Redis server's resident memory (it holds both online views)."""
+    import redis
+
+    info = redis.Redis.from_url(url).info("memory")
+    return round(info["used_memory_rss"] / 2**20)
+
+
+def scenario_runs(ws: Workspace, days: int) -> dict:
+    """The first HISTORY_DAYS days in one run each (hourly, daily), the next day alone (the
+    nightly run measured), then the rest in one run; each run's steps with their seconds and
+    peaks."""
+    orders_per_day = ws.orders_per_day
     generated = generate(ws, days)
     nightly = DAY + timedelta(days=HISTORY_DAYS)
     runs = chain_runs(ws, DAY, nightly - timedelta(days=1), f"the first {HISTORY_DAYS} days")
