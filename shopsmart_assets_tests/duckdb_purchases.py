@@ -30,6 +30,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+from deltalake import DeltaTable
 
 from shopsmart_assets.lake.column_catalog import TABLES
 from shopsmart_assets.sources.tables import SOURCE_SCHEMAS, UNPARSED
@@ -183,18 +184,33 @@ def _to_arrow(relation: duckdb.DuckDBPyRelation) -> pa.Table:
     return fetch()
 
 
+def current_files(table: Path, day: str) -> list[str]:
+    """The files of a day's partitions (its hours, for hourly tables) in the current version
+    of the Delta table at `table`, read from its log with delta-rs."""
+    actions = pa.table(DeltaTable(str(table)).get_add_actions(flatten=True))
+    return sorted(
+        str(table / path)
+        for path, partition in zip(
+            actions.column("path").to_pylist(),
+            actions.column("partition.date").to_pylist(),
+            strict=True,
+        )
+        if partition == day
+    )
+
+
 def raw_files(lake_root: Path, day: str) -> dict[str, list[str]]:
     """The day's raw Parquet files: every hour of orders and order lines, the CRM snapshot."""
     date.fromisoformat(day)  # a day, not a pattern
     files = {
-        "orders": sorted((lake_root / "raw/orders" / f"date={day}").glob("*/*.parquet")),
-        "items": sorted((lake_root / "raw/order_items" / f"date={day}").glob("*/*.parquet")),
-        "customers": sorted((lake_root / "raw/crm_customers" / f"date={day}").glob("*.parquet")),
+        "orders": current_files(lake_root / "raw/orders", day),
+        "items": current_files(lake_root / "raw/order_items", day),
+        "customers": current_files(lake_root / "raw/crm_customers", day),
     }
     for name, found in files.items():
         if not found:
             raise FileNotFoundError(f"no raw {name} for {day} under {lake_root / 'raw'}")
-    return {name: [str(f) for f in found] for name, found in files.items()}
+    return files
 
 
 def purchases_duckdb(
@@ -229,12 +245,12 @@ def _same(a: object, b: object) -> bool:
 
 
 def _lake_scan(lake_root: Path, table: str, day: str) -> str:
-    directory = Path(lake_root) / table / f"date={day}"
-    if not directory.is_dir():
+    files = current_files(Path(lake_root) / table, day)
+    if not files:
         raise FileNotFoundError(f"{table} has no partition date={day} under {lake_root}")
     # `date` is in the path, not in the files (the lake contract): taken from there.
-    files = str(directory / "*.parquet").replace("'", "''")
-    return f"read_parquet('{files}', hive_partitioning = true, hive_types = {{'date': DATE}})"
+    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    return f"read_parquet([{listed}], hive_partitioning = true, hive_types = {{'date': DATE}})"
 
 
 def _differences(

@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import TypeVar
 
 import dagster as dg
+import pandas as pd
 import sqlalchemy as sa
 
 from shopsmart_assets.cli.demo import local_midnight
 from shopsmart_assets.definitions import build_assets
 from shopsmart_assets.defs.asset_graph import DeclaredAssetGraph
 from shopsmart_assets.defs.automation.jobs import range_tags
+from shopsmart_assets.defs.ml.records import ChampionRecord, ModelRecord
 from shopsmart_assets.demo.generator import DemoConfig, create_sources, generate
 from shopsmart_assets.partitions import Partitions, build_partitions
 from shopsmart_assets.resources import (
@@ -89,9 +91,29 @@ class Platform:
         return self.resources()["model_registry"]
 
     def path(self, asset: str, partition_key: str) -> Path:
-        """Where a partition of an asset lies in the lake (the platform's own layer)."""
+        """Where a partition of an asset lies in the lake (the platform's own layer; the
+        directory also holds older versions' files: `files` lists the current ones)."""
         key = dg.AssetKey.from_user_string(asset)
         return self.lake.partition_path(key, self.graph.partitions_def(key), partition_key)
+
+    def files(self, asset: str, partition_key: str) -> list[Path]:
+        """A partition's files in its table's current version ([] when it holds none)."""
+        key = dg.AssetKey.from_user_string(asset)
+        partitions_def = self.graph.partitions_def(key)
+        held = self.lake.partition_files(key, partitions_def, [partition_key])
+        return held.get(partition_key, [])
+
+    def frame(self, asset: str, partition_key: str) -> pd.DataFrame:
+        """A partition's rows in its table's current version."""
+        files = self.files(asset, partition_key)
+        assert files, f"{asset} {partition_key} is not in the lake"
+        return pd.read_parquet([str(f) for f in files])
+
+    def champion(self, partition_key: str) -> ChampionRecord:
+        return ChampionRecord.read(self.files("ml/champion_model", partition_key))
+
+    def model_record(self, partition_key: str) -> ModelRecord:
+        return ModelRecord.read(self.files("ml/purchase_model", partition_key))
 
     def generate(self, first_day: date, days: int, orders_per_day: int, seed: int = 11) -> None:
         """Whole local days of demo data from `first_day` (23, 24 or 25 hours each)."""

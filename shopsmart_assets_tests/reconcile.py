@@ -1,7 +1,8 @@
 """Independent reconciliation of the lake with the source databases.
 
 The rules of docs/lake.md applied by SQLite to the sources, compared with DuckDB's reading of
-the lake: nothing here calls the code under test.
+the lake's Delta tables (their current versions, through delta-rs as any reader would):
+nothing here calls the code under test.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import duckdb
+import pyarrow as pa
 import pytest
+from deltalake import DeltaTable
 
 # The finance team's reference rates in cents per 100 units, restated here so the check does
 # not trust the code; amounts are computed in exact integer arithmetic, half up to the cent.
@@ -59,29 +62,59 @@ def window(day: date, tz: str = "UTC") -> dict[str, str]:
     return {"lo": utc_text(start), "hi": utc_text(end)}
 
 
-HOUR_DIR = re.compile(r"date=(\d{4}-\d\d-\d\d)/hour=(\d\d)(\d\d)([+-]\d{4})$")
+HOUR = re.compile(r"^(\d\d)(\d\d)([+-]\d{4})$")
+
+
+def delta_table(lake: Path, table: str) -> duckdb.DuckDBPyConnection:
+    """A connection where `t` is the current version of the lake's Delta table `table`."""
+    connection = duckdb.connect()
+    connection.register("t", DeltaTable(str(lake / table)).to_pyarrow_dataset())
+    return connection
+
+
+def partitions_held(lake: Path, table: str) -> list[dict[str, str]]:
+    """The partition values of every file in the table's current version (from its log:
+    partitions without rows included)."""
+    actions = pa.table(DeltaTable(str(lake / table)).get_add_actions(flatten=True))
+    columns = [c for c in actions.column_names if c.startswith("partition.")]
+    return [
+        {k.removeprefix("partition."): v for k, v in row.items()}
+        for row in actions.select(columns).to_pylist()
+    ]
 
 
 def hour_starts(lake: Path, table: str, day: date) -> list[datetime]:
-    """The start instants the lake's hourly directories of a day name (the lake contract:
+    """The start instants the table's hourly partitions of a day name (the lake contract:
     `date=YYYY-MM-DD/hour=HHMM±HHMM`, local start and UTC offset), in time order."""
+    hours = {p["hour"] for p in partitions_held(lake, f"raw/{table}") if p["date"] == str(day)}
     starts = []
-    for directory in (lake / "raw" / table / f"date={day}").iterdir():
-        found = HOUR_DIR.search(directory.as_posix())
-        assert found, directory
-        d, hours, minutes, offset = found.groups()
-        starts.append(datetime.strptime(f"{d} {hours}{minutes} {offset}", "%Y-%m-%d %H%M %z"))
+    for hour in hours:
+        found = HOUR.match(hour)
+        assert found, hour
+        hh, mm, offset = found.groups()
+        starts.append(datetime.strptime(f"{day} {hh}{mm} {offset}", "%Y-%m-%d %H%M %z"))
     return sorted(starts)
+
+
+def register(connection: duckdb.DuckDBPyConnection, name: str, table: Path) -> None:
+    """The current version of the Delta table at `table` as the view `name`."""
+    connection.register(name, DeltaTable(str(table)).to_pyarrow_dataset())
+
+
+def lake_sql(lake: Path, sql: str, params: list | None = None) -> list[tuple]:
+    """`sql` over the current versions of the lake's Delta tables, each a view named
+    `<zone>__<table>` (`curated__purchases`), read through delta-rs."""
+    connection = duckdb.connect()
+    for log in sorted(lake.glob("*/*/_delta_log")):
+        zone, table = log.parent.parts[-2:]
+        register(connection, f"{zone}__{table}", log.parent)
+    return connection.execute(sql, params or []).fetchall()
 
 
 def sources(crm_db: Path, orders_db: Path) -> sqlite3.Connection:
     connection = sqlite3.connect(orders_db)
     connection.execute("ATTACH ? AS crm", (str(crm_db),))
     return connection
-
-
-def lake_sql(lake: Path, sql: str) -> list[tuple]:
-    return duckdb.connect().execute(sql.replace("LAKE", str(lake))).fetchall()
 
 
 def assert_lake_reconciles(
@@ -96,13 +129,15 @@ def assert_lake_reconciles(
         day_window,
     ).fetchone()[0]
     expected_valid, expected_usd = db.execute(EXPECTED_VALID_SQL, day_window).fetchone()
-    [(valid, usd)] = lake_sql(
-        lake,
-        f"SELECT count(*), sum(amount_usd) FROM read_parquet("
-        f"'LAKE/curated/purchases/date={day}/*.parquet')",
+    [(valid, usd)] = (
+        delta_table(lake, "curated/purchases")
+        .execute("SELECT count(*), sum(amount_usd) FROM t WHERE date = ?", [str(day)])
+        .fetchall()
     )
-    [(quarantined,)] = lake_sql(
-        lake, f"SELECT count(*) FROM read_parquet('LAKE/quarantine/purchases/date={day}/*.parquet')"
+    [(quarantined,)] = (
+        delta_table(lake, "quarantine/purchases")
+        .execute("SELECT count(*) FROM t WHERE date = ?", [str(day)])
+        .fetchall()
     )
     assert valid == expected_valid, (day, valid, expected_valid)
     assert usd == pytest.approx(expected_usd or 0.0, abs=0.01)
@@ -115,13 +150,15 @@ def assert_lake_reconciles(
         *starts[1:],
         datetime.strptime(day_window["hi"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc),
     ]
+    orders = delta_table(lake, "raw/orders")
     for start, end in zip(starts, ends, strict=True):
-        directory = f"hour={start:%H%M%z}"
+        hour = f"{start:%H%M%z}"
         [(expected,)] = db.execute(
             "SELECT count(*) FROM orders WHERE ordered_at >= ? AND ordered_at < ?",
             (utc_text(start), utc_text(end)),
         ).fetchall()
-        files = f"LAKE/raw/orders/date={day}/{directory}/*.parquet"
-        [(landed,)] = lake_sql(lake, f"SELECT count(*) FROM read_parquet('{files}')")
-        assert landed == expected, (day, directory, landed, expected)
+        [(landed,)] = orders.execute(
+            "SELECT count(*) FROM t WHERE date = ? AND hour = ?", [str(day), hour]
+        ).fetchall()
+        assert landed == expected, (day, hour, landed, expected)
     return source_lines

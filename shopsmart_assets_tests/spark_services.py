@@ -24,12 +24,15 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pyarrow as pa
 import pytest
+from deltalake import DeltaTable
 
 from shopsmart_assets.defs.spark_step import SPARK_STEP_NAME
 from shopsmart_assets.resources.spark_archive import processes_naming
 from shopsmart_assets_tests.harness import DAILY, HOURLY, START, generate_sources, materialize_cli
 from shopsmart_assets_tests.net import listening_sockets
+from shopsmart_assets_tests.reconcile import register
 from shopsmart_assets_tests.run_setup import TEST_JVM_OPTIONS, spark_classes_ready
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -298,22 +301,21 @@ def parquet_tables(lake: Path) -> dict[str, Path]:
 
 
 def _partitions(table: Path) -> set[str]:
-    return {str(p.relative_to(table)) for p in table.rglob("*=*") if p.is_dir()}
+    """The partitions the table's current version lists."""
+    actions = pa.table(DeltaTable(str(table)).get_add_actions(flatten=True))
+    return {str(Path(f).parent) for f in actions.column("path").to_pylist()}
 
 
 def _files(directory: Path) -> set[str]:
     return {str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file()}
 
 
-def _scan(table: Path) -> str:
-    return f"read_parquet('{table}/**/*.parquet', hive_partitioning = true)"
-
-
 def assert_same_lake(expected: Path, actual: Path, spark_only: bool = False) -> dict[str, int]:
-    """Every Parquet table of `actual` holds exactly the rows of `expected` (order-independent,
-    duplicates counted), with the same schema and partitions, and only Parquet files; every
-    model file of `expected` exists in `actual`. With `spark_only`, `actual` holds only what the
-    Spark assets and their inputs write. Returns the rows of each table."""
+    """Every Delta table of `actual` holds exactly the rows of `expected` in its current
+    version (order-independent, duplicates counted), with the same schema and partitions, and
+    only Parquet files beside its log; every model record of `expected` exists in `actual`.
+    With `spark_only`, `actual` holds only what the Spark assets and their inputs write.
+    Returns the rows of each table."""
     tables = parquet_tables(expected)
     if spark_only:
         assert set(parquet_tables(actual)) <= set(tables)
@@ -328,23 +330,28 @@ def assert_same_lake(expected: Path, actual: Path, spark_only: bool = False) -> 
         other = actual / name
         partitions = _partitions(table)
         assert partitions and partitions == _partitions(other), name
-        strays = [f for f in other.rglob("*") if f.is_file() and f.suffix != ".parquet"]
+        strays = [
+            f
+            for f in other.rglob("*")
+            if f.is_file() and f.suffix != ".parquet" and "_delta_log" not in f.parts
+        ]
         assert not strays, f"{name}: files that are not Parquet: {strays[:5]}"
-
-        schema = db.execute(f"DESCRIBE SELECT * FROM {_scan(table)}").fetchall()
-        assert db.execute(f"DESCRIBE SELECT * FROM {_scan(other)}").fetchall() == schema, name
-        [(count,)] = db.execute(f"SELECT count(*) FROM {_scan(table)}").fetchall()
-        [(other_count,)] = db.execute(f"SELECT count(*) FROM {_scan(other)}").fetchall()
+        register(db, "a", table)
+        register(db, "b", other)
+        schema = db.execute("DESCRIBE SELECT * FROM a").fetchall()
+        assert db.execute("DESCRIBE SELECT * FROM b").fetchall() == schema, name
+        [(count,)] = db.execute("SELECT count(*) FROM a").fetchall()
+        [(other_count,)] = db.execute("SELECT count(*) FROM b").fetchall()
         assert other_count == count, (name, count, other_count)
         assert count > 0 or name in MAY_BE_EMPTY, f"{name} is empty"
-        for a, b in ((table, other), (other, table)):
-            difference = f"SELECT * FROM {_scan(a)} EXCEPT ALL SELECT * FROM {_scan(b)}"
+        for x, y in (("a", "b"), ("b", "a")):
+            difference = f"SELECT * FROM {x} EXCEPT ALL SELECT * FROM {y}"
             [(extra,)] = db.execute(f"SELECT count(*) FROM ({difference})").fetchall()
-            assert extra == 0, f"{name}: {extra} rows of {a} are not in {b}"
+            assert extra == 0, f"{name}: {extra} rows of {x} are not in {y}"
         rows[name] = count
     if not spark_only:
-        models = _files(expected / "models")
-        assert models and models <= _files(actual / "models"), models - _files(actual / "models")
+        for model_table in ("models/purchase_model", "models/champion_model"):
+            assert _partitions(expected / model_table) <= _partitions(actual / model_table)
     return rows
 
 

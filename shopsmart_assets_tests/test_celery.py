@@ -49,6 +49,7 @@ from shopsmart_assets.demo.slack_stand_in import SlackServer
 from shopsmart_assets_tests import reconcile
 from shopsmart_assets_tests.harness import DAILY, HOURLY, START
 from shopsmart_assets_tests.postgres_server import PostgresServer
+from shopsmart_assets_tests.reconcile import register
 from shopsmart_assets_tests.spark_services import (
     LocalChain,
     assert_same_lake,
@@ -247,14 +248,15 @@ def run_end(instance: dg.DagsterInstance, run_id: str, timeout: float, what: str
 
 
 def same_rows(expected: Path, actual: Path) -> bool:
-    """The two tables hold the same rows, duplicates counted."""
-    scan = "read_parquet('{}/**/*.parquet', hive_partitioning = true)"
-    a, b = scan.format(expected), scan.format(actual)
-    [(extra,)] = duckdb.execute(
-        f"SELECT count(*) FROM ((SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b}) "
-        f"UNION ALL (SELECT * FROM {b} EXCEPT ALL SELECT * FROM {a}))"
+    """The two Delta tables' current versions hold the same rows, duplicates counted."""
+    db = duckdb.connect()
+    register(db, "a", expected)
+    register(db, "b", actual)
+    [(extra,)] = db.execute(
+        "SELECT count(*) FROM ((SELECT * FROM a EXCEPT ALL SELECT * FROM b) "
+        "UNION ALL (SELECT * FROM b EXCEPT ALL SELECT * FROM a))"
     ).fetchall()
-    [(rows,)] = duckdb.execute(f"SELECT count(*) FROM {a}").fetchall()
+    [(rows,)] = db.execute("SELECT count(*) FROM a").fetchall()
     return extra == 0 and rows > 0
 
 

@@ -26,6 +26,7 @@ import dagster as dg
 import pytest
 
 from shopsmart_assets.defs.lake.assets import RECONCILES
+from shopsmart_assets.lake.delta import DeltaLakeTable
 from shopsmart_assets.partitions import build_partitions
 from shopsmart_assets_tests import reconcile
 from shopsmart_assets_tests.harness import DAILY, Platform, in_memory_instance, platform_at
@@ -119,7 +120,7 @@ def test_the_fall_back_day_lands_every_order_of_its_25_hours_exactly_once(fall_b
     # the second 01:00 hour really had orders, and they are in the curated day
     [(repeated,)] = lake_rows(
         p,
-        f"SELECT count(*) FROM read_parquet('LAKE/raw/orders/date={FALL_BACK}/hour=0100-0500/*')",
+        f"SELECT count(*) FROM raw__orders WHERE date = '{FALL_BACK}' AND hour = '0100-0500'",
     )
     assert repeated > 0
 
@@ -147,7 +148,7 @@ def test_every_asset_ran_through_both_days(which, request):
             str(day),
         }, key
     [(customers,)] = lake_rows(
-        p, f"SELECT count(*) FROM read_parquet('LAKE/features/customer_features/date={day}/*')"
+        p, f"SELECT count(*) FROM (SELECT * FROM features__customer_features WHERE date = '{day}')"
     )
     assert customers > 100
 
@@ -158,8 +159,8 @@ def test_each_bad_value_is_quarantined_with_its_reason_and_kept_as_text(fall_bac
         (order_id, line_no): (reason, unparsed)
         for order_id, line_no, reason, unparsed in lake_rows(
             p,
-            "SELECT order_id, line_no, reason, unparsed_values FROM read_parquet("
-            f"'LAKE/quarantine/purchases/date={FALL_BACK}/*.parquet')",
+            "SELECT order_id, line_no, reason, unparsed_values FROM quarantine__purchases "
+            f"WHERE date = '{FALL_BACK}'",
         )
     }
     for reason, line in spoiled.items():
@@ -169,8 +170,8 @@ def test_each_bad_value_is_quarantined_with_its_reason_and_kept_as_text(fall_bac
     # the raw zone keeps the source value as it was
     [(kept,)] = lake_rows(
         p,
-        "SELECT unparsed_values FROM read_parquet("
-        f"'LAKE/raw/order_items/date={FALL_BACK}/*/*.parquet') "
+        "SELECT unparsed_values FROM (SELECT * FROM raw__order_items WHERE date = "
+        f"'{FALL_BACK}') "
         f"WHERE order_id = {spoiled['unparseable_unit_price'][0]} AND line_no = 1",
     )
     assert json.loads(kept) == {"unit_price": "abc"}
@@ -190,13 +191,17 @@ def test_an_hour_missing_from_the_lake_fails_the_source_check_and_publishes_noth
     """The old failure mode: the second 01:00 hour overwritten by an empty one. The raw zone
     no longer matches the source, so the blocking check fails and the day stays as it was."""
     p, _ = fall_back
-    hour = p.root / "lake/raw/orders" / f"date={FALL_BACK}" / "hour=0100-0500"
-    saved = p.root / "saved-hour"
-    shutil.move(hour, saved)
-    shutil.copytree(p.root / "lake/raw/orders" / f"date={FALL_BACK}" / "hour=0000-0400", hour)
-    before = lake_rows(
-        p, f"SELECT count(*) FROM read_parquet('LAKE/curated/purchases/date={FALL_BACK}/*')"
-    )
+    table = DeltaLakeTable(p.root / "lake/raw/orders", ("date", "hour"))
+    repeated, first = f"date={FALL_BACK}/hour=0100-0500", f"date={FALL_BACK}/hour=0000-0400"
+    held = table.files()
+
+    def commit_copies(subpath: str, files: list[str], into: Path) -> None:
+        into.mkdir()
+        table.commit({subpath: [shutil.copy(table.path / f, into / Path(f).name) for f in files]})
+
+    # the second 01:00 hour replaced by the first hour of the day, as the old bug did
+    commit_copies(repeated, held[first], p.root / "wrong-hour")
+    before = lake_rows(p, f"SELECT count(*) FROM curated__purchases WHERE date = '{FALL_BACK}'")
     try:
         result = p.materialize(["lake/purchases"], str(FALL_BACK), raise_on_error=False)
         assert not result.success
@@ -204,13 +209,10 @@ def test_an_hour_missing_from_the_lake_fails_the_source_check_and_publishes_noth
         assert not check.passed
         difference = check.metadata["first_difference"].value
         assert f"raw/orders {FALL_BACK}-01:00-0500: source" in difference, difference
-        after = lake_rows(
-            p, f"SELECT count(*) FROM read_parquet('LAKE/curated/purchases/date={FALL_BACK}/*')"
-        )
+        after = lake_rows(p, f"SELECT count(*) FROM curated__purchases WHERE date = '{FALL_BACK}'")
         assert after == before
     finally:
-        shutil.rmtree(hour)
-        shutil.move(saved, hour)
+        commit_copies(repeated, held[repeated], p.root / "right-hour")
 
 
 @pytest.fixture(scope="module", params=sorted(LORD_HOWE_SHIFTS))

@@ -3,8 +3,8 @@
 
 What it shows:
 (a) while the killed run is dead, every partition of `curated/purchases` and
-    `quarantine/purchases` reads back (DuckDB over the table's glob, as users read it) exactly
-    as before the run, same files and same rows; the day never written before is absent; no
+    `quarantine/purchases` reads back (the Delta table's current version, as users read it)
+    exactly as before the run, same files and same rows; the day never written before is absent; no
     staging or temporary file is visible in the tables;
 (b) Dagster marks the run FAILURE, and `run_retries` re-executes it once: the retry SUCCEEDS.
     With the default run launcher it is the code server that notices its run worker died and
@@ -41,6 +41,7 @@ import dagster as dg
 import duckdb
 import pytest
 import yaml
+from deltalake import DeltaTable
 
 from shopsmart_assets.cli.devserver import INSTANCE_CONFIG, dagster_dev, graphql, is_up
 from shopsmart_assets.defs.automation.alerts import WILL_RETRY_TAG
@@ -52,7 +53,6 @@ from shopsmart_assets.defs.automation.jobs import (
 )
 from shopsmart_assets.defs.spark_step import SPARK_STEP_NAME
 from shopsmart_assets.demo.slack_stand_in import SlackServer
-from shopsmart_assets.lake.versions import current_versions, describe_content, kept_versions
 from shopsmart_assets_tests import reconcile
 from shopsmart_assets_tests.harness import (
     START,
@@ -126,17 +126,14 @@ def uninterrupted_runs(home: Path, data: Path) -> None:
 
 
 def read_table(lake: Path, table: str) -> tuple[Counter, frozenset[str]]:
-    """A table as users read it (DuckDB over `<table>/*/*.parquet`): its rows, as a multiset,
-    and the files the glob lists (relative to the table)."""
-    try:
-        found = duckdb.connect().execute(
-            f"SELECT * FROM read_parquet('{lake / table}/*/*.parquet', hive_partitioning = true, "
-            "filename = true)"
-        )
-    except duckdb.IOException as error:
-        if "No files found" not in str(error):
-            raise
-        return Counter(), frozenset()  # an empty table (all its partitions gone)
+    """A table as users read it (its Delta table's current version): its rows, as a
+    multiset, and the files that version lists (relative to the table)."""
+    if not DeltaTable.is_deltatable(str(lake / table)):
+        return Counter(), frozenset()
+    listed = DeltaTable(str(lake / table)).file_uris()
+    found = duckdb.connect().execute(
+        "SELECT * FROM read_parquet(?, hive_partitioning = true, filename = true)", [listed]
+    )
     names = [d[0] for d in found.description]
     at, day = names.index("filename"), names.index("date")
     rows, files = Counter(), set()
@@ -166,9 +163,12 @@ def on_days(snap: Snapshot, days: list[date]) -> Snapshot:
 
 
 def assert_no_debris_in_tables(lake: Path) -> None:
-    """Only `date=YYYY-MM-DD` partitions in the tables, holding only Parquet files."""
+    """Only the Delta log and `date=YYYY-MM-DD` partitions in the tables, the partitions
+    holding only Parquet files."""
     for table in TABLES:
         for partition in (lake / table).iterdir():
+            if partition.name == "_delta_log":
+                continue
             assert re.fullmatch(r"date=\d{4}-\d{2}-\d{2}", partition.name), partition
             for item in partition.iterdir():
                 assert item.is_file() and item.name.startswith("part-"), item
@@ -176,16 +176,14 @@ def assert_no_debris_in_tables(lake: Path) -> None:
 
 
 def assert_versions_whole(lake: Path) -> None:
-    """Every current partition of the tables holds exactly the version its manifest records,
-    and every kept version in the store exactly its own."""
-    current = 0
+    """Every version of the tables reads whole (every file it lists is there), and the
+    current one holds every day."""
     for table in TABLES:
-        for directory, manifest in current_versions(lake, table):
-            assert describe_content(directory)[0] == manifest.version, directory
-            current += 1
-        for directory, manifest in kept_versions(lake, table):
-            assert describe_content(directory)[0] == manifest.version == directory.name
-    assert current == len(TABLES) * len(DAYS)
+        current = DeltaTable(str(lake / table))
+        for version in range(current.version() + 1):
+            DeltaTable(str(lake / table), version=version).to_pyarrow_table()
+        days = {p["date"] for p in current.partitions()}
+        assert days == {str(d) for d in DAYS}, (table, days)
 
 
 def output_files(lake: Path) -> set[Path]:
@@ -475,7 +473,7 @@ def test_kill_9_mid_spark_write_is_invisible_failed_alerted_and_recovered(tmp_pa
     # day reconciles with the sources (independent SQL); no line twice.
     after = snapshot(lake)
     assert_no_debris_in_tables(lake)
-    # current and kept versions are whole (what the retry replaced, if it wrote other bytes)
+    # every version is whole: the current one, and those the retry replaced
     assert_versions_whole(lake)
     for table in TABLES:
         rows_before, files_before = before[table]
@@ -486,8 +484,7 @@ def test_kill_9_mid_spark_write_is_invisible_failed_alerted_and_recovered(tmp_pa
         reconcile.assert_lake_reconciles(lake, sources / "crm.db", sources / "orders.db", day)
     [(lines, distinct)] = reconcile.lake_sql(
         lake,
-        "SELECT count(*), count(DISTINCT (order_id, line_no)) FROM "
-        "read_parquet('LAKE/curated/purchases/*/*.parquet')",
+        "SELECT count(*), count(DISTINCT (order_id, line_no)) FROM curated__purchases",
     )
     assert lines == distinct
 

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from deltalake import Schema, convert_to_deltalake
 from hypothesis import assume
 from hypothesis import strategies as st
 
@@ -123,6 +124,16 @@ def at(minutes: float) -> datetime:
     return T + timedelta(minutes=minutes)
 
 
+def as_delta(table: Path, *columns: str) -> None:
+    """Make the Parquet files written under `table` (Hive partitions `columns`) a Delta
+    table, as the lake holds every table (all of them: made again when days are added)."""
+    shutil.rmtree(table / "_delta_log", ignore_errors=True)
+    schema = pa.schema([(c, pa.string()) for c in columns])
+    convert_to_deltalake(
+        str(table), partition_by=Schema.from_arrow(schema), partition_strategy="hive"
+    )
+
+
 def write_raw(
     root: Path,
     orders: list[dict],
@@ -148,6 +159,9 @@ def write_raw(
     data["customer_id"] = customers
     data["signup_at"] = data["updated_at"] = [T - timedelta(days=30)] * len(customers)
     pq.write_table(pa.table(data, schema=schema), directory / "part-0.parquet")
+    for table in ("orders", "order_items"):
+        as_delta(root / "raw" / table, "date", "hour")
+    as_delta(root / "raw" / "crm_customers", "date")
 
 
 def spark_purchases(spark, root: Path, days: tuple[str, ...] = (DAY,)) -> None:
@@ -176,6 +190,9 @@ def spark_purchases(spark, root: Path, days: tuple[str, ...] = (DAY,)) -> None:
         for day in days:
             if not (base / f"date={day}").is_dir():
                 frame.drop("date").limit(0).coalesce(1).write.parquet(str(base / f"date={day}"))
+        for junk in [*base.rglob(".*.crc"), *base.rglob("_SUCCESS")]:
+            junk.unlink()
+        as_delta(base, "date")
     lines.unpersist()
 
 

@@ -1,8 +1,8 @@
-"""The lake: atomic, idempotent partition writes, and paths derived from the definitions."""
+"""The lake: Delta tables whose partitions are replaced atomically and idempotently, their
+old versions readable until vacuum, and paths derived from the definitions."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from datetime import timedelta
@@ -11,6 +11,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 
 from shopsmart_assets.lake import (
     MissingPartitionError,
@@ -19,12 +20,9 @@ from shopsmart_assets.lake import (
     part_file_name,
     partition_subpath,
 )
-from shopsmart_assets.lake.versions import (
-    PartitionVersions,
-    collect_garbage,
-    describe_content,
-    kept_versions,
-)
+from shopsmart_assets.lake.legacy import LegacyLakeError, convert_legacy_lake, legacy_marks
+from shopsmart_assets.lake.maintenance import vacuum_tables
+from shopsmart_assets.lake.staging import Staging
 from shopsmart_assets.partitions import build_partitions
 from shopsmart_assets.resources import LakeResource
 
@@ -38,78 +36,77 @@ def make_lake(root, **settings) -> LakeResource:
     return LakeResource(root=str(root), tables=TABLES, **settings)
 
 
-def write(lake: LakeResource, values: list[int]) -> None:
-    with lake.publisher.staging() as staged:
+def write(lake: LakeResource, values: list[int]) -> int:
+    """One partition written the way steps write: staged, then committed; its version."""
+    with Staging(lake.root_path).directory() as staged:
         pq.write_table(pa.table({"x": values}), staged / part_file_name())
-        lake.publisher.publish(staged, lake.partition_path(KEY, HOURLY, HOUR))
+        subpath = partition_subpath(HOURLY, HOUR)
+        return (
+            lake.table(KEY, HOURLY)
+            .commit({subpath: [staged / f for f in os.listdir(staged)]})
+            .version
+        )
 
 
-def test_rewrite_replaces_the_partition_and_keeps_the_old_version(tmp_path):
+def current(lake: LakeResource) -> list[int]:
+    [files] = lake.partition_files(KEY, HOURLY, [HOUR]).values()
+    return pq.read_table([str(f) for f in files]).column("x").to_pylist()
+
+
+def test_rewrite_replaces_the_partition_and_the_old_version_stays_readable(tmp_path):
     lake = make_lake(tmp_path)
-    write(lake, [1, 2, 3])
+    first = write(lake, [1, 2, 3])
+    second = write(lake, [4])
     path = lake.partition_path(KEY, HOURLY, HOUR)
-    versions = PartitionVersions.of(tmp_path, path)
-    first = versions.current()
-    write(lake, [4])
     assert path == tmp_path / "raw" / "t" / "date=2026-01-02" / "hour=0500+0000"
-    assert pq.read_table(path).column("x").to_pylist() == [4]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["_locks", "_versions", "raw"]
-    # the partition holds its data files only; its manifest: a content digest, rows, files
-    [data_file] = list(path.iterdir())
-    second = versions.current()
-    assert second.version != first.version and second.rows == 1 and first.rows == 3
-    assert [f["name"] for f in second.files] == [data_file.name]
-    assert second.version == describe_content(path)[0]
-    # the replaced version is kept whole, out of the table, a plain Parquet read
-    kept = versions.kept_dir(first.version)
-    assert pq.read_table(kept).column("x").to_pylist() == [1, 2, 3]
-    assert versions.manifest(first.version).replaced_at is not None
-    assert describe_content(kept)[0] == first.version
-    # writing the same content again keeps nothing new: the version is the same
-    write(lake, [4])
-    assert versions.current().version == second.version
-    assert [m.version for _, m in kept_versions(tmp_path)] == [first.version]
-    # a partition changed behind the lake's back is not taken for its recorded version
-    data_file.write_bytes(b"PAR1 changed")
-    assert versions.current().version != second.version
+    assert current(lake) == [4]
+    # a Delta table: its log beside the partitions, nothing of the old version store
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
+    assert sorted(p.name for p in (tmp_path / "raw" / "t").iterdir()) == [
+        "_delta_log",
+        "date=2026-01-02",
+    ]
+    # the replaced version is read by time travel, any reader's
+    old = DeltaTable(str(tmp_path / "raw" / "t"), version=first).to_pyarrow_table()
+    assert old.column("x").to_pylist() == [1, 2, 3]
+    new = DeltaTable(str(tmp_path / "raw" / "t"), version=second).to_pyarrow_table()
+    assert new.column("x").to_pylist() == [4]
+    # its files stay in the partition's directory (a glob there reads both versions)
+    assert len(list(path.glob("*.parquet"))) == 2
 
 
-def test_gc_removes_old_unreferenced_versions_only(tmp_path):
+def test_vacuum_removes_old_unpinned_versions_only(tmp_path):
     lake = make_lake(tmp_path)
-    for values in ([1], [2], [3]):
-        write(lake, values)
-    kept = [m for _, m in kept_versions(tmp_path)]
-    assert len(kept) == 2
-    referenced = {(m.table, m.partition, m.version) for m in kept[:1]}
+    versions = [write(lake, values) for values in ([1], [2], [3])]
+    table = "raw/t"
     # within the retention, nothing goes
-    young = collect_garbage(tmp_path, referenced, timedelta(days=30))
-    assert young.removed == [] and len(young.young) == 1
-    collected = collect_garbage(tmp_path, referenced, timedelta(0))
-    assert [m.version for m in collected.removed] == [kept[1].version]
-    assert collected.freed_bytes == kept[1].bytes > 0
-    assert [m.version for _, m in kept_versions(tmp_path)] == [kept[0].version]
-    assert pq.read_table(lake.partition_path(KEY, HOURLY, HOUR)).column("x").to_pylist() == [3]
+    [young] = vacuum_tables(tmp_path, [table], {table: [versions[0]]}, timedelta(days=30))
+    assert young.removed == [] and young.kept_versions == [versions[0]]
+    [done] = vacuum_tables(tmp_path, [table], {table: [versions[0]]}, timedelta(0))
+    assert len(done.removed) == 1 and done.freed_bytes > 0
+    pinned = DeltaTable(str(tmp_path / table), version=versions[0]).to_pyarrow_table()
+    assert pinned.column("x").to_pylist() == [1]
+    assert current(lake) == [3]
+    path = lake.partition_path(KEY, HOURLY, HOUR)
+    assert len(list(path.glob("*.parquet"))) == 2  # the pinned version's and the current one
 
 
 def test_concurrent_writers_never_show_readers_a_partial_partition(tmp_path):
     import threading
 
-    # a short grace period, so that retired versions are really deleted during the test
     lake = make_lake(tmp_path)
     sizes = [100, 2_000, 30_000, 400]
     write(lake, list(range(sizes[0])))
-    path = lake.partition_path(KEY, HOURLY, HOUR)
     seen: list[int] = []
-    retries: list[int] = []
     errors: list[BaseException] = []
     done = threading.Event()
 
     def writer(n: int) -> None:
         try:
-            # at least 15 writes each, and on until the reader has read often enough (on a
+            # at least 5 writes each, and on until the reader has read often enough (on a
             # busy machine the reader may be scheduled rarely)
-            for count in range(2_000):
-                if count >= 15 and len(seen) > 50:
+            for count in range(500):
+                if count >= 5 and len(seen) > 30:
                     break
                 write(lake, list(range(n)))
         except BaseException as error:  # noqa: BLE001 (reported below)
@@ -117,25 +114,14 @@ def test_concurrent_writers_never_show_readers_a_partial_partition(tmp_path):
 
     def reader() -> None:
         while not done.is_set():
-            # a careful reader: list the partition, open each file once, and start again if
-            # a swap retired the files it listed (a clean "not found", never a mix)
-            try:  # the partition itself is never missing
-                [name] = [n for n in os.listdir(path) if n.endswith(".parquet")]
-            except BaseException as error:  # noqa: BLE001
-                errors.append(error)
-                continue
             try:
-                with open(path / name, "rb") as handle:
-                    table = pq.read_table(handle)
-            except FileNotFoundError:
-                retries.append(1)
-                continue
+                values = current(lake)
             except BaseException as error:  # noqa: BLE001
                 errors.append(error)
                 continue
-            seen.append(table.num_rows)
-            if table.column("x").to_pylist() != list(range(table.num_rows)):
-                errors.append(AssertionError(f"mixed or partial read of {table.num_rows}"))
+            seen.append(len(values))
+            if values != list(range(len(values))):
+                errors.append(AssertionError(f"mixed or partial read of {len(values)}"))
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in sizes]
     watcher = threading.Thread(target=reader)
@@ -148,19 +134,17 @@ def test_concurrent_writers_never_show_readers_a_partial_partition(tmp_path):
     watcher.join()
     assert errors == []
     assert len(seen) > 10 and set(seen) <= set(sizes)
-    assert len(retries) < len(seen)
-    assert pq.read_table(path).num_rows in sizes
+    assert len(current(lake)) in sizes
     assert not (tmp_path / "_staging").exists()
 
 
 def test_failed_write_keeps_the_previous_partition(tmp_path):
     lake = make_lake(tmp_path)
     write(lake, [1, 2, 3])
-    with pytest.raises(RuntimeError), lake.publisher.staging() as staged:
+    with pytest.raises(RuntimeError), Staging(lake.root_path).directory() as staged:
         pq.write_table(pa.table({"x": [9]}), staged / part_file_name())
         raise RuntimeError("crash half-way")
-    path = lake.partition_path(KEY, HOURLY, HOUR)
-    assert pq.read_table(path).column("x").to_pylist() == [1, 2, 3]
+    assert current(lake) == [1, 2, 3]
     assert not (tmp_path / "_staging").exists()
 
 
@@ -212,7 +196,7 @@ def test_upstream_partitions_come_from_the_declared_mapping_and_a_missing_one_is
         metadata=lake_table("curated", "d"),
     )
     def daily(context, lake: LakeResource):
-        seen[context.partition_key] = list(lake.input_paths(context, KEY))
+        seen[context.partition_key] = list(lake.input_files(context, KEY))
 
     lake = LakeResource(root=str(tmp_path), tables=lake_tables([hourly, daily]))
     with dg.instance_for_test() as instance:
@@ -249,24 +233,25 @@ def test_staging_left_by_a_dead_writer_is_swept_once_abandoned(tmp_path):
         (directory / "date=2026-01-02" / "part-x.parquet").write_bytes(b"half a file")
     two_hours_ago = time.time() - 7200
     os.utime(dead, (two_hours_ago, two_hours_ago))
-    write(lake, [1])
-    assert sorted(p.name for p in (tmp_path / "_staging").iterdir()) == ["recent"]
-    assert pq.read_table(lake.partition_path(KEY, HOURLY, HOUR)).column("x").to_pylist() == [1]
-
-
-def test_a_directory_a_swap_replaced_stays_readable_for_the_grace_period(tmp_path):
-    """The same rows published again: the directory a reader may have just listed is moved out
-    of the lake, whole, and deleted only once the grace period is over."""
-    lake = make_lake(tmp_path)
-    write(lake, [1, 2, 3])
-    path = lake.partition_path(KEY, HOURLY, HOUR)
-    [listed] = [p.name for p in path.iterdir() if p.suffix == ".parquet"]
-    before = os.stat(path).st_ino
-    write(lake, [1, 2, 3])  # the same version: nothing to keep in the store
-    [retired] = list((tmp_path / "_retired").iterdir())
-    assert os.stat(retired).st_ino == before
-    assert pq.read_table(retired / listed).column("x").to_pylist() == [1, 2, 3]
-    swept = dataclasses.replace(lake.publisher, retired_grace_seconds=0)
-    with swept.staging():
+    with Staging(lake.root_path, abandoned_seconds=3600).directory():
         pass
-    assert list((tmp_path / "_retired").iterdir()) == []
+    assert sorted(p.name for p in (tmp_path / "_staging").iterdir()) == ["recent"]
+
+
+def test_a_lake_of_the_release_before_delta_is_refused_then_converted(tmp_path):
+    """A lake with the old version store: every read or write through the lake layer fails
+    saying how to go on; converted, its current partitions are version 0 of Delta tables."""
+    old = tmp_path / "raw" / "t" / "date=2026-01-02" / "hour=0500+0000"
+    old.mkdir(parents=True)
+    pq.write_table(pa.table({"x": [7, 8]}), old / "part-old.parquet")
+    (tmp_path / "_versions" / "raw" / "t").mkdir(parents=True)
+    lake = make_lake(tmp_path)
+    with pytest.raises(LegacyLakeError, match="shopsmart-lake convert.*make clean"):
+        lake.partition_files(KEY, HOURLY, [HOUR])
+    assert legacy_marks(tmp_path) == ["_versions"]
+    assert convert_legacy_lake(tmp_path, {"raw/t": ("date", "hour")}) == ["raw/t"]
+    assert legacy_marks(tmp_path) == []
+    assert current(lake) == [7, 8]
+    assert DeltaTable(str(tmp_path / "raw" / "t")).version() == 0
+    write(lake, [9])
+    assert current(lake) == [9]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 import dagster as dg
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 
 from shopsmart_assets.defs.automation.recovery import WatchedAssets, late_data_request
 from shopsmart_assets.defs.features.assets import CUSTOMER_FEATURES_KEY
@@ -27,15 +27,11 @@ from shopsmart_assets.defs.ml import (
     PURCHASE_SCORES_KEY,
     TRAINING_SET_KEY,
 )
-from shopsmart_assets.lake import lake_tables, table_globs
+from shopsmart_assets.lake import lake_tables
 from shopsmart_assets.lake.column_catalog import PARTITION_COLUMNS, TABLES
+from shopsmart_assets.lake.delta import DeltaLakeTable, fingerprint
+from shopsmart_assets.lake.maintenance import vacuum_tables
 from shopsmart_assets.lake.metadata import column_schema_key
-from shopsmart_assets.lake.versions import (
-    PartitionVersions,
-    collect_garbage,
-    current_versions,
-    kept_versions,
-)
 from shopsmart_assets.resources import PromotionPolicy, SourceDatabase
 from shopsmart_assets_tests import reconcile
 from shopsmart_assets_tests.harness import START, Platform, requested_partitions
@@ -70,13 +66,17 @@ def test_model_is_trained_out_of_time_and_records_its_inputs(ten_days):
     # trained on the training-set partitions before the last day, evaluated on the last day
     trained_on = meta["trained_on"]
     assert sorted(trained_on) == [str(START + timedelta(days=k)) for k in range(10)]
-    # the exact lake versions of those partitions, as their manifests name them
-    for day, version in trained_on.items():
-        assert p.lake.version(TRAINING_SET_KEY, p.partitions.daily, day) == version, day
-    assert trained_on[str(START)] != trained_on[str(LAST)]  # empty first week, then labels
-    record = json.loads((p.path("ml/purchase_model", str(LAST)) / "metrics.json").read_text())
-    assert record["metrics"]["auc"] == meta["auc"]
-    assert record["trained_on"] == trained_on
+    # the exact files of those partitions in the version of the table it read
+    assert current_fingerprints(p) == trained_on
+    version = meta["training_set_version"]
+    table = DeltaLakeTable(p.root / "lake" / "features" / "training_set")
+    assert {d.removeprefix("date="): fingerprint(f) for d, f in table.files(version).items()} == (
+        trained_on
+    )
+    assert trained_on[str(START)] != trained_on[str(LAST)]
+    record = p.model_record(str(LAST))
+    assert record.metrics["auc"] == meta["auc"]
+    assert record.trained_on == trained_on
     # the first labelled day has no history to train on
     assert model_metadata(p, START + timedelta(days=7))["trained"] is False
 
@@ -86,8 +86,8 @@ def test_each_model_partition_is_one_mlflow_run_and_a_registered_version(ten_day
     registry = p.model_registry
     client = registry.get_client()
     meta = model_metadata(p, LAST)
-    record = json.loads((p.path("ml/purchase_model", str(LAST)) / "metrics.json").read_text())
-    run = client.get_run(record["mlflow_run_id"])
+    record = p.model_record(str(LAST))
+    run = client.get_run(record.mlflow_run_id)
     # the run's parameters: hyper-parameters, partitions, Dagster run; metrics as recorded
     assert run.data.params["partition"] == str(LAST)
     assert run.data.params["train_partitions"] == f"{START}..{LAST - DAY}"
@@ -96,20 +96,25 @@ def test_each_model_partition_is_one_mlflow_run_and_a_registered_version(ten_day
     assert run.data.metrics["auc"] == pytest.approx(meta["auc"])
     assert run.data.metrics["test_positive_rate"] == pytest.approx(meta["test_positive_rate"])
     downloaded = client.download_artifacts(run.info.run_id, "trained_on.json", str(tmp_path))
-    assert json.loads(Path(downloaded).read_text()) == meta["trained_on"]
+    recorded = json.loads(Path(downloaded).read_text())
+    assert recorded["table"] == "features/training_set"
+    assert recorded["version"] == meta["training_set_version"]
+    assert {k: v["fingerprint"] for k, v in recorded["partitions"].items()} == meta["trained_on"]
+    assert all(v["files"] for v in recorded["partitions"].values())
+    # MLflow's dataset inputs name the Delta table and its version
+    sources = [json.loads(i.dataset.source) for i in run.inputs.dataset_inputs]
+    assert sources and all(s["delta_table_version"] == recorded["version"] for s in sources)
     # its model is a registered version with a signature taking feature rows
-    version = client.get_model_version(registry.model_name, str(record["model_version"]))
+    version = client.get_model_version(registry.model_name, str(record.model_version))
     assert version.run_id == run.info.run_id and meta["model_version"] == int(version.version)
     assert meta["mlflow_run"].endswith(f"/runs/{run.info.run_id}")
     model = registry.load_model(int(version.version))
     inputs = [c["name"] for c in model.metadata.get_input_schema().to_dict()]
     assert "segment" in inputs and "monetary_90d" in inputs
     # untrained days are runs without a model
-    untrained = json.loads(
-        (p.path("ml/purchase_model", str(START + 7 * DAY)) / "metrics.json").read_text()
-    )
-    assert untrained["model_version"] is None
-    assert client.get_run(untrained["mlflow_run_id"]).data.tags["trained"] == "false"
+    untrained = p.model_record(str(START + 7 * DAY))
+    assert untrained.model_version is None
+    assert client.get_run(untrained.mlflow_run_id).data.tags["trained"] == "false"
     # one run per partition and data version: materializing the day again adds nothing
     versions = len(client.search_model_versions(f"name = '{registry.model_name}'"))
     p.materialize(["ml/purchase_model"], str(LAST))
@@ -119,11 +124,10 @@ def test_each_model_partition_is_one_mlflow_run_and_a_registered_version(ten_day
 def test_champion_alias_points_at_the_newest_promoted_model(ten_days):
     p = ten_days
     registry = p.model_registry
-    directory = p.path("ml/champion_model", str(LAST))
-    record = json.loads((directory / "champion.json").read_text())
-    assert record["model_partition"] is not None
+    champion = p.champion(str(LAST)).champion
+    assert champion is not None
+    record = {"model_version": champion.model_version}
     assert registry.alias_version("champion") == record["model_version"]
-    assert not (directory / "model.joblib").exists()  # MLflow's artifacts are the model
     assert p.instance.get_materialized_partitions(CHAMPION_MODEL_KEY) >= {str(LAST)}
     # a backfill of an older day leaves the registry's champion where it is
     p.materialize(["ml/champion_model"], str(LAST - DAY))
@@ -142,7 +146,7 @@ def test_champion_alias_points_at_the_newest_promoted_model(ten_days):
 
 def test_blocking_check_keeps_a_weak_model_out(ten_days):
     p = ten_days
-    before = (p.path("ml/champion_model", str(LAST)) / "champion.json").read_text()
+    before = p.champion(str(LAST))
     result = p.materialize(
         ["ml/purchase_model", "ml/champion_model"],
         str(LAST),
@@ -157,8 +161,7 @@ def test_blocking_check_keeps_a_weak_model_out(ten_days):
         e for e in result.all_events if e.step_key == "ml__champion_model" and e.is_step_success
     ]
     assert champion_steps == []
-    after = (p.path("ml/champion_model", str(LAST)) / "champion.json").read_text()
-    assert after == before
+    assert p.champion(str(LAST)) == before
 
 
 STANDING_ORDERS_SQL = """
@@ -212,8 +215,8 @@ def test_a_late_refund_reaches_every_feature_training_example_and_the_online_sto
         row[0]
         for row in reconcile.lake_sql(
             p.root / "lake",
-            "SELECT customer_id FROM read_parquet("
-            f"'LAKE/features/training_set/date={first_labelled}/*')",
+            "SELECT customer_id FROM (SELECT * FROM features__training_set WHERE date = "
+            f"'{first_labelled}')",
         )
     }
     customer = next(
@@ -224,11 +227,11 @@ def test_a_late_refund_reaches_every_feature_training_example_and_the_online_sto
         and standing_orders(p, c, changed_day, changed_day) == 1
     )
     features_sql = (
-        "SELECT frequency_90d FROM read_parquet('LAKE/features/customer_features/date={day}/*')"
+        "SELECT frequency_90d FROM (SELECT * FROM features__customer_features WHERE date = '{day}')"
         f" WHERE customer_id = {customer}"
     )
     label_sql = (
-        "SELECT label FROM read_parquet('LAKE/features/training_set/date={day}/*')"
+        "SELECT label FROM (SELECT * FROM features__training_set WHERE date = '{day}')"
         f" WHERE customer_id = {customer}"
     )
     assert lake_value(p, features_sql.format(day=LAST)) == 1
@@ -300,40 +303,42 @@ def reproduce(p: Platform, version: int) -> subprocess.CompletedProcess:
     )
 
 
+def current_fingerprints(p: Platform) -> dict[str, str]:
+    """Each training-set partition's fingerprint (its files) in the table's current version."""
+    table = DeltaLakeTable(p.root / "lake" / "features" / "training_set")
+    return {
+        subpath.removeprefix("date="): fingerprint(files)
+        for subpath, files in table.files().items()
+    }
+
+
 def test_registered_versions_are_rebuilt_exactly_from_the_data_they_learned_from(ten_days):
     """After the late refund rebuilt the training sets of its days, the model registered
-    before it learned from data the lake no longer serves as current: it is still rebuilt
-    exactly (metrics and predictions) from the kept versions, and so is the new one."""
+    before it learned from a version of the table that is no longer current: it is still
+    rebuilt exactly (metrics and predictions) by time travel, and so is the new one."""
     p = ten_days
     registry = p.model_registry
     numbers = sorted(
         int(v.version)
         for v in registry.get_client().search_model_versions(f"name = '{registry.model_name}'")
     )
-    current = {
-        day: p.lake.version(TRAINING_SET_KEY, p.partitions.daily, day)
-        for day in (str(START + k * DAY) for k in range(10))
-    }
-    learned = {n: registry.trained_on(n).partitions for n in numbers}
-    rebuilt = [n for n in numbers if any(current[d] != v for d, v in learned[n].items())]
+    current = current_fingerprints(p)
+    learned = {n: registry.trained_on(n) for n in numbers}
+    rebuilt = [n for n in numbers if any(current[d] != f for d, f in learned[n].partitions.items())]
     untouched = [n for n in numbers if n not in rebuilt]
     assert rebuilt and untouched, learned  # some learned from data replaced since, some not
     for number in (rebuilt[-1], untouched[-1]):
         done = reproduce(p, number)
         assert done.returncode == 0, done.stdout + done.stderr[-3000:]
         assert "reproduced exactly" in done.stdout and "auc" in done.stdout
-    # the replaced version is a plain Parquet read at its documented path, with its own rows
-    day = next(d for d, v in learned[rebuilt[-1]].items() if current[d] != v)
-    old = learned[rebuilt[-1]][day]
-    kept = p.root / "lake/_versions/features/training_set" / f"date={day}" / old
-    [(kept_rows,)] = lake_rows(p, f"SELECT count(*) FROM read_parquet('{kept}/*.parquet')")
-    versions = PartitionVersions.of(p.root / "lake", p.path("ml/training_set", day))
-    assert kept_rows == versions.manifest(old).rows
-    kept_labels = lake_rows(p, f"SELECT sum(label) FROM read_parquet('{kept}/*.parquet')")
-    now_labels = lake_rows(
-        p, f"SELECT sum(label) FROM read_parquet('LAKE/features/training_set/date={day}/*')"
-    )
-    assert kept_labels != now_labels  # the refund changed that day's labels
+    # the version it learned from is any reader's by time travel, with its own labels
+    old = learned[rebuilt[-1]]
+    assert old.table == "features/training_set" and old.version is not None
+    day = max(d for d, f in old.partitions.items() if current[d] != f)  # one with labels
+    table = str(p.root / "lake" / old.table)
+    then = DeltaTable(table, version=old.version).to_pandas(filters=[("date", "=", day)])
+    now = DeltaTable(table).to_pandas(filters=[("date", "=", day)])
+    assert len(then) > 0 and then["label"].sum() != now["label"].sum()  # the refund's labels
     # a version the registry never had: one line that says so, exit 2 (no traceback)
     missing = reproduce(p, numbers[-1] + 1000)
     assert missing.returncode == 2, missing.stdout + missing.stderr[-3000:]
@@ -341,33 +346,47 @@ def test_registered_versions_are_rebuilt_exactly_from_the_data_they_learned_from
     assert "Traceback" not in missing.stdout + missing.stderr
 
 
-def test_globs_read_one_version_per_partition_and_gc_keeps_what_models_learned_from(ten_days):
+def test_a_glob_reads_old_versions_and_gc_keeps_what_models_learned_from(ten_days):
+    """A plain glob over a table's directory also reads the files of replaced versions;
+    the table's current version is what its log lists. Vacuum at retention 0 deletes every
+    replaced file but those of the versions registered models learned from, which stay
+    reproducible; a pinned file removed by hand is named by the reproduction."""
     p = ten_days
     lake = p.root / "lake"
-    assert any(kept_versions(lake))  # there are replaced versions a glob could pick up
-    for location, glob in table_globs(p.assets).items():
-        [(rows,)] = lake_rows(p, f"SELECT count(*) FROM read_parquet('LAKE/{location}/{glob}')")
-        assert rows == sum(m.rows or 0 for _, m in current_versions(lake, location)), location
+    location = "features/training_set"
+    table = DeltaLakeTable(lake / location)
+    listed = {f for files in table.files().values() for f in files}
+    on_disk = {str(f.relative_to(table.path)) for f in table.path.rglob("*.parquet")}
+    assert listed < on_disk  # the late refund's rebuild left the old files beside the new
+    [(globbed,)] = lake_rows(p, f"SELECT count(*) FROM read_parquet('{table.path}/*/*.parquet')")
+    [(current_rows,)] = lake_rows(p, "SELECT count(*) FROM features__training_set")
+    assert globbed > current_rows
     registry = p.model_registry
-    referenced = registry.references()
-    collected = collect_garbage(lake, referenced, timedelta(0))
-    left = {(m.table, m.partition, m.version) for _, m in kept_versions(lake)}
-    assert collected.removed  # the late refund's unreferenced versions went
-    assert {key for key in referenced if key[0] != "features/training_set"} == set()
-    assert left == {key for key in referenced if key in left} and left  # referenced stay
-    number = max(
-        n
-        for numbers in referenced.values()
-        for n in numbers
-        if any(key in left for key, ns in referenced.items() if n in ns)
-    )
+    pinned = registry.pinned_versions()
+    assert set(pinned) == {location} and pinned[location]
+    # the last day's training set written twice more: the first of them no model pins
+    p.materialize(["ml/training_set"], str(LAST))
+    unpinned = set(table.files()[f"date={LAST}"])
+    p.materialize(["ml/training_set"], str(LAST))
+    listed = {f for files in table.files().values() for f in files}
+    [vacuumed] = vacuum_tables(lake, [location], pinned, timedelta(0))
+    assert set(vacuumed.removed) == unpinned and vacuumed.freed_bytes > 0
+    assert vacuumed.kept_versions == sorted(pinned[location])
+    kept = {
+        f for version in pinned[location] for files in table.files(version).values() for f in files
+    }
+    left = {str(f.relative_to(table.path)) for f in table.path.rglob("*.parquet")}
+    assert left == kept | listed
+    number = max(n for models in pinned[location].values() for n in models)
     assert reproduce(p, number).returncode == 0
-    # a kept version that a model learned from, removed by hand: reproduce names it
-    table, partition, version = next(key for key in left if number in referenced[key])
-    shutil.rmtree(lake / "_versions" / table / f"date={partition}" / version)
+    # a file of the version it learned from, removed by hand: reproduce names its partition
+    trained_on = registry.trained_on(number)
+    day = sorted(trained_on.partitions)[-1]
+    for file in table.files(trained_on.version)[f"date={day}"]:
+        (table.path / file).unlink()
     done = reproduce(p, number)
     assert done.returncode == 2, done.stdout + done.stderr[-2000:]
-    assert f"ml/training_set {partition} version {version}" in done.stdout
+    assert f"{location} {day} (version {trained_on.version})" in done.stdout
 
 
 def lake_rows(p: Platform, sql: str) -> list[tuple]:
@@ -375,8 +394,8 @@ def lake_rows(p: Platform, sql: str) -> list[tuple]:
 
 
 def champion_version(p: Platform, day) -> int | None:
-    directory = p.path("ml/champion_model", str(day))
-    return json.loads((directory / "champion.json").read_text())["model_version"]
+    champion = p.champion(str(day)).champion
+    return champion.model_version if champion else None
 
 
 def test_every_customer_of_each_champion_day_is_scored_once(ten_days):
@@ -389,8 +408,8 @@ def test_every_customer_of_each_champion_day_is_scored_once(ten_days):
         day = START + k * DAY
         rows = lake_rows(
             p,
-            "SELECT customer_id, score, model_version FROM read_parquet("
-            f"'LAKE/scores/purchase_propensity/date={day}/*.parquet')",
+            "SELECT customer_id, score, model_version FROM scores__purchase_propensity "
+            f"WHERE date = '{day}'",
         )
         version = champion_version(p, day)
         if version is None:
@@ -411,15 +430,14 @@ def test_every_customer_of_each_champion_day_is_scored_once(ten_days):
         assert all(0.0 <= r[1] <= 1.0 for r in rows)
     assert scored_days >= 1 and champion_version(p, LAST) is not None
     # the scores are the registered model's predictions on the day's features
-    import pandas as pd
 
     from shopsmart_assets.transforms.training import model_input
 
-    day_features = pd.read_parquet(p.path("features/customer_features", str(LAST)))
+    day_features = p.frame("features/customer_features", str(LAST))
     model = p.model_registry.load_model(champion_version(p, LAST))
     predicted = model.predict(model_input(day_features))[:, 1]
     expected = dict(zip(day_features["customer_id"], predicted, strict=True))
-    scores = pd.read_parquet(p.path("ml/purchase_scores", str(LAST)))
+    scores = p.frame("ml/purchase_scores", str(LAST))
     assert len(scores) == len(expected)
     for customer, score in zip(scores["customer_id"], scores["score"], strict=True):
         assert score == pytest.approx(expected[customer], abs=1e-12)
@@ -444,14 +462,14 @@ def newest_lake_values(p: Platform, customers: list[int]) -> dict[int, dict]:
     features = lake_rows(
         p,
         "SELECT customer_id, frequency_90d, monetary_90d, recency_days, segment FROM "
-        f"read_parquet('LAKE/features/customer_features/date={LAST}/*.parquet') "
+        f"(SELECT * FROM features__customer_features WHERE date = '{LAST}') "
         f"WHERE customer_id IN ({ids})",
     )
     scores = dict(
         lake_rows(
             p,
             "SELECT customer_id, score FROM "
-            f"read_parquet('LAKE/scores/purchase_propensity/date={LAST}/*.parquet') "
+            f"(SELECT * FROM scores__purchase_propensity WHERE date = '{LAST}') "
             f"WHERE customer_id IN ({ids})",
         )
     )
@@ -473,7 +491,7 @@ def sample_customers(p: Platform, n: int = 25) -> list[int]:
         for r in lake_rows(
             p,
             "SELECT customer_id FROM "
-            f"read_parquet('LAKE/scores/purchase_propensity/date={LAST}/*.parquet') "
+            f"(SELECT * FROM scores__purchase_propensity WHERE date = '{LAST}') "
             f"ORDER BY hash(customer_id) LIMIT {n}",
         )
     ]
@@ -546,13 +564,12 @@ def test_feast_serves_features_and_score_by_key_over_sdk_and_http(ten_days, tmp_
 
 
 def test_mlflow_scoring_server_returns_the_batch_scores(ten_days, tmp_path):
-    import pandas as pd
 
     from shopsmart_assets.transforms.training import model_input
 
     p = ten_days
-    features = pd.read_parquet(p.path("features/customer_features", str(LAST))).head(40)
-    scores = pd.read_parquet(p.path("ml/purchase_scores", str(LAST))).set_index("customer_id")
+    features = p.frame("features/customer_features", str(LAST)).head(40)
+    scores = p.frame("ml/purchase_scores", str(LAST)).set_index("customer_id")
     rows = model_input(features)
     port = free_port()
     command = [str(Path(sys.executable).with_name("shopsmart-model")), "serve", "--port", str(port)]
@@ -578,7 +595,7 @@ def test_point_in_time_retrieval_through_feast_matches_the_lake(ten_days):
         r[0]
         for r in lake_rows(
             p,
-            f"SELECT customer_id FROM read_parquet('LAKE/features/customer_features/date={day}/*')"
+            f"SELECT customer_id FROM features__customer_features WHERE date = '{day}'"
             " ORDER BY hash(customer_id) LIMIT 5",
         )
     ]
@@ -601,8 +618,8 @@ def test_point_in_time_retrieval_through_feast_matches_the_lake(ten_days):
     expected = dict(
         lake_rows(
             p,
-            "SELECT customer_id, monetary_90d FROM read_parquet("
-            f"'LAKE/features/customer_features/date={day}/*.parquet') WHERE customer_id IN ({ids})",
+            "SELECT customer_id, monetary_90d FROM features__customer_features "
+            f"WHERE date = '{day}' AND customer_id IN ({ids})",
         )
     )
     for customer in customers:
@@ -656,7 +673,7 @@ def test_every_column_written_is_documented_and_every_documented_one_written(ten
     p = ten_days
     for location, documented in TABLES.items():
         table = p.root / "lake" / location
-        files = sorted(table.rglob("*.parquet"))
+        files = [table / f for listed in DeltaLakeTable(table).files().values() for f in listed]
         assert len(files) >= 10, location
         written = {tuple((f.name, str(f.type)) for f in pq.read_schema(f)) for f in files}
         assert len(written) == 1, (location, written)
@@ -729,11 +746,7 @@ def test_the_model_links_to_the_partitions_and_runs_that_made_it(ten_days):
     assert model["evaluation_partition"] == asset_url(TRAINING_SET_KEY, str(LAST))
     registry = p.model_registry
     assert model["registered_version"] == registry.version_url(model["model_version"])
-    assert model["mlflow_run"] == registry.run_url(
-        json.loads((p.path("ml/purchase_model", str(LAST)) / "metrics.json").read_text())[
-            "mlflow_run_id"
-        ]
-    )
+    assert model["mlflow_run"] == registry.run_url(p.model_record(str(LAST)).mlflow_run_id)
 
     def newest(key: dg.AssetKey) -> dict:
         records = p.instance.fetch_materializations(
@@ -741,14 +754,12 @@ def test_the_model_links_to_the_partitions_and_runs_that_made_it(ten_days):
         ).records
         return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
 
-    record = json.loads((p.path("ml/champion_model", str(LAST)) / "champion.json").read_text())
+    record = p.champion(str(LAST)).champion
     champion = newest(CHAMPION_MODEL_KEY)
     assert champion["candidate"] == asset_url(PURCHASE_MODEL_KEY, str(LAST))
-    assert champion["champion_trained_in"] == asset_url(
-        PURCHASE_MODEL_KEY, record["model_partition"]
-    )
-    assert champion["registered_version"] == registry.version_url(record["model_version"])
+    assert champion["champion_trained_in"] == asset_url(PURCHASE_MODEL_KEY, record.model_partition)
+    assert champion["registered_version"] == registry.version_url(record.model_version)
     scores = newest(PURCHASE_SCORES_KEY)
     assert scores["champion"] == asset_url(CHAMPION_MODEL_KEY, str(LAST))
     assert scores["features"] == asset_url(CUSTOMER_FEATURES_KEY, str(LAST))
-    assert scores["registered_version"] == registry.version_url(record["model_version"])
+    assert scores["registered_version"] == registry.version_url(record.model_version)

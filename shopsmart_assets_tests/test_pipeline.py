@@ -6,17 +6,23 @@ The lake is reconciled against the source databases independently of the code un
 
 from __future__ import annotations
 
-import json
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import dagster as dg
-import duckdb
 import pandas as pd
 import pytest
+from deltalake import DeltaTable
 
+from shopsmart_assets.cli.lake import lineage_walker
+from shopsmart_assets.defs.automation.recovery import (
+    WatchedAssets,
+    stale_inputs_request,
+    stale_partitions_of_days,
+)
 from shopsmart_assets.defs.ml import MEETS_BAR, PURCHASE_MODEL_KEY
+from shopsmart_assets.lake.provenance import lineage_lines
 from shopsmart_assets_tests import reconcile
-from shopsmart_assets_tests.harness import DAILY, HOURLY, START, Platform
+from shopsmart_assets_tests.harness import DAILY, HOURLY, START, Platform, requested_partitions
 
 pytestmark = [pytest.mark.spark, pytest.mark.e2e]
 
@@ -61,9 +67,8 @@ def test_without_enough_history_the_gate_warns_and_no_model_is_served(two_days):
     assert gate[0].severity == dg.AssetCheckSeverity.WARN
     assert "no candidate model" in gate[0].description
     for day in (DAY1, DAY2):
-        champion = p.path("ml/champion_model", str(day)) / "champion.json"
-        assert json.loads(champion.read_text())["model_partition"] is None
-        assert not (champion.parent / "model.joblib").exists()
+        record = p.champion(str(day))
+        assert record.champion is None and not record.promoted
 
 
 def test_lake_reconciles_with_the_sources(two_days):
@@ -109,13 +114,8 @@ def test_rerunning_a_partition_changes_nothing(two_days):
     def snapshot() -> dict[tuple[str, str], pd.DataFrame]:
         out = {}
         for zone, table in tables:
-            frame = (
-                duckdb.connect()
-                .execute(
-                    "SELECT * FROM read_parquet("
-                    f"'{p.root}/lake/{zone}/{table}/date={DAY2}/*.parquet')"
-                )
-                .df()
+            frame = pd.DataFrame(
+                lake_sql(p, f"SELECT * FROM {zone}__{table} WHERE date = '{DAY2}'")
             )
             out[(zone, table)] = frame.sort_values(list(frame.columns)).reset_index(drop=True)
         return out
@@ -127,8 +127,8 @@ def test_rerunning_a_partition_changes_nothing(two_days):
         pd.testing.assert_frame_equal(before[key], after[key])
     [(rows, distinct)] = lake_sql(
         p,
-        "SELECT count(*), count(DISTINCT (order_id, line_no)) FROM "
-        f"read_parquet('LAKE/curated/purchases/date={DAY2}/*.parquet')",
+        "SELECT count(*), count(DISTINCT (order_id, line_no)) FROM curated__purchases "
+        f"WHERE date = '{DAY2}'",
     )
     assert rows == distinct
 
@@ -147,29 +147,97 @@ def test_a_malformed_source_row_lands_in_quarantine_with_its_reason(platform: Pl
     platform.materialize(["raw/crm_customers", "lake/purchases"], str(DAY1))
     rows = lake_sql(
         platform,
-        "SELECT line_no, reason, unit_price FROM read_parquet("
-        "'LAKE/quarantine/purchases/*/*.parquet') WHERE order_id = 777777",
+        "SELECT line_no, reason, unit_price FROM quarantine__purchases WHERE order_id = 777777",
     )
     assert rows == [(1, "non_positive_price", -19.99)]
     [(valid,)] = lake_sql(
         platform,
-        "SELECT count(*) FROM read_parquet("
-        "'LAKE/curated/purchases/*/*.parquet') WHERE order_id = 777777",
+        "SELECT count(*) FROM curated__purchases WHERE order_id = 777777",
     )
     assert valid == 1
 
 
-def test_the_lake_reads_directly_with_duckdb_pandas_and_spark(two_days, spark):
+def test_the_lake_reads_as_delta_tables_with_duckdb_pandas_and_spark(two_days, spark):
+    """Every table is a Delta table: DuckDB (over delta-rs' Arrow dataset), pandas
+    (`to_pandas`) and Spark (the version's file list, with the table as base path) read the
+    same current version, partition columns included; a glob over the directory would not
+    (after a re-run it also holds the replaced files)."""
     p, _ = two_days
     table = p.root / "lake" / "curated" / "purchases"
-    [(duck,)] = lake_sql(
-        p,
-        "SELECT count(*) FROM read_parquet('LAKE/curated/purchases/*/*.parquet', "
-        f"hive_partitioning = true) WHERE date = DATE '{DAY2}'",
+    [(duck,)] = lake_sql(p, f"SELECT count(*) FROM curated__purchases WHERE date = '{DAY2}'")
+    delta = DeltaTable(str(table))
+    frame = delta.to_pandas(filters=[("date", "=", str(DAY2))])
+    files = delta.file_uris()
+    by_spark = (
+        spark.read.option("basePath", str(table)).parquet(*files).where(f"date = '{DAY2}'").count()
     )
-    frame = pd.read_parquet(table)
-    by_pandas = int((frame["date"].astype(str) == str(DAY2)).sum())
-    by_spark = spark.read.parquet(str(table)).where(f"date = '{DAY2}'").count()
-    assert duck == by_pandas == by_spark > 0
-    hourly = pd.read_parquet(p.root / "lake" / "raw" / "orders")
-    assert {"date", "hour"} <= set(hourly.columns)
+    assert duck == len(frame) == by_spark > 0
+    assert {"date", "hour"} <= set(
+        DeltaTable(str(p.root / "lake" / "raw" / "orders")).schema().to_arrow().names
+    )
+    history = delta.history()
+    assert history and all("operation" in entry for entry in history)
+
+
+def test_a_partition_tells_what_it_was_built_from_down_to_the_source_rows(two_days):
+    """The lineage of a training set (its commits' provenance): the purchases of its label
+    window, the hours of orders they were built from, and each hour's rows in the source as
+    its extraction counted them, which add up to the source's own count."""
+    p, _ = two_days
+    walker = lineage_walker(p.lake, p)
+    tree = walker.of("features/training_set", str(DAY2))
+    assert tree.commit is not None and tree.commit.run_id
+    purchases = [n for n in tree.inputs if n.table == "curated/purchases"]
+    assert [n.partition for n in purchases] == [str(DAY1), str(DAY2)]
+    day2 = purchases[1]
+    hours = [n for n in day2.inputs if n.table == "raw/orders"]
+    assert len(hours) == 24 and all(not n.inputs for n in hours)
+    with sources(p) as db:
+        [(in_source,)] = db.execute(
+            "SELECT count(*) FROM orders WHERE ordered_at >= ? AND ordered_at < ?",
+            (f"{DAY2} 00:00:00", f"{DAY2 + timedelta(days=1)} 00:00:00"),
+        ).fetchall()
+    assert sum(n.commit.info["source_rows"] for n in hours) == in_source > 0
+    lines = list(lineage_lines(tree))
+    assert lines[0].startswith(f"features/training_set {DAY2}  (v")
+    assert any(f"raw/orders {DAY2}-13:00" in line and "orders.orders:" in line for line in lines)
+
+
+def test_a_partition_built_before_its_inputs_changed_is_found_and_rebuilt(two_days):
+    """(Last in the module: it changes the days.) A late refund of the first day, re-extracted
+    and its purchases rebuilt, and nothing downstream: the features and training sets whose
+    windows hold that day now record inputs the lake no longer holds. Their commits'
+    provenance finds them, with nothing else; the backfill it asks for rebuilds them and
+    what depends on them, after which every partition is current again."""
+    p, _ = two_days
+    days = [str(DAY1), str(DAY2)]
+    watched = WatchedAssets(p.graph, p.partitions)
+    assert stale_partitions_of_days(watched, p.lake, days) == {}
+    with sources(p) as db:
+        [(order_id,)] = db.execute(
+            "SELECT order_id FROM orders WHERE status = 'placed' AND ordered_at >= ? "
+            "AND ordered_at < ? ORDER BY order_id LIMIT 1",
+            (f"{DAY1} 00:00:00", f"{DAY2} 00:00:00"),
+        ).fetchall()
+        db.execute(
+            "UPDATE orders SET status = 'refunded', updated_at = ? WHERE order_id = ?",
+            (f"{DAY2} 12:00:00", order_id),
+        )
+    p.materialize(HOURLY, *p.hours(DAY1))
+    p.materialize(["lake/purchases"], str(DAY1))
+    stale = stale_partitions_of_days(watched, p.lake, days)
+    assert {k.to_user_string(): v for k, v in stale.items()} == {
+        "features/customer_features": days,
+        "ml/training_set": days,
+    }
+    now = datetime.combine(DAY2 + timedelta(days=1), datetime.min.time(), timezone.utc)
+    request = stale_inputs_request(p.instance, now, p.lake, watched)
+    assert isinstance(request, dg.RunRequest), request
+    planned = {k.to_user_string(): v for k, v in requested_partitions(request).items()}
+    assert planned["ml/training_set"] == days and planned["ml/purchase_model"] == [str(DAY2)]
+    p.run_backfill(planned)
+    assert stale_partitions_of_days(watched, p.lake, days) == {}
+    for day in (DAY1, DAY2):
+        reconcile.assert_lake_reconciles(
+            p.root / "lake", p.root / "crm.db", p.root / "orders.db", day
+        )

@@ -55,6 +55,7 @@ def tick_recovery_sensor(p: Platform) -> dg.SensorResult:
     sources = {
         "crm_db": SourceDatabase(name="crm", url=p.crm_url),
         "orders_db": SourceDatabase(name="orders", url=p.orders_url),
+        "lake": p.lake,
     }
     defs = build_definitions(p.partitions)
     sensor = repository_of(defs).get_sensor_def("recovery_sensor")

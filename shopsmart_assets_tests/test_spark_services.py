@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from shopsmart_assets.lake.delta import DeltaLakeTable
 from shopsmart_assets_tests import spark_services
 from shopsmart_assets_tests.filesystems import fill, small_filesystem
 from shopsmart_assets_tests.harness import HOURLY, START
@@ -78,17 +79,16 @@ def test_the_lake_comparison_sees_a_changed_row(local_run: ChainRun, tmp_path: P
     """The comparison the service tests rely on fails on one changed amount."""
     changed = tmp_path / "lake"
     shutil.copytree(local_run.lake, changed)
-    part = max(
-        (changed / "curated" / "purchases" / f"date={START}").glob("*.parquet"),
-        key=lambda p: p.stat().st_size,
-    )
-    edited = tmp_path / "edited.parquet"
+    table = DeltaLakeTable(changed / "curated" / "purchases")
+    files = [str(table.path / f) for f in table.files()[f"date={START}"]]
+    edited = tmp_path / "staged" / "edited.parquet"
+    edited.parent.mkdir()
     duckdb.execute(
         "COPY (SELECT * REPLACE (CASE WHEN row_number() OVER () = 1 THEN amount_usd + 0.01 "
-        f"ELSE amount_usd END AS amount_usd) FROM read_parquet('{part}')) "
+        f"ELSE amount_usd END AS amount_usd) FROM read_parquet({files!r})) "
         f"TO '{edited}' (FORMAT parquet)"
     )
-    edited.replace(part)
+    table.commit({f"date={START}": [edited]})  # the partition, one amount changed
     with pytest.raises(AssertionError, match="curated/purchases: 1 rows"):
         assert_same_lake(local_run.lake, changed)
 

@@ -1,25 +1,26 @@
 """`shopsmart-model reproduce VERSION`: a registered model version rebuilt from exactly the
-lake partition versions its run recorded, wherever they now live (the current partition, or
-its kept copy in the lake's version store), with the same code, hyper-parameters and sample rule
+version of the training-set table its run recorded (read by Delta time travel; should the
+table's log no longer reach back that far, by the files the run recorded, which vacuum keeps
+for every pinned version), with the same code, hyper-parameters and sample rule
 (transforms/sampling.py), and compared with what the run recorded: the metrics, and the
 predictions on its evaluation set.
 
 Exit 0 when everything is identical, 1 when something differs (named), 2 when the version
-does not exist or a recorded partition version is no longer in the lake (named)."""
+does not exist or a recorded partition is no longer in the lake (named)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from shopsmart_assets.defs.ml.purchase_model import MODEL_CODE_VERSION, with_sample_metrics
-from shopsmart_assets.defs.ml.training_set import TRAINING_SET_KEY
-from shopsmart_assets.lake import LakeResource
-from shopsmart_assets.lake.versions import describe_content
+from shopsmart_assets.lake import LakeResource, partition_subpath
+from shopsmart_assets.lake.delta import DeltaLakeTable, fingerprint
 from shopsmart_assets.partitions import Partitions
 from shopsmart_assets.resources import ModelRegistry
-from shopsmart_assets.resources.model_registry import CODE_VERSION_TAG
+from shopsmart_assets.resources.model_registry import CODE_VERSION_TAG, TrainedOn
 from shopsmart_assets.transforms.sampling import window_sample
 from shopsmart_assets.transforms.training import HYPERPARAMETERS, model_input
 from shopsmart_assets.transforms.training_workers import fit
@@ -50,17 +51,26 @@ class Comparison:
 
 
 def locate(
-    lake: LakeResource, partitions: Partitions, recorded: dict[str, str]
-) -> tuple[dict, list[str]]:
-    """Where each recorded training-set version lies now, and the ones the lake lost."""
-    found, missing = {}, []
-    for partition, version in sorted(recorded.items()):
-        path = lake.recorded_version_path(TRAINING_SET_KEY, partitions.daily, partition, version)
-        if path is None:
-            missing.append(f"ml/training_set {partition} version {version}")
-        else:
-            found[partition] = path
-    return found, missing
+    lake: LakeResource, partitions: Partitions, trained_on: TrainedOn, files: dict[str, list[str]]
+) -> tuple[dict[str, list[Path]], list[str], dict[str, str]]:
+    """The files of each partition of the recorded table version (by time travel, else the
+    run's own list), the partitions the lake lost, and each partition's fingerprint found."""
+    table = DeltaLakeTable(lake.root_path / trained_on.table, name=trained_on.table)
+    try:
+        held = table.state(trained_on.version).files if trained_on.version is not None else {}
+    except Exception:  # the log no longer reaches that version: the run's own list
+        held = {}
+    found, missing, fingerprints = {}, [], {}
+    for partition in sorted(trained_on.partitions):
+        subpath = partition_subpath(partitions.daily, partition)
+        listed = held.get(subpath) or files.get(partition, [])
+        paths = [table.path / f if not Path(f).is_absolute() else Path(f) for f in listed]
+        if not paths or not all(p.is_file() for p in paths):
+            missing.append(f"{trained_on.table} {partition} (version {trained_on.version})")
+            continue
+        found[partition] = paths
+        fingerprints[partition] = fingerprint([str(p.relative_to(table.path)) for p in paths])
+    return found, missing, fingerprints
 
 
 def reproduce(
@@ -81,15 +91,16 @@ def reproduce(
     client = registry.get_client()
     run = client.get_run(client.get_model_version(registry.model_name, str(version)).run_id)
     evaluated_on = run.data.params["eval_partition"]
-    paths, missing = locate(lake, partitions, trained_on.partitions)
+    paths, missing, found = locate(
+        lake, partitions, trained_on, registry.trained_on_files(run.info.run_id)
+    )
     if missing:
         print(f"{name}: not in the lake any more: " + "; ".join(missing))
         return MISSING
     comparison = Comparison()
-    for partition, path in paths.items():
-        recorded, found = trained_on.partitions[partition], describe_content(path)[0]
-        if found != recorded:  # its files were changed in place since
-            comparison.add(f"training set {partition}", recorded, found)
+    for partition, recorded in trained_on.partitions.items():
+        if found[partition] != recorded:  # not the files the run read
+            comparison.add(f"training set {partition}", recorded, found[partition])
     for parameter, value in HYPERPARAMETERS.items():
         comparison.add(f"param {parameter}", run.data.params.get(parameter), str(value))
     comparison.add("model code", run.data.tags.get(CODE_VERSION_TAG), MODEL_CODE_VERSION)
@@ -126,5 +137,8 @@ def reproduce(
     if comparison.differences:
         print(f"{name}: NOT reproduced: " + "; ".join(comparison.differences))
         return DIFFERENT
-    print(f"{name}: reproduced exactly from the recorded partition versions")
+    print(
+        f"{name}: reproduced exactly from {trained_on.table} version {trained_on.version}, "
+        "as its run recorded it"
+    )
     return IDENTICAL

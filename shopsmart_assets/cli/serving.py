@@ -87,8 +87,33 @@ def _mlflow_env() -> dict[str, str]:
     )
 
 
+def model_lineage(version: int, registry) -> int:
+    """The lineage of each training-set partition a registered version learned from, as the
+    table's recorded version held it."""
+    from shopsmart_assets.cli.lake import lineage_walker, print_lineage
+    from shopsmart_assets.definitions import load_code_location
+
+    name = f"{registry.model_name} version {version}"
+    if not registry.has_version(version):
+        print(f"{name} does not exist (the registry's versions: {registry.version_span()})")
+        return 2
+    trained_on = registry.trained_on(version)
+    if trained_on is None or trained_on.version is None:
+        print(f"{name}: its run recorded no Delta table version: no lineage")
+        return 2
+    print(f"{name} learned from {trained_on.table} version {trained_on.version}:")
+    walker = lineage_walker(initialized_resource("lake"), load_code_location())
+    worst = 0
+    for partition in sorted(trained_on.partitions):
+        worst = max(
+            worst, print_lineage(walker.of(trained_on.table, partition, trained_on.version))
+        )
+    return worst
+
+
 def model_main(argv: list[str] | None = None) -> int:
-    """`shopsmart-model show | rollback | reproduce VERSION | serve [--port P] | ui [--port P]`."""
+    """`shopsmart-model show | rollback | reproduce VERSION | lineage VERSION | serve [--port P]
+    | ui [--port P]`."""
     parser = argparse.ArgumentParser(prog="shopsmart-model", description=model_main.__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("show", help="the champion and previous champion versions")
@@ -99,6 +124,12 @@ def model_main(argv: list[str] | None = None) -> int:
         "and compare (exit 0 identical, 1 different, 2 data missing)",
     )
     rebuild.add_argument("version", type=int)
+    traced = commands.add_parser(
+        "lineage",
+        help="what a registered version learned from: its training-set partitions, down to "
+        "the raw hours and their sources' rows",
+    )
+    traced.add_argument("version", type=int)
     serve = commands.add_parser("serve", help="MLflow's scoring server for the champion")
     serve.add_argument("--port", type=int, default=MODEL_SERVER_PORT)
     ui = commands.add_parser("ui", help="MLflow's UI over the tracking store")
@@ -124,6 +155,8 @@ def model_main(argv: list[str] | None = None) -> int:
 
         partitions = load_code_location().partitions
         return reproduce(args.version, registry, initialized_resource("lake"), partitions)
+    if args.command == "lineage":
+        return model_lineage(args.version, registry)
     if args.command == "rollback":
         champion, previous = registry.rollback()
         print(

@@ -8,20 +8,31 @@ import sys
 from datetime import date
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 
 from shopsmart_assets import settings
 from shopsmart_assets.cli.serving import initialized_resource
 from shopsmart_assets.defs.ml import CHAMPION_MODEL_KEY, PURCHASE_MODEL_KEY, PURCHASE_SCORES_KEY
 from shopsmart_assets.defs.ml.records import ChampionRecord, ModelRecord
+from shopsmart_assets.lake.delta import DeltaLakeTable, duckdb_view
 from shopsmart_assets.partitions import Partitions
 from shopsmart_assets.sources.extract import ORDER_ITEMS, count_source_rows, window_params
 
 
-def _scan(lake: Path, table: str, pattern: str, where: str) -> str:
-    path = lake / table / pattern
-    return f"(SELECT * FROM read_parquet('{path}', hive_partitioning = true) WHERE {where})"
+def view_name(table: str) -> str:
+    """The DuckDB view of a lake table: `curated/purchases` → `curated__purchases`."""
+    return table.replace("/", "__")
+
+
+def register_tables(db: duckdb.DuckDBPyConnection, lake: Path, tables: list[str]) -> list[str]:
+    """Each Delta table of the lake (`<zone>/<table>`) as a DuckDB view of its current
+    version; returns the tables the lake holds."""
+    held = []
+    for table in tables:
+        if DeltaLakeTable(lake / table).exists():
+            duckdb_view(db, lake / table, view_name(table))
+            held.append(table)
+    return held
 
 
 def source_order_lines(partitions: Partitions, start: date, end: date) -> int:
@@ -34,25 +45,16 @@ def source_order_lines(partitions: Partitions, start: date, end: date) -> int:
         return count_source_rows(connection, ORDER_ITEMS, window_params(first.start, last.end))
 
 
-def day_path(partitions: Partitions, key: dg.AssetKey, day: date) -> Path:
-    """Where the lake layer keeps a day of a daily asset."""
-    return initialized_resource("lake").partition_path(key, partitions.daily, str(day))
-
-
-def print_table_rows(lake: Path, tables: dict[str, str], where: str) -> dict[str, int]:
-    db = duckdb.connect()
+def print_table_rows(
+    db: duckdb.DuckDBPyConnection, tables: list[str], where: str
+) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for table, pattern in tables.items():
-        if not (lake / table).is_dir():
-            continue
-        [(rows,)] = db.execute(
-            f"SELECT count(*) FROM {_scan(lake, table, pattern, where)}"
-        ).fetchall()
+    for table in tables:
+        [(rows,)] = db.execute(f"SELECT count(*) FROM {view_name(table)} WHERE {where}").fetchall()
         counts[table] = rows
         print(f"  {table:32s} {rows:>10,} rows")
     reasons = db.execute(
-        "SELECT reason, count(*) FROM "
-        f"{_scan(lake, 'quarantine/purchases', tables['quarantine/purchases'], where)} "
+        f"SELECT reason, count(*) FROM {view_name('quarantine/purchases')} WHERE {where} "
         "GROUP BY reason ORDER BY 2 DESC"
     ).fetchall()
     print(
@@ -64,8 +66,10 @@ def print_table_rows(lake: Path, tables: dict[str, str], where: str) -> dict[str
 
 def print_model(partitions: Partitions, day: date) -> None:
     """The day's model partition and the champion in force that day."""
-    model = ModelRecord.read_if_any(day_path(partitions, PURCHASE_MODEL_KEY, day))
-    if model is not None:
+    lake = initialized_resource("lake")
+    models = lake.partition_files(PURCHASE_MODEL_KEY, partitions.daily, [str(day)])
+    if str(day) in models:
+        model = ModelRecord.read(models[str(day)])
         described = (
             f"AUC {model.auc:.3f} on {model.metrics['test_rows']:,} held-out customers, "
             f"MLflow run {model.mlflow_run_id}"
@@ -73,10 +77,11 @@ def print_model(partitions: Partitions, day: date) -> None:
             else f"not trained ({model.reason})"
         )
         print(f"  model {day}: {described}")
-    record = ChampionRecord.read_if_any(day_path(partitions, CHAMPION_MODEL_KEY, day))
-    if record is None:
+    champions = lake.partition_files(CHAMPION_MODEL_KEY, partitions.daily, [str(day)])
+    if str(day) not in champions:
         print("  champion: none (the model did not pass its promotion check)")
         return
+    record = ChampionRecord.read(champions[str(day)])
     champion = record.champion
     print(
         f"  champion as of {day}: model of {champion.model_partition if champion else None} "
@@ -94,13 +99,17 @@ def print_serving(partitions: Partitions, day: date) -> None:
         run_id = registry.get_client().get_model_version(registry.model_name, str(version)).run_id
         auc = registry.get_client().get_run(run_id).data.metrics.get("auc")
         print(f"  MLflow registry: {registry.model_name}@champion = version {version} (AUC {auc})")
-    scores = day_path(partitions, PURCHASE_SCORES_KEY, day)
-    if not scores.is_dir():
+    lake = initialized_resource("lake")
+    scores = lake.partition_files(PURCHASE_SCORES_KEY, partitions.daily, [str(day)])
+    if str(day) not in scores:
         print(f"  scores {day}: none")
         return
     scored, customer = (
         duckdb.connect()
-        .execute(f"SELECT count(*), min(customer_id) FROM read_parquet('{scores}/*.parquet')")
+        .execute(
+            "SELECT count(*), min(customer_id) FROM read_parquet(?)",
+            [[str(f) for f in scores[str(day)]]],
+        )
         .fetchone()
     )
     print(f"  scores {day}: {scored:,} customers scored")
@@ -113,7 +122,7 @@ def print_serving(partitions: Partitions, day: date) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from shopsmart_assets.definitions import load_code_location
-    from shopsmart_assets.lake import table_globs
+    from shopsmart_assets.lake import lake_tables
 
     parser = argparse.ArgumentParser(prog="shopsmart-summary", description=__doc__)
     parser.add_argument("--start", type=date.fromisoformat, required=True)
@@ -121,10 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     location = load_code_location()
     lake = settings.lake_dir()
-    where = f"date BETWEEN DATE '{args.start}' AND DATE '{args.end}'"
+    # `date` is the partition column, ISO text in the Delta tables
+    where = f"date BETWEEN '{args.start}' AND '{args.end}'"
 
     print(f"\nShopSmart lake at {lake}  ({args.start} .. {args.end})")
-    counts = print_table_rows(lake, table_globs(location.assets), where)
+    db = duckdb.connect()
+    tables = register_tables(db, lake, sorted(set(lake_tables(location.assets).values())))
+    counts = print_table_rows(db, tables, where)
     source = source_order_lines(location.partitions, args.start, args.end)
     valid, quarantined = counts["curated/purchases"], counts["quarantine/purchases"]
     landed = valid + quarantined
@@ -136,9 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     print_model(location.partitions, args.end)
     print_serving(location.partitions, args.end)
     print(
-        "\nQuery it yourself, e.g. with DuckDB:\n"
-        f"  SELECT * FROM read_parquet('{lake}/curated/purchases/*/*.parquet',"
-        " hive_partitioning = true) LIMIT 5;\n"
+        "\nQuery it yourself: every table is a Delta table, e.g. in Python\n"
+        f"  deltalake.DeltaTable('{lake}/curated/purchases').to_pandas()\n"
+        "  (DuckDB: SELECT * FROM delta_scan('…/curated/purchases') where its delta extension"
+        " installs; docs/lake.md)\n"
         "Browse runs, assets and partitions: make ui  (http://127.0.0.1:3000)\n"
         "Watch it run itself, with orders arriving live: make ui LIVE=1"
     )

@@ -48,3 +48,7 @@ __all__ = [
     "SCORES_VIEW",
     "VIEW_COLUMNS",
 ]
+
+# Feast's offline store: its DuckDB store, reading the lake's Delta tables with delta-rs
+# (delta_offline_store.py, imported by Feast when it is used).
+DELTA_OFFLINE_STORE = "shopsmart_assets.feature_repo.delta_offline_store.DeltaDuckDBOfflineStore"

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast.data_format import DeltaFormat
 from feast.types import Bool, Float64, Int64, String
 
 from shopsmart_assets.feature_repo import (
@@ -33,7 +34,7 @@ DESCRIPTIONS = {
 
 def feature_repo_objects(table_dirs: Mapping[str, Path]) -> list:
     """The repository's objects for a lake whose view tables lie in `table_dirs` (view name →
-    table directory of Hive `date=…` partitions)."""
+    its Delta table's directory)."""
     customer = Entity(
         name="customer",
         join_keys=[ENTITY_KEY],
@@ -49,8 +50,9 @@ def feature_repo_objects(table_dirs: Mapping[str, Path]) -> list:
             + [Field(name=column, dtype=FEAST_TYPES[kind]) for column, kind in columns.items()],
             source=FileSource(
                 name=f"{name}_source",
-                # a glob of the partition files: what Feast's DuckDB offline store reads
-                path=str(Path(table_dirs[name]) / "*" / "*.parquet"),
+                # the lake's Delta table (its current version: delta_offline_store.py)
+                path=str(Path(table_dirs[name])),
+                file_format=DeltaFormat(),
                 timestamp_field=EVENT_TIMESTAMP,
             ),
             online=True,

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
-import pyarrow.dataset as ds
+
+from shopsmart_assets.lake.metadata import PartitionData, dataset, parquet_files
 
 if TYPE_CHECKING:
     import duckdb
@@ -26,16 +27,15 @@ DUCKDB_MEMORY = "1GB"
 READ_BATCH_ROWS = 100_000
 
 
-def batches(path: Path, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
-    """A partition directory's rows, READ_BATCH_ROWS at a time, in file order."""
-    dataset = ds.dataset(path, format="parquet")
-    for batch in dataset.to_batches(columns=columns, batch_size=READ_BATCH_ROWS):
+def batches(data: PartitionData, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+    """A partition's rows, READ_BATCH_ROWS at a time, in file order."""
+    for batch in dataset(data).to_batches(columns=columns, batch_size=READ_BATCH_ROWS):
         yield batch.to_pandas()
 
 
-def partition_files(path: Path) -> str:
-    """The glob of a partition directory's Parquet files, for DuckDB's read_parquet."""
-    return str(Path(path) / "*.parquet")
+def partition_files(data: PartitionData) -> list[str]:
+    """A partition's Parquet files, for DuckDB's read_parquet([...])."""
+    return [str(f) for f in parquet_files(data)]
 
 
 @contextmanager

@@ -3,9 +3,9 @@ columns.py), time range and a preview."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import dagster as dg
 import pyarrow as pa
@@ -28,20 +28,39 @@ def documented_schema(location: str, role: str | None = None) -> dict[str, dg.Ta
     return {column_schema_key(role): schema} if schema else {}
 
 
-def file_schema(directory: Path) -> pa.Schema:
-    """The columns of the Parquet files under a partition directory, as written."""
-    return ds.dataset(directory, format="parquet").schema
+# A partition's data: the files a version of a lake table lists for it, or a directory of
+# Parquet files staged for a commit (its files are the partition's).
+PartitionData: TypeAlias = Path | Sequence[Path]
 
 
-def count_rows(directory: Path) -> int:
-    """Rows in the Parquet files under a partition directory, from their footers only."""
-    return sum(pq.read_metadata(f).num_rows for f in sorted(directory.rglob("*.parquet")))
+def parquet_files(data: PartitionData) -> list[Path]:
+    """The Parquet files of a partition: the listed ones, or those in a staged directory.
+    (A lake table's directory also holds the files of older versions: the table's version
+    lists which files are the partition's, lake/delta.py.)"""
+    if isinstance(data, Path):
+        return sorted(data.glob("*.parquet"))
+    return [Path(f) for f in data]
 
 
-def value_counts(directory: Path, column: str) -> dict[str, int]:
+def dataset(data: PartitionData) -> ds.Dataset:
+    """A partition's files as one pyarrow dataset (without the partition's columns)."""
+    return ds.dataset([str(f) for f in parquet_files(data)], format="parquet")
+
+
+def file_schema(data: PartitionData) -> pa.Schema:
+    """The columns of a partition's Parquet files, as written."""
+    return dataset(data).schema
+
+
+def count_rows(data: PartitionData) -> int:
+    """Rows in a partition's Parquet files, from their footers only."""
+    return sum(pq.read_metadata(f).num_rows for f in parquet_files(data))
+
+
+def value_counts(data: PartitionData, column: str) -> dict[str, int]:
     """How often each value of a column occurs in a partition's Parquet files (nulls left
     out), read with pyarrow: a small table's tally needs no Spark job."""
-    values = ds.dataset(directory, format="parquet").to_table(columns=[column]).column(column)
+    values = dataset(data).to_table(columns=[column]).column(column)
     counts = values.value_counts()
     return {
         str(value): int(count)
@@ -58,9 +77,9 @@ def fraction(part: int, whole: int) -> float:
     return part / whole if whole else 0.0
 
 
-def preview(directory: Path, rows: int = 5) -> dg.MetadataValue:
+def preview(data: PartitionData, rows: int = 5) -> dg.MetadataValue:
     """The first rows of a partition, as a Markdown table."""
-    table = ds.dataset(directory, format="parquet").head(rows)
+    table = dataset(data).head(rows)
     header = "| " + " | ".join(table.column_names) + " |"
     rule = "|" + "---|" * table.num_columns
     body = [
@@ -81,7 +100,7 @@ def partition_metadata(
 
 
 def summary_metadata(
-    directory: Path,
+    newest: PartitionData,
     rows_total: int,
     partitions: int,
     schemas: Mapping[str, dg.TableSchema],
@@ -97,6 +116,6 @@ def summary_metadata(
             {"partitions": partitions, "rows": rows_total, **numbers}
         ),
         **schemas,
-        "preview": preview(directory),
+        "preview": preview(newest),
         **{k: v for k, v in extra.items() if k not in numbers},
     }

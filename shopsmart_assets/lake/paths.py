@@ -69,6 +69,18 @@ def lake_tables(assets: Iterable[dg.AssetsDefinition | dg.AssetSpec]) -> dict[st
     }
 
 
+def table_partition_columns(
+    assets: Iterable[dg.AssetsDefinition | dg.AssetSpec],
+) -> dict[str, tuple[str, ...]]:
+    """`<zone>/<table>` → its partition columns, for every table the assets declare."""
+    return {
+        location: partition_columns(spec.partitions_def)
+        for spec in _specs(assets)
+        for name, location in (spec.metadata or {}).items()
+        if name == LAKE_TABLE or name.startswith(f"{LAKE_TABLE}#")
+    }
+
+
 def table_globs(assets: Iterable[dg.AssetsDefinition | dg.AssetSpec]) -> dict[str, str]:
     """`<zone>/<table>` → the glob of its Parquet files under the table directory, for every
     Parquet table the assets declare: `*/*.parquet` for daily tables, `*/*/*.parquet` for
@@ -137,6 +149,13 @@ def _partition_start(
         offset = timedelta(hours=int(hours), minutes=int(minutes))
         return local.replace(tzinfo=timezone(offset if sign == "+" else -offset))
     return partitions_def.start_time_for_partition_key(partition_key)
+
+
+def partition_columns(partitions_def: dg.PartitionsDefinition) -> tuple[str, ...]:
+    """The Hive columns of a table's partitions: `date`, and `hour` for tables partitioned
+    finer than a day (partition_subpath's levels)."""
+    hourly = "%H" in getattr(partitions_def, "fmt", "")
+    return ("date", "hour") if hourly else ("date",)
 
 
 def part_file_name() -> str:

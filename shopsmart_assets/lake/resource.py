@@ -1,12 +1,15 @@
 """The lake as a Dagster resource: the one partition-aware layer between the assets and their
-files. Assets read their inputs, transform and return through it:
+tables. Assets read their inputs, transform and return through it:
 
-- where a partition lives comes from the asset's declared table and partitions (paths.py);
+- every table is a Delta table (delta.py); where a partition lives comes from the asset's
+  declared table and partitions (paths.py);
 - which upstream partitions a step reads comes from the asset's partition mappings
-  (upstream.py), and a missing one stops the step, named;
-- writes are staged and swapped into place atomically (publish.py); a lake whose storage
-  refuses them fails the step at once, in one line (storage_failures.py);
-- every materialization records rows, path, schema and a preview (metadata.py).
+  (upstream.py), read from the tables' current versions; a missing one stops the step, named;
+- writes are staged (staging.py) and committed as one overwrite of exactly the partitions
+  written, recording which run wrote them and the versions of what it read (its provenance);
+  a lake whose storage refuses them fails the step at once, in one line (storage_failures.py);
+- every materialization records rows, path, schema, its table version and a preview
+  (metadata.py).
 """
 
 from __future__ import annotations
@@ -17,25 +20,33 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
+from pydantic import PrivateAttr
 
 from shopsmart_assets.lake.column_catalog import column_schema, written_schema
+from shopsmart_assets.lake.delta import Commit, DeltaLakeTable, fingerprint
 from shopsmart_assets.lake.frames import write_daily_frames
+from shopsmart_assets.lake.legacy import refuse_legacy
 from shopsmart_assets.lake.metadata import (
+    PartitionData,
     column_schema_key,
-    count_rows,
     file_schema,
+    parquet_files,
     partition_metadata,
     summary_metadata,
 )
-from shopsmart_assets.lake.paths import partition_subpath, table_id, table_location
-from shopsmart_assets.lake.publish import Publisher
+from shopsmart_assets.lake.paths import (
+    partition_columns,
+    partition_subpath,
+    table_id,
+    table_location,
+)
+from shopsmart_assets.lake.staging import Staging
 from shopsmart_assets.lake.storage_failures import storage_failures
 from shopsmart_assets.lake.upstream import (
     declared_mapping,
     missing_partition_failure,
     upstream_partition_keys,
 )
-from shopsmart_assets.lake.versions import PartitionVersions, combined_version, version_of
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -50,22 +61,41 @@ class LakeResource(dg.ConfigurableResource):
     # A staging directory untouched this long belongs to a writer that died (kill -9, lost
     # node): the next write removes it. No partition write takes anywhere near a day.
     abandoned_staging_seconds: int = 86_400
+    # What each step read (table → version and each partition's fingerprint) and committed
+    # (table id → partition key → (version, rows)), by step: a commit records the reads.
+    _reads: dict[tuple[str, str], dict[str, dict]] = PrivateAttr(default_factory=dict)
+    _commits: dict[tuple[str, str], dict[str, dict[str, tuple[int, int]]]] = PrivateAttr(
+        default_factory=dict
+    )
 
     @property
     def root_path(self) -> Path:
         return Path(self.root)
 
-    @property
-    def publisher(self) -> Publisher:
-        return Publisher(self.root_path, self.abandoned_staging_seconds)
+    # Tables and paths ----------------------------------------------------------------------
 
-    # Paths -------------------------------------------------------------------------------
-
-    def table_dir(self, key: dg.AssetKey, role: str | None = None) -> Path:
+    def location(self, key: dg.AssetKey, role: str | None = None) -> str:
+        """`<zone>/<table>` of an asset's table (or its table of `role`)."""
         location = self.tables.get(table_id(key, role))
         if location is None:
             raise KeyError(f"{table_id(key, role)} has no lake table (lake_table metadata)")
-        return self.root_path / table_location(*location.split("/", 1))
+        return table_location(*location.split("/", 1))
+
+    def table_dir(self, key: dg.AssetKey, role: str | None = None) -> Path:
+        return self.root_path / self.location(key, role)
+
+    def table(
+        self,
+        key: dg.AssetKey,
+        partitions_def: dg.PartitionsDefinition,
+        role: str | None = None,
+    ) -> DeltaLakeTable:
+        """The Delta table an asset writes (or its table of `role`); a lake of the release
+        before Delta tables is refused, saying how to convert it."""
+        refuse_legacy(self.root_path)
+        return DeltaLakeTable(
+            self.table_dir(key, role), partition_columns(partitions_def), self.location(key, role)
+        )
 
     def partition_path(
         self,
@@ -74,7 +104,27 @@ class LakeResource(dg.ConfigurableResource):
         partition_key: str,
         role: str | None = None,
     ) -> Path:
+        """The directory of a partition's files (it also holds files of older versions: read
+        a partition through `partition_files`)."""
         return self.table_dir(key, role) / partition_subpath(partitions_def, partition_key)
+
+    def partition_files(
+        self,
+        key: dg.AssetKey,
+        partitions_def: dg.PartitionsDefinition,
+        partition_keys: Sequence[str],
+        role: str | None = None,
+    ) -> dict[str, list[Path]]:
+        """The files of those partitions in the table's current version (the partitions it
+        does not hold are left out)."""
+        table = self.table(key, partitions_def, role)
+        held = table.state().files
+        found = {}
+        for partition_key in partition_keys:
+            subpath = partition_subpath(partitions_def, partition_key)
+            if subpath in held:
+                found[partition_key] = [table.path / f for f in held[subpath]]
+        return found
 
     def roles(self, key: dg.AssetKey) -> list[str | None]:
         """The tables an asset writes: None for its own, then the others by role."""
@@ -110,37 +160,53 @@ class LakeResource(dg.ConfigurableResource):
             _input_name(context, upstream)
         )
 
-    def input_paths(
+    def input_files(
         self,
         context: dg.AssetExecutionContext,
         upstream: dg.AssetKey,
         for_partitions: Sequence[str] | None = None,
-    ) -> dict[str, Path]:
-        """The directories of the upstream partitions the step reads, by partition key; a
-        missing one stops the step at once (no retries), named with what heals it."""
+    ) -> dict[str, list[Path]]:
+        """The files of the upstream partitions the step reads (the upstream table's current
+        version), by partition key; a missing partition stops the step at once (no retries),
+        named with what heals it. What was read is recorded in the step's commits."""
         partitions_def = self.upstream_partitions_def(context, upstream)
-        own = for_partitions or context.partition_keys
-        paths = {
-            key: self.partition_path(upstream, partitions_def, key)
-            for key in self.upstream_keys(context, upstream, for_partitions)
-        }
-        missing = [key for key, path in paths.items() if not path.is_dir()]
+        table = self.table(upstream, partitions_def)
+        state = table.state()
+        keys = self.upstream_keys(context, upstream, for_partitions)
+        subpaths = {key: partition_subpath(partitions_def, key) for key in keys}
+        missing = [key for key, subpath in subpaths.items() if subpath not in state.files]
         if missing:
+            own = for_partitions or context.partition_keys
+            where = str(table.path / subpaths[missing[0]])
             needed_by = f"{_names(context)} {_span(own)}"
-            raise missing_partition_failure(
-                needed_by, upstream, missing, str(paths[missing[0]]), own[-1]
-            )
-        return paths
+            raise missing_partition_failure(needed_by, upstream, missing, where, own[-1])
+        read = self._reads.setdefault(_step(context), {}).setdefault(
+            table.name, {"version": state.version, "partitions": {}}
+        )
+        read["version"] = max(read["version"], state.version or 0)
+        read["partitions"].update(
+            {key: fingerprint(state.files[subpath]) for key, subpath in subpaths.items()}
+        )
+        return {key: [table.path / f for f in state.files[sub]] for key, sub in subpaths.items()}
+
+    def read_of(self, context: dg.AssetExecutionContext, upstream: dg.AssetKey) -> dict[str, Any]:
+        """What the step has read of `upstream`'s table so far: {"version": the table version,
+        "partitions": partition key → the fingerprint of its files in it}."""
+        partitions_def = self.upstream_partitions_def(context, upstream)
+        name = self.table(upstream, partitions_def).name
+        read = self._reads.get(_step(context), {}).get(name)
+        if read is None:
+            raise KeyError(f"{_names(context)} has not read {upstream.to_user_string()}")
+        return read
 
     def read_spark(
         self, context: dg.AssetExecutionContext, spark: SparkSession, upstream: dg.AssetKey
     ) -> DataFrame:
         """The upstream partitions the step reads, as one Spark DataFrame with the Hive
-        columns (`date`, and `hour` for hourly tables)."""
-        paths = self.input_paths(context, upstream).values()
-        return spark.read.option("basePath", str(self.table_dir(upstream))).parquet(
-            *[str(p) for p in paths]
-        )
+        columns (`date`, and `hour` for hourly tables): the files of the table's current
+        version, read with the table as Spark's base path."""
+        files = [str(f) for listed in self.input_files(context, upstream).values() for f in listed]
+        return spark.read.option("basePath", str(self.table_dir(upstream))).parquet(*files)
 
     # Writing in a step ---------------------------------------------------------------------
 
@@ -155,21 +221,26 @@ class LakeResource(dg.ConfigurableResource):
         `partition_keys` of them), removed afterwards; a full, read-only or forbidden lake
         fails the step at once, in one line."""
         what = f"{table_id(key)} {_span(partition_keys or context.partition_keys)}"
+        staging = Staging(self.root_path, self.abandoned_staging_seconds)
         with (
             storage_failures(what, self.table_dir(key), self.root_path),
-            self.publisher.staging() as path,
+            staging.directory() as path,
         ):
             yield path
 
     @contextmanager
     def writing(
-        self, context: dg.AssetExecutionContext, key: dg.AssetKey, partition_key: str
+        self,
+        context: dg.AssetExecutionContext,
+        key: dg.AssetKey,
+        partition_key: str,
+        info: Mapping[str, Any] | None = None,
     ) -> Iterator[Path]:
-        """An empty directory to write one partition of `key` into; published on success."""
-        target = self.partition_path(key, _own_partitions_def(context, key), partition_key)
+        """An empty directory to write one partition of `key` into; committed on success
+        (`info`, filled in by then, goes into the commit)."""
         with self.staging(context, key, [partition_key]) as staged:
             yield staged
-            self.publisher.publish(staged, target, partition_key, context.run.run_id)
+            self.commit(context, key, {partition_key: staged}, info=info)
 
     def write_spark_daily(
         self,
@@ -178,7 +249,7 @@ class LakeResource(dg.ConfigurableResource):
         staging: Path,
     ) -> dict[str | None, dict[str, Path]]:
         """Stage Spark DataFrames with a `date` column (the asset's table, and others by
-        role), one directory per partition of the step; publish them with `publish_staged`
+        role), one directory per partition of the step; commit them with `publish_staged`
         once they are checked."""
         return write_daily_frames(frames, staging, context.partition_keys)
 
@@ -188,12 +259,47 @@ class LakeResource(dg.ConfigurableResource):
         key: dg.AssetKey,
         staged: Mapping[str | None, Mapping[str, Path]],
     ) -> None:
-        """Publish staged partitions, one atomic swap each."""
-        partitions_def = _own_partitions_def(context, key)
+        """Commit staged partitions: one commit per table (the asset's, and others by role)."""
         for role, by_partition in staged.items():
-            for partition_key, directory in by_partition.items():
-                target = self.partition_path(key, partitions_def, partition_key, role)
-                self.publisher.publish(directory, target, partition_key, context.run.run_id)
+            self.commit(context, key, by_partition, role)
+
+    def commit(
+        self,
+        context: dg.AssetExecutionContext,
+        key: dg.AssetKey,
+        staged: Mapping[str, PartitionData],
+        role: str | None = None,
+        info: Mapping[str, Any] | None = None,
+    ) -> Commit:
+        """Commit staged partitions of `key`'s table (or its table of `role`) in one Delta
+        commit replacing exactly those partitions. The commit records the run, the asset, the
+        partitions, what the step read so far (each table's version and partitions), and
+        `info`."""
+        partitions_def = _own_partitions_def(context, key)
+        table = self.table(key, partitions_def, role)
+        files = {}
+        for partition_key, data in staged.items():
+            listed = parquet_files(data)
+            if not listed:
+                raise ValueError(
+                    f"{table_id(key, role)} {partition_key}: no Parquet file staged (a "
+                    "partition without rows is one file without rows)"
+                )
+            files[partition_subpath(partitions_def, partition_key)] = listed
+        record = {
+            "run_id": context.run.run_id,
+            "asset": table_id(key, role),
+            "partitions": sorted(staged),
+            "inputs": self._reads.get(_step(context), {}),
+            **(info or {}),
+        }
+        what = f"{table_id(key, role)} {_span(sorted(staged))}"
+        with storage_failures(what, table.path, self.root_path):
+            done = table.commit(files, record)
+        by_subpath = {partition_subpath(partitions_def, k): k for k in staged}
+        committed = self._commits.setdefault(_step(context), {}).setdefault(table_id(key, role), {})
+        committed |= {by_subpath[s]: (done.version, rows) for s, rows in done.rows.items()}
+        return done
 
     # Metadata ------------------------------------------------------------------------------
 
@@ -204,52 +310,35 @@ class LakeResource(dg.ConfigurableResource):
         partition_key: str,
         extra: Mapping[str, Any] | None = None,
     ) -> int:
-        """Attach the standard metadata to one partition's materialization (its rows, counted
-        from the Parquet footers, and its path); returns the rows."""
-        path = self.partition_path(key, _own_partitions_def(context, key), partition_key)
-        rows = count_rows(path)
-        version = {"lake_version": version_of(path, self.root_path)}
+        """Attach the standard metadata to one partition's materialization (its rows, its
+        path and the table version the step's commit made); returns the rows."""
+        partitions_def = _own_partitions_def(context, key)
+        path = self.partition_path(key, partitions_def, partition_key)
+        version, rows = self.committed(context, key, partition_key)
         context.add_asset_metadata(
-            partition_metadata(rows, path, {**version, **(extra or {})}),
+            partition_metadata(rows, path, {"lake_version": version, **(extra or {})}),
             asset_key=key,
             partition_key=partition_key,
         )
         return rows
 
+    def committed(
+        self, context: dg.AssetExecutionContext, key: dg.AssetKey, partition_key: str
+    ) -> tuple[int, int]:
+        """(table version, rows) of a partition of `key` the step committed."""
+        committed = self._commits.get(_step(context), {}).get(table_id(key), {})
+        if partition_key not in committed:
+            raise KeyError(f"{table_id(key)} {partition_key} was not committed by this step")
+        return committed[partition_key]
+
     def data_version(self, context: dg.AssetExecutionContext, key: dg.AssetKey) -> dg.DataVersion:
         """The data version Dagster records for the step's materialization of `key`: the
-        partition's lake version; for a range of partitions (Dagster records one data version
-        per step), a digest of theirs (each partition's own is in its `lake_version`)."""
-        partitions_def = _own_partitions_def(context, key)
-        versions = {
-            partition_key: self.version(key, partitions_def, partition_key)
-            for partition_key in context.partition_keys
-        }
-        return dg.DataVersion(combined_version(versions))
-
-    def version(
-        self, key: dg.AssetKey, partitions_def: dg.PartitionsDefinition, partition_key: str
-    ) -> str:
-        """The lake version id a partition holds now."""
-        return version_of(self.partition_path(key, partitions_def, partition_key), self.root_path)
-
-    def recorded_version_path(
-        self,
-        key: dg.AssetKey,
-        partitions_def: dg.PartitionsDefinition,
-        partition_key: str,
-        version: str,
-    ) -> Path | None:
-        """Where a recorded version of a partition lies now: the current partition if it is
-        that version, else its kept copy in the version store; None if the lake holds it no
-        more."""
-        current = self.partition_path(key, partitions_def, partition_key)
-        versions = PartitionVersions.of(self.root_path, current)
-        held = versions.current()
-        if held is not None and held.version == version:
-            return current
-        kept = versions.kept_dir(version)
-        return kept if kept.is_dir() else None
+        table version of the step's (newest) commit of it; each partition's own is in its
+        `lake_version`."""
+        committed = self._commits.get(_step(context), {}).get(table_id(key), {})
+        if not committed:
+            raise KeyError(f"{table_id(key)}: nothing committed by this step")
+        return dg.DataVersion(str(max(version for version, _ in committed.values())))
 
     def summary(
         self, context: dg.AssetExecutionContext, key: dg.AssetKey, rows_total: int, **extra: Any
@@ -259,19 +348,19 @@ class LakeResource(dg.ConfigurableResource):
         newest partition."""
         partitions_def = _own_partitions_def(context, key)
         newest = context.partition_keys[-1]
-        schemas = {
-            column_schema_key(role): written_schema(
-                file_schema(self.partition_path(key, partitions_def, newest, role)),
-                column_schema(self.tables[table_id(key, role)]),
-            )
+        files = {
+            role: self.partition_files(key, partitions_def, [newest], role).get(newest, [])
             for role in self.roles(key)
         }
+        schemas = {
+            column_schema_key(role): written_schema(
+                file_schema(listed), column_schema(self.tables[table_id(key, role)])
+            )
+            for role, listed in files.items()
+            if listed
+        }
         return summary_metadata(
-            self.partition_path(key, partitions_def, newest),
-            rows_total,
-            len(context.partition_keys),
-            schemas,
-            **extra,
+            files[None], rows_total, len(context.partition_keys), schemas, **extra
         )
 
 
@@ -290,6 +379,11 @@ def _own_partitions_def(
     if key not in context.assets_def.keys:
         raise KeyError(f"{_names(context)} does not write {key.to_user_string()}")
     return context.assets_def.partitions_def
+
+
+def _step(context: dg.AssetExecutionContext) -> tuple[str, str]:
+    """A step of a run: what the resource remembers of its reads and commits is its own."""
+    return context.run.run_id, context.assets_def.node_def.name
 
 
 def _names(context: dg.AssetExecutionContext) -> str:

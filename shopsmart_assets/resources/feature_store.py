@@ -27,7 +27,8 @@ from pydantic import PrivateAttr
 from sqlalchemy.engine import make_url
 
 from shopsmart_assets.lake.frames import bounded_duckdb, partition_files
-from shopsmart_assets.lake.locks import exclusive
+from shopsmart_assets.lake.metadata import PartitionData
+from shopsmart_assets.resources.file_lock import exclusive
 from shopsmart_assets.resources.process import import_feast_unchecked
 from shopsmart_assets.settings import masked
 
@@ -143,7 +144,7 @@ def unavailable_errors() -> tuple[type[BaseException], ...]:
 
 
 def newest_rows(
-    days: Mapping[str, Path], columns: list[str], batch_rows: int
+    days: Mapping[str, PartitionData], columns: list[str], batch_rows: int
 ) -> Iterator[pd.DataFrame]:
     """Each customer's newest row of the days' partition files (on equal event times, the
     later day's), `batch_rows` at a time, with the day it comes from in `_day`. DuckDB finds
@@ -163,7 +164,7 @@ def newest_rows(
     )
     names = list(days)  # a row's day, by its position
     with bounded_duckdb() as connection:
-        files = [partition_files(path) for path in days.values()]
+        files = [partition_files(data) for data in days.values()]
         for batch in connection.sql(query, params=files).to_arrow_reader(batch_rows):
             frame = batch.to_pandas()
             frame[EVENT_TIMESTAMP] = pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True)
@@ -183,14 +184,14 @@ def write_ahead_log(path: Path) -> None:
         connection.close()
 
 
-def newest_event_time(days: Mapping[str, Path]) -> pd.Timestamp:
+def newest_event_time(days: Mapping[str, PartitionData]) -> pd.Timestamp:
     """The newest event time in the days' partition files (NaT when they hold no rows)."""
     from shopsmart_assets.feature_repo import EVENT_TIMESTAMP
 
     with bounded_duckdb() as connection:
         [(newest,)] = connection.sql(
             f"SELECT max({EVENT_TIMESTAMP}) FROM read_parquet($1)",
-            params=[[partition_files(path) for path in days.values()]],
+            params=[[f for data in days.values() for f in partition_files(data)]],
         ).fetchall()
     return pd.to_datetime(newest, utc=True)
 
@@ -230,7 +231,7 @@ class FeatureStoreResource(dg.ConfigurableResource):
             from feast import FeatureStore
             from feast.repo_config import RepoConfig
 
-            from shopsmart_assets.feature_repo import PROJECT
+            from shopsmart_assets.feature_repo import DELTA_OFFLINE_STORE, PROJECT
             from shopsmart_assets.feature_repo.repo import feature_repo_objects
 
             Path(self.repo_dir).mkdir(parents=True, exist_ok=True)
@@ -246,7 +247,7 @@ class FeatureStoreResource(dg.ConfigurableResource):
                 provider="local",
                 registry=registry_config(self.registry),
                 online_store=config_of_store,
-                offline_store={"type": "duckdb"},
+                offline_store={"type": DELTA_OFFLINE_STORE},
                 entity_key_serialization_version=3,
                 repo_path=Path(self.repo_dir),
             )
@@ -300,7 +301,7 @@ class FeatureStoreResource(dg.ConfigurableResource):
         with self.answering(f"writing {view}"):
             self.get_store().write_to_online_store(view, pd.DataFrame(row))
 
-    def write_newest_of_days(self, view: str, days: Mapping[str, Path]) -> dict[str, int]:
+    def write_newest_of_days(self, view: str, days: Mapping[str, PartitionData]) -> dict[str, int]:
         """Several days' rows of a view (day → its lake partition directory), leaving online
         what writing them one day after the other would: each customer's newest row (on equal
         event times, the later day's), unless the store holds a newer one. Bounded in memory

@@ -32,19 +32,24 @@ DAGSTER_RUN_TAG = "dagster.run_id"
 # The exact lake partition versions a model learned from and was evaluated on (JSON: the
 # table and {partition: version}), on the run and on its registered version.
 TRAINED_ON_TAG = "shopsmart.trained_on"
+# The run's artifact with the files of every partition it learned from (a version's files
+# outlive the Delta log entries that list them, kept by vacuum for every pinned version).
+TRAINED_ON_ARTIFACT = "trained_on.json"
 CODE_VERSION_TAG = "shopsmart.model_code_version"
 
 
 @dataclass(frozen=True)
 class TrainingInput:
-    """A frame a model run learned from or was evaluated on, with the lake's digest of it
-    (MLflow's own digest hashes only a sample of the rows)."""
+    """A frame a model run learned from or was evaluated on: the Delta table and version it
+    was read from, and the lake's digest of the partitions it holds (MLflow's own digest
+    hashes only a sample of the rows)."""
 
     frame: pd.DataFrame
     name: str
     digest: str
     context: str  # "training" or "evaluation"
-    source: str  # where it lies (the lake table's directory)
+    source: str  # the lake table's directory
+    version: int | None  # the table's version
     targets: str | None = None
 
     @property
@@ -55,18 +60,21 @@ class TrainingInput:
 
 @dataclass(frozen=True)
 class TrainedOn:
-    """What a registered model version's run recorded it learned from."""
+    """What a registered model version's run recorded it learned from: one version of a lake
+    table, and each partition's fingerprint (its files) in it."""
 
-    table: str
-    partitions: dict[str, str]  # partition → lake version
+    table: str  # <zone>/<table>
+    version: int | None  # the Delta table version (None: recorded before the lake was Delta)
+    partitions: dict[str, str]  # partition → fingerprint of its files in that version
 
     def tag(self) -> str:
-        return json.dumps({"table": self.table, "partitions": self.partitions}, sort_keys=True)
+        recorded = {"table": self.table, "version": self.version, "partitions": self.partitions}
+        return json.dumps(recorded, sort_keys=True)
 
     @classmethod
     def from_tag(cls, value: str) -> TrainedOn:
         recorded = json.loads(value)
-        return cls(recorded["table"], dict(recorded["partitions"]))
+        return cls(recorded["table"], recorded.get("version"), dict(recorded["partitions"]))
 
 
 @dataclass(frozen=True)
@@ -220,19 +228,38 @@ class ModelRegistry(dg.ConfigurableResource):
         tag = model_version.tags.get(TRAINED_ON_TAG)
         return TrainedOn.from_tag(tag) if tag else None
 
-    def references(self) -> dict[tuple[str, str, str], list[int]]:
-        """(table, partition, lake version) → the registered versions that learned from it."""
-        found: dict[tuple[str, str, str], list[int]] = {}
+    def trained_on_files(self, run_id: str) -> dict[str, list[str]]:
+        """Each partition's files as the run recorded them ({} for a run without them)."""
+        import mlflow.artifacts
+
+        self._activate()
+        try:
+            recorded = mlflow.artifacts.load_dict(f"runs:/{run_id}/{TRAINED_ON_ARTIFACT}")
+        except Exception:  # a run logged before the files were recorded
+            return {}
+        return {
+            partition: list(entry.get("files", []))
+            for partition, entry in recorded.get("partitions", {}).items()
+            if isinstance(entry, dict)
+        }
+
+    def pinned_versions(self) -> dict[str, dict[int, list[int]]]:
+        """Table → its versions that registered model versions learned from → those model
+        versions: what vacuum must keep."""
+        pinned: dict[str, dict[int, list[int]]] = {}
         versions = self.get_client().search_model_versions(f"name = '{self.model_name}'")
         for model_version in versions:
             tag = model_version.tags.get(TRAINED_ON_TAG)
             if not tag:
                 continue
             trained_on = TrainedOn.from_tag(tag)
-            for partition, lake_version in trained_on.partitions.items():
-                key = (trained_on.table, partition, lake_version)
-                found.setdefault(key, []).append(int(model_version.version))
-        return {key: sorted(numbers) for key, numbers in found.items()}
+            if trained_on.version is not None:
+                by_version = pinned.setdefault(trained_on.table, {})
+                by_version.setdefault(trained_on.version, []).append(int(model_version.version))
+        return {
+            table: {v: sorted(models) for v, models in sorted(by_version.items())}
+            for table, by_version in pinned.items()
+        }
 
     # Aliases -------------------------------------------------------------------------------
 
@@ -294,13 +321,18 @@ class ModelRegistry(dg.ConfigurableResource):
 def dataset(item: TrainingInput) -> Any:
     """The frame as an MLflow dataset with the lake's digest and source, and its schema."""
     import mlflow.data
+    from mlflow.data.delta_dataset_source import DeltaDatasetSource
     from mlflow.models import infer_signature
 
     with warnings.catch_warnings():
         # a local path reads as more than one kind of source; MLflow picks the local one
         warnings.filterwarnings("ignore", message="The specified dataset source")
         found = mlflow.data.from_pandas(
-            item.frame, source=item.source, name=item.name, digest=item.digest, targets=item.targets
+            item.frame,
+            source=DeltaDatasetSource(path=item.source, delta_table_version=item.version),
+            name=item.name,
+            digest=item.digest,
+            targets=item.targets,
         )
     # MLflow infers a dataset's schema lazily (a cached property) by checking every value of
     # every column in Python: more than a second for a month of examples, every model. The

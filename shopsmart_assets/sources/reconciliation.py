@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as sa
 
-from shopsmart_assets.lake.metadata import count_rows
+from shopsmart_assets.lake.metadata import PartitionData, count_rows
 from shopsmart_assets.sources.extract import Extraction, count_source_rows, window_params
 
 
@@ -37,9 +36,10 @@ def count_hours(
     engine: sa.Engine,
     extraction: Extraction,
     windows: Mapping[str, dg.TimeWindow],
-    raw_paths: Mapping[str, Path],
+    raw_files: Mapping[str, PartitionData],
 ) -> list[HourCount]:
-    """Source and raw rows of each hourly partition (same keys in `windows` and `raw_paths`)."""
+    """Source and raw rows of each hourly partition (same keys in `windows` and
+    `raw_files`)."""
     with engine.connect() as connection:
         return [
             HourCount(
@@ -48,7 +48,7 @@ def count_hours(
                 count_source_rows(
                     connection, extraction, window_params(windows[key].start, windows[key].end)
                 ),
-                count_rows(raw_paths[key]),
+                count_rows(raw_files[key]),
             )
             for key in windows
         ]

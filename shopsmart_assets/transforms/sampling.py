@@ -24,13 +24,13 @@ from __future__ import annotations
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from shopsmart_assets.lake.frames import batches
+from shopsmart_assets.lake.metadata import PartitionData
 from shopsmart_assets.transforms.training import TRAINING_COLUMNS
 
 MAX_TRAIN_ROWS = 400_000
@@ -132,18 +132,18 @@ class WindowSample:
         }
 
 
-def label_counts(path: Path) -> tuple[int, int]:
+def label_counts(data: PartitionData) -> tuple[int, int]:
     """(positives, rows) of a training-set partition, from its label column alone."""
     positives = rows = 0
-    for frame in batches(path, ["label"]):
+    for frame in batches(data, ["label"]):
         positives += int(frame["label"].sum())
         rows += len(frame)
     return positives, rows
 
 
-def drawn(path: Path, label_day: str, rule: SampleRule) -> pd.DataFrame:
+def drawn(data: PartitionData, label_day: str, rule: SampleRule) -> pd.DataFrame:
     """The rows of a partition the rule keeps, read in batches."""
-    kept = [rule.keep(frame, label_day) for frame in batches(path, list(TRAINING_COLUMNS))]
+    kept = [rule.keep(frame, label_day) for frame in batches(data, list(TRAINING_COLUMNS))]
     kept = [frame for frame in kept if len(frame)]
     if not kept:
         return pd.DataFrame(columns=list(TRAINING_COLUMNS))
@@ -151,23 +151,24 @@ def drawn(path: Path, label_day: str, rule: SampleRule) -> pd.DataFrame:
 
 
 def window_sample(
-    paths: Mapping[str, Path],
+    partitions: Mapping[str, PartitionData],
     key: str,
-    counts: MutableMapping[Path, tuple[int, int]] | None = None,
+    counts: MutableMapping[str, tuple[int, int]] | None = None,
 ) -> WindowSample:
-    """The sample of the window `paths` (training-set partition → its directory, `key`
+    """The sample of the window `partitions` (training-set partition → its files, `key`
     included, in order) that the model of `key` learns from and is evaluated on. `counts`
-    caches each partition's (positives, rows) across the models of one run."""
+    caches each partition's (positives, rows), by partition, across the models of one run
+    (which reads one version of each)."""
     counts = {} if counts is None else counts
-    for path in paths.values():
-        if path not in counts:
-            counts[path] = label_counts(path)
-    history = {day: path for day, path in paths.items() if day != key}
-    positives = sum(counts[path][0] for path in history.values())
-    rows = sum(counts[path][1] for path in history.values())
+    for day, data in partitions.items():
+        if day not in counts:
+            counts[day] = label_counts(data)
+    history = {day: data for day, data in partitions.items() if day != key}
+    positives = sum(counts[day][0] for day in history)
+    rows = sum(counts[day][1] for day in history)
     train_rule = SampleRule.bounded(positives, rows - positives, MAX_TRAIN_ROWS)
-    eval_rule = SampleRule.uniform(counts[paths[key]][1], MAX_EVAL_ROWS)
-    train = [drawn(path, day, train_rule) for day, path in history.items()]
+    eval_rule = SampleRule.uniform(counts[key][1], MAX_EVAL_ROWS)
+    train = [drawn(data, day, train_rule) for day, data in history.items()]
     train = [frame for frame in train if len(frame)]
     return WindowSample(
         train=(
@@ -175,10 +176,10 @@ def window_sample(
             if train
             else pd.DataFrame(columns=list(TRAINING_COLUMNS))
         ),
-        evaluation=drawn(paths[key], key, eval_rule),
+        evaluation=drawn(partitions[key], key, eval_rule),
         train_rule=train_rule,
         eval_rule=eval_rule,
         window_examples=rows,
         window_positives=positives,
-        day_examples=counts[paths[key]][1],
+        day_examples=counts[key][1],
     )

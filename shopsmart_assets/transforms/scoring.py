@@ -3,13 +3,12 @@ time), and the day's figures and checks (DuckDB over the written files)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from shopsmart_assets.lake.frames import bounded_duckdb, partition_files
+from shopsmart_assets.lake.metadata import PartitionData
 from shopsmart_assets.transforms.features import EVENT_TIMESTAMP
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
@@ -54,13 +53,13 @@ def scores_frame(
     )
 
 
-def score_distribution(scores_dir: Path) -> dict[str, float]:
+def score_distribution(scores: PartitionData) -> dict[str, float]:
     """Mean and quantiles of a day's scores as written (NaN when there are none), for plots
     over days; computed by DuckDB over the partition's files, exact, as pandas would."""
     quantiles = ", ".join(f"quantile_cont(score, {q})" for q in QUANTILES)
     with bounded_duckdb() as connection:
         row = connection.execute(
-            f"SELECT avg(score), {quantiles} FROM read_parquet(?)", [partition_files(scores_dir)]
+            f"SELECT avg(score), {quantiles} FROM read_parquet(?)", [partition_files(scores)]
         ).fetchone()
     values = [float("nan") if v is None else float(v) for v in row]
     names = ["score_mean", *(f"score_p{round(q * 100):02d}" for q in QUANTILES)]
@@ -68,7 +67,7 @@ def score_distribution(scores_dir: Path) -> dict[str, float]:
 
 
 def score_problems(
-    key: str, snapshot_dir: Path, scores_dir: Path, version: int | None
+    key: str, snapshot: PartitionData, scores: PartitionData, version: int | None
 ) -> list[str]:
     """How a day's scores (as written) differ from one per customer of its CRM snapshot,
     counted by DuckDB over both partitions' files (bounded memory, whatever the customers)."""
@@ -87,7 +86,7 @@ def score_problems(
                     USING (customer_id)),
                 (SELECT count(*) FROM scores)
             """,
-            [partition_files(scores_dir), partition_files(snapshot_dir)],
+            [partition_files(scores), partition_files(snapshot)],
         ).fetchone()
     if version is None:
         return [f"{key}: {rows} scores without a champion"] if rows else []

@@ -4,6 +4,9 @@
   source outage, say), or that are still missing a day later, are backfilled in one Dagster
   backfill as soon as the sources they read answer again, with every upstream partition they
   read that was never built (however far back their windows reach).
+  It also rebuilds every partition of those days whose commit recorded inputs the upstream
+  tables no longer hold (lake/provenance.py), whenever that happened: a run that read a day
+  before a late-data backfill rebuilt it, which no plan made earlier foresaw.
 - `late_orders_sensor`: orders changed in the source after their day was loaded (late status
   changes, refunds, late-arriving rows) are detected by comparing, per day, the source's newest
   `updated_at` and row count with the raw zone's; those days are re-extracted and everything
@@ -34,7 +37,7 @@ import pyarrow.dataset as ds
 import sqlalchemy as sa
 
 from shopsmart_assets import settings
-from shopsmart_assets.defs.asset_graph import DeclaredAssetGraph
+from shopsmart_assets.defs.asset_graph import REBUILD_ON_LATE_DATA, DeclaredAssetGraph
 from shopsmart_assets.defs.automation.alerts import mask_credentials
 from shopsmart_assets.defs.automation.backfill_requests import (
     backfill_in_progress,
@@ -43,12 +46,18 @@ from shopsmart_assets.defs.automation.backfill_requests import (
 from shopsmart_assets.defs.automation.partition_status import incomplete, partition_statuses
 from shopsmart_assets.defs.automation.switch import sensor_status
 from shopsmart_assets.defs.raw.assets import EXTRACTIONS, ORDERS_KEY
+from shopsmart_assets.lake import partition_subpath
+from shopsmart_assets.lake.delta import fingerprint
+from shopsmart_assets.lake.provenance import partition_commits, stale_partitions
 from shopsmart_assets.partitions import AssetPartitions, Partitions, day_of
 from shopsmart_assets.resources import LakeResource, SourceDatabase
 from shopsmart_assets.sources.extract import ORDERS, aggregate_source_rows, window_params
 
 RECOVERY_TAG = "shopsmart/recovery"
-RECOVERY_KINDS = ("outage", "late-data")
+RECOVERY_KINDS = ("outage", "late-data", "stale-inputs")
+# Commits of a table read when looking for partitions built from inputs no longer current:
+# the partitions of the last days were written by its newest commits.
+PROVENANCE_COMMITS = 2_000
 # The source resources (`crm_db`, `orders_db`) and the tables each must hold for its extracts.
 SOURCE_TABLES = {
     f"{source}_db": tuple(e.source_table for e in EXTRACTIONS.values() if e.source == source)
@@ -190,6 +199,88 @@ def outage_recovery(
     return watched.request(gaps, "outage")
 
 
+# Stale inputs ---------------------------------------------------------------------------------
+
+
+def runs_in_progress(instance: dg.DagsterInstance) -> bool:
+    """Whether any run is queued or running (it may be rebuilding what looks stale)."""
+    statuses = [
+        dg.DagsterRunStatus.QUEUED,
+        dg.DagsterRunStatus.NOT_STARTED,
+        dg.DagsterRunStatus.STARTING,
+        dg.DagsterRunStatus.STARTED,
+    ]
+    return bool(instance.get_run_records(dg.RunsFilter(statuses=statuses), limit=1))
+
+
+def stale_partitions_of_days(
+    watched: WatchedAssets, lake: LakeResource, days: Sequence[str]
+) -> AssetPartitions:
+    """The daily partitions of `days` whose commits recorded inputs that the upstream tables
+    no longer hold (rebuilt since, or missing then and there now): lake/provenance.py."""
+    graph, current = watched.graph, {}
+
+    def now(location: str, keys: Sequence[str]) -> Mapping[str, str]:
+        key, partitions_def = tables[location]
+        if location not in current:
+            current[location] = lake.table(key, partitions_def).files()
+        files = current[location]
+        subpaths = {k: partition_subpath(partitions_def, k) for k in keys}
+        return {k: fingerprint(files[s]) for k, s in subpaths.items() if s in files}
+
+    tables = {
+        lake.location(key): (key, graph.partitions_def(key))
+        for key in graph.keys
+        if key.to_user_string() in lake.tables and graph.specs[key].partitions_def is not None
+    }
+    stale: AssetPartitions = {}
+    for key in watched.daily:
+        if key.to_user_string() not in lake.tables:
+            continue
+        deps = [
+            d.asset_key
+            for d in graph.specs[key].deps
+            if d.asset_key.to_user_string() in lake.tables and d.asset_key in graph.specs
+        ]
+        if not deps:
+            continue
+        table = lake.table(key, graph.partitions_def(key))
+        commits = partition_commits(table, limit=PROVENANCE_COMMITS)
+        commits = {p: c for p, c in commits.items() if p in days}
+        if commits and REBUILD_ON_LATE_DATA in (graph.specs[key].metadata or {}):
+            # older partitions are history (the models of past days): the newest is served
+            newest = max(commits)
+            commits = {newest: commits[newest]}
+
+        def needed(partition: str, key: dg.AssetKey = key, deps: list = deps) -> dict:
+            return {lake.location(d): graph.upstream_partitions(key, d, [partition]) for d in deps}
+
+        found = [s.partition for s in stale_partitions(commits, needed, now)]
+        if found:
+            stale[key] = found
+    return stale
+
+
+def stale_inputs_request(
+    instance: dg.DagsterInstance, now: datetime, lake: LakeResource, watched: WatchedAssets
+) -> dg.RunRequest | dg.SkipReason:
+    """The backfill rebuilding the last days' partitions built from inputs that changed
+    after they read them, and everything downstream of them that was built."""
+    if recovery_in_progress(instance) or runs_in_progress(instance):
+        return dg.SkipReason("runs are in progress: their partitions are looked at after")
+    days = recent_days(watched.partitions, now, settings.recovery_days())
+    stale = stale_partitions_of_days(watched, lake, days)
+    if not stale:
+        return dg.SkipReason(f"every partition of the last {len(days)} days is current")
+
+    def built(key: dg.AssetKey, keys: list[str]) -> list[str]:
+        materialized = instance.get_materialized_partitions(key)
+        return [k for k in keys if k in materialized]
+
+    reached = watched.graph.downstream_partitions(stale, now, built)
+    return watched.request(watched.healing(instance, reached), "stale-inputs")
+
+
 # Late data ------------------------------------------------------------------------------------
 
 Signature = tuple[str | None, int]  # newest updated_at (ISO, UTC) and row count of a day
@@ -214,13 +305,11 @@ def source_signatures(
 
 def lake_signature(lake: LakeResource, partitions: Partitions, day_key: str) -> Signature | None:
     """The same for what the raw zone holds of a day; None if any hour is missing."""
-    paths = [
-        lake.partition_path(ORDERS_KEY, partitions.hourly, hour)
-        for hour in partitions.hours_of_day(day_key)
-    ]
-    if not all(p.is_dir() for p in paths):
+    hours = partitions.hours_of_day(day_key)
+    held = lake.partition_files(ORDERS_KEY, partitions.hourly, hours)
+    if len(held) < len(hours):
         return None
-    files = [str(f) for p in paths for f in sorted(p.glob("*.parquet"))]
+    files = [str(f) for listed in held.values() for f in listed]
     table = ds.dataset(files, format="parquet").to_table(columns=["updated_at"])
     newest = pc.max(table.column("updated_at")).as_py() if table.num_rows else None
     return (_iso(newest), table.num_rows)
@@ -297,14 +386,25 @@ def build_recovery_sensors(watched: WatchedAssets) -> list[dg.SensorDefinition]:
         description="Every 5 minutes: partitions of the last SHOPSMART_RECOVERY_DAYS days "
         "(default 7) that failed, or are still missing a day later, are backfilled in one "
         "backfill as soon as their sources answer again, with every upstream partition they "
-        "read that was never built.",
+        "read that was never built; and, when no run is in progress, partitions built from "
+        "inputs that changed since they read them (their commits' provenance) are rebuilt "
+        "with everything downstream of them.",
     )
     def recovery_sensor(
-        context: dg.SensorEvaluationContext, crm_db: SourceDatabase, orders_db: SourceDatabase
+        context: dg.SensorEvaluationContext,
+        crm_db: SourceDatabase,
+        orders_db: SourceDatabase,
+        lake: LakeResource,
     ) -> dg.RunRequest | dg.SkipReason:
         now = datetime.now(ZoneInfo(watched.partitions.timezone))
         sources = {"crm_db": crm_db, "orders_db": orders_db}
-        return outage_recovery(context.instance, now, sources, watched)
+        outage = outage_recovery(context.instance, now, sources, watched)
+        if isinstance(outage, dg.RunRequest):
+            return outage
+        stale = stale_inputs_request(context.instance, now, lake, watched)
+        if isinstance(stale, dg.RunRequest):
+            return stale
+        return dg.SkipReason(f"{outage.skip_message}; {stale.skip_message}")
 
     @dg.sensor(
         asset_selection=selection,

@@ -121,10 +121,10 @@ def build_feature_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
         day or later, so backfilling old days never overwrites fresher values; a range of
         days is one write of each customer's newest row, in bounded batches. Retried with
         backoff when the store is locked or unreachable; one writer at a time on SQLite."""
-        days = lake.input_paths(context, CUSTOMER_FEATURES_KEY)
+        days = lake.input_files(context, CUSTOMER_FEATURES_KEY)
         written = feature_store.write_newest_of_days(CUSTOMER_FEATURES_VIEW, days)
-        for key, path in days.items():
-            rows = count_rows(path)
+        for key, files in days.items():
+            rows = count_rows(files)
             context.add_asset_metadata(
                 {
                     "dagster/row_count": rows,

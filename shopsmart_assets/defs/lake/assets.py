@@ -50,9 +50,9 @@ def source_reconciliation(
         day_counts: list[HourCount] = []
         for key, extraction in ((ORDERS_KEY, ORDERS), (ORDER_ITEMS_KEY, ORDER_ITEMS)):
             hourly = lake.upstream_partitions_def(context, key)
-            paths = lake.input_paths(context, key, for_partitions=[day])
-            windows = {hour: hourly.time_window_for_partition_key(hour) for hour in paths}
-            day_counts += count_hours(orders_db.get_engine(), extraction, windows, paths)
+            files = lake.input_files(context, key, for_partitions=[day])
+            windows = {hour: hourly.time_window_for_partition_key(hour) for hour in files}
+            day_counts += count_hours(orders_db.get_engine(), extraction, windows, files)
         counts[day] = day_counts
     return counts
 
@@ -91,7 +91,7 @@ PURCHASES_RECONCILES = dg.AssetCheckSpec(
 
 def raw_rows(context: dg.AssetExecutionContext, lake: LakeResource, key: dg.AssetKey) -> int:
     """Rows of the step's days in a raw table, from the Parquet footers."""
-    return sum(count_rows(p) for p in lake.input_paths(context, key).values())
+    return sum(count_rows(files) for files in lake.input_files(context, key).values())
 
 
 def materialize_purchases(

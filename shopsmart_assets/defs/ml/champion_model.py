@@ -28,14 +28,11 @@ def champion_history(
     lake: LakeResource, partitions_def: dg.PartitionsDefinition, before: str | None = None
 ) -> Iterator[tuple[str, ChampionRecord]]:
     """(partition, record) of the days ml/champion_model has in the lake, newest first (only
-    those before `before` when given)."""
-    keys = partitions_def.get_partition_keys()
-    for key in reversed([k for k in keys if before is None or k < before]):
-        record = ChampionRecord.read_if_any(
-            lake.partition_path(CHAMPION_MODEL_KEY, partitions_def, key)
-        )
-        if record is not None:
-            yield key, record
+    those before `before` when given), from the table's current version."""
+    keys = [k for k in partitions_def.get_partition_keys() if before is None or k < before]
+    held = lake.partition_files(CHAMPION_MODEL_KEY, partitions_def, keys)
+    for key in sorted(held, reverse=True):
+        yield key, ChampionRecord.read(held[key])
 
 
 def latest_champion(
@@ -100,7 +97,7 @@ def champion_model(
     MLflow registry alias `champion` to its model version (the one it replaces keeps
     `previous-champion`: `shopsmart-model rollback` swaps them back)."""
     partitions_def = context.assets_def.partitions_def
-    candidates = lake.input_paths(context, PURCHASE_MODEL_KEY)
+    candidates = lake.input_files(context, PURCHASE_MODEL_KEY)
     champion = latest_champion(lake, partitions_def, before=context.partition_keys[0])
     promoted_days = 0
     for key in context.partition_keys:
@@ -108,7 +105,7 @@ def champion_model(
         champion, promoted_days = record.champion, promoted_days + record.promoted
         with lake.writing(context, CHAMPION_MODEL_KEY, key) as staged:
             record.write(staged)
-        version = lake.version(CHAMPION_MODEL_KEY, partitions_def, key)
+        version, _ = lake.committed(context, CHAMPION_MODEL_KEY, key)
         context.add_asset_metadata(
             {**day_metadata(key, record, model_registry), "lake_version": version},
             partition_key=key,

@@ -19,12 +19,13 @@ from shopsmart_assets.defs.ml.records import ModelRecord
 from shopsmart_assets.defs.ml.training_set import TRAINING_SET_KEY
 from shopsmart_assets.defs.worker_pools import SINGLE_RUN, STANDARD_STEP
 from shopsmart_assets.lake import lake_table
-from shopsmart_assets.lake.versions import combined_version, version_of
+from shopsmart_assets.lake.delta import combined_fingerprint
 from shopsmart_assets.partitions import Partitions
 from shopsmart_assets.resources import LakeResource, ModelRegistry, PromotionPolicy
 from shopsmart_assets.resources.model_registry import (
     CODE_VERSION_TAG,
     DAGSTER_RUN_TAG,
+    TRAINED_ON_ARTIFACT,
     TRAINED_ON_TAG,
     LoggedRun,
     TrainedOn,
@@ -71,12 +72,12 @@ def training_window() -> dg.TimeWindowPartitionMapping:
     )
 
 
-def data_version(trained_on: dict[str, str]) -> str:
-    """What a model partition was made from: its training data, hyper-parameters, sample
-    sizes and code."""
+def data_version(trained_on: TrainedOn) -> str:
+    """What a model partition was made from: its training data (each partition's files),
+    hyper-parameters, sample sizes and code."""
     payload = json.dumps(
         {
-            "data": trained_on,
+            "data": trained_on.partitions,
             "params": HYPERPARAMETERS,
             "sample": [MAX_TRAIN_ROWS, MAX_EVAL_ROWS],
             "code": MODEL_CODE_VERSION,
@@ -88,7 +89,7 @@ def data_version(trained_on: dict[str, str]) -> str:
 
 def model_metadata(
     outcome: TrainingOutcome,
-    versions: dict[str, str],
+    trained_on: TrainedOn,
     logged: LoggedRun,
     model_registry: ModelRegistry,
 ) -> dict[str, Any]:
@@ -99,7 +100,9 @@ def model_metadata(
         **({"not_trained_because": outcome.reason} if outcome.reason else {}),
         **dict.fromkeys(EVALUATION_METRICS, float("nan")),
         **outcome.metrics,
-        "trained_on": dg.MetadataValue.json(versions),
+        # each partition's fingerprint in the training-set table's version it read
+        "trained_on": dg.MetadataValue.json(trained_on.partitions),
+        "training_set_version": trained_on.version if trained_on.version is not None else -1,
         "mlflow_run": dg.MetadataValue.url(model_registry.run_url(logged.run_id)),
         # the same data was trained before: its run and version are reused
         "mlflow_run_reused": logged.reused,
@@ -116,30 +119,33 @@ def log_model_run(
     context: dg.AssetExecutionContext,
     model_registry: ModelRegistry,
     key: str,
-    window: list[str],
-    versions: dict[str, str],
+    trained_on: TrainedOn,
+    files: dict[str, list[str]],
     sample: WindowSample,
     outcome: TrainingOutcome,
     inputs: list[TrainingInput],
 ) -> LoggedRun:
     """The partition's MLflow run (reused when the same data trained it before), with the
-    exact partition versions it learned from and was evaluated on."""
+    exact table version and partitions it learned from and was evaluated on, and their
+    files."""
+    window = list(trained_on.partitions)
     trained_on_history = len(window) > 1
     return model_registry.log_run(
         partition=key,
-        data_version=data_version(versions),
+        data_version=data_version(trained_on),
         params={
             **HYPERPARAMETERS,
             "partition": key,
             "train_partitions": f"{window[0]}..{window[-2]}" if trained_on_history else "none",
             "eval_partition": key,
+            "training_set_version": trained_on.version,
             "dagster_run_id": context.run.run_id,
             **sample.params(),
         },
         metrics=outcome.metrics,
         tags={
             DAGSTER_RUN_TAG: context.run.run_id,
-            TRAINED_ON_TAG: TrainedOn(inputs[0].source_table, versions).tag(),
+            TRAINED_ON_TAG: trained_on.tag(),
             CODE_VERSION_TAG: MODEL_CODE_VERSION,
             "trained": str(outcome.trained).lower(),
             **({"not_trained_because": outcome.reason} if outcome.reason else {}),
@@ -147,7 +153,15 @@ def log_model_run(
         model=outcome.model,
         input_example=model_input(sample.train) if outcome.model is not None else None,
         skops_trusted_types=SKOPS_TRUSTED_TYPES,
-        artifacts={"trained_on.json": versions},
+        artifacts={
+            TRAINED_ON_ARTIFACT: {
+                "table": trained_on.table,
+                "version": trained_on.version,
+                "partitions": {
+                    k: {"fingerprint": trained_on.partitions[k], "files": files[k]} for k in window
+                },
+            }
+        },
         inputs=inputs,
     )
 
@@ -155,25 +169,33 @@ def log_model_run(
 def training_inputs(
     lake: LakeResource,
     key: str,
-    versions: dict[str, str],
+    read: TrainedOn,
     train: pd.DataFrame,
     evaluation: pd.DataFrame,
 ) -> list[TrainingInput]:
-    """The run's datasets for MLflow, with the lake's digests of the partitions they hold."""
+    """The run's datasets for MLflow: the training-set table, its version, and the lake's
+    digests of the partitions they hold."""
     source = str(lake.table_dir(TRAINING_SET_KEY))
-    learned = {k: v for k, v in versions.items() if k != key}
+    learned = {k: v for k, v in read.partitions.items() if k != key}
     window = f"{min(learned)}..{max(learned)}" if learned else "none"
     return [
         TrainingInput(
             train,
             f"ml/training_set {window}",
-            combined_version(learned) if learned else "empty",
+            combined_fingerprint(learned) if learned else "empty",
             "training",
             source,
+            read.version,
             "label",
         ),
         TrainingInput(
-            evaluation, f"ml/training_set {key}", versions[key], "evaluation", source, "label"
+            evaluation,
+            f"ml/training_set {key}",
+            read.partitions[key],
+            "evaluation",
+            source,
+            read.version,
+            "label",
         ),
     ]
 
@@ -183,18 +205,21 @@ def record_partition(
     lake: LakeResource,
     model_registry: ModelRegistry,
     key: str,
-    paths: dict[str, Path],
+    window: dict[str, list[Path]],
     sample: WindowSample,
     outcome: TrainingOutcome,
 ) -> None:
     """One model partition, trained on (a sample of) the days before `key` and evaluated on
     `key`: log the MLflow run, write the model record and attach the partition's metadata."""
-    window = list(paths)
-    # the exact versions of the training sets read: what a reproduction reads again
-    versions = {k: version_of(path, lake.root_path) for k, path in paths.items()}
+    # the exact training-set version read, and its partitions' files: what a reproduction
+    # reads again (by time travel, or by the files should the log be cleaned up)
+    read = lake.read_of(context, TRAINING_SET_KEY)
+    versions = {k: read["partitions"][k] for k in window}
+    trained_on = TrainedOn(lake.location(TRAINING_SET_KEY), read["version"], versions)
+    files = {k: [str(f) for f in listed] for k, listed in window.items()}
     outcome = with_sample_metrics(outcome, sample)
-    inputs = training_inputs(lake, key, versions, sample.train, sample.evaluation)
-    logged = log_model_run(context, model_registry, key, window, versions, sample, outcome, inputs)
+    inputs = training_inputs(lake, key, trained_on, sample.train, sample.evaluation)
+    logged = log_model_run(context, model_registry, key, trained_on, files, sample, outcome, inputs)
     record = ModelRecord(
         partition=key,
         trained=outcome.trained,
@@ -207,16 +232,18 @@ def record_partition(
     with lake.writing(context, PURCHASE_MODEL_KEY, key) as staged:
         record.write(staged)
     partitions_def = context.assets_def.partitions_def
-    record_dir = lake.partition_path(PURCHASE_MODEL_KEY, partitions_def, key)
+    version, _ = lake.committed(context, PURCHASE_MODEL_KEY, key)
     context.add_asset_metadata(
         {
-            **model_metadata(outcome, versions, logged, model_registry),
+            **model_metadata(outcome, trained_on, logged, model_registry),
             "training_partitions": partition_links(
                 TRAINING_SET_KEY, [k for k in window if k != key]
             ),
             "evaluation_partition": dg.MetadataValue.url(asset_url(TRAINING_SET_KEY, key)),
-            "lake_path": dg.MetadataValue.path(str(record_dir)),
-            "lake_version": version_of(record_dir, lake.root_path),
+            "lake_path": dg.MetadataValue.path(
+                str(lake.partition_path(PURCHASE_MODEL_KEY, partitions_def, key))
+            ),
+            "lake_version": version,
         },
         partition_key=key,
     )
@@ -269,13 +296,18 @@ def purchase_model(
     (parameters, metrics, the exact partitions and data versions it was trained on) whose
     model is registered as a version of `shopsmart-purchase-propensity`. No model while
     there are too few labelled examples."""
-    paths = {k: lake.input_paths(context, TRAINING_SET_KEY, [k]) for k in context.partition_keys}
-    counts: dict[Path, tuple[int, int]] = {}  # each partition's labels, counted once
-    samples = ((key, window_sample(window, key, counts)) for key, window in paths.items())
+    # every partition the step's models read, from one version of the training-set table
+    files = lake.input_files(context, TRAINING_SET_KEY)
+    windows = {
+        key: {day: files[day] for day in lake.upstream_keys(context, TRAINING_SET_KEY, [key])}
+        for key in context.partition_keys
+    }
+    counts: dict[str, tuple[int, int]] = {}  # each partition's labels, counted once
+    samples = ((key, window_sample(window, key, counts)) for key, window in windows.items())
     outcome = None
     # the days' samples drawn here, their models fitted beside this process, logged in order
-    for key, sample, outcome in fitted_in_order(samples, len(paths)):
-        record_partition(context, lake, model_registry, key, paths[key], sample, outcome)
+    for key, sample, outcome in fitted_in_order(samples, len(windows)):
+        record_partition(context, lake, model_registry, key, windows[key], sample, outcome)
     newest = context.partition_keys[-1]
     champion = latest_champion(lake, context.assets_def.partitions_def, before=newest)
     yield dg.MaterializeResult(

@@ -62,17 +62,17 @@ def score_day(
 ) -> int | None:
     """A day's scores written to the lake, a batch of customers at a time; returns the model
     version that gave them (None: no champion that day, no scores)."""
-    champion_dir = lake.input_paths(context, CHAMPION_MODEL_KEY, for_partitions=[key])[key]
-    champion = ChampionRecord.read(champion_dir).champion
+    champion_files = lake.input_files(context, CHAMPION_MODEL_KEY, for_partitions=[key])[key]
+    champion = ChampionRecord.read(champion_files).champion
     version = champion.model_version if champion else None
-    features_dir = lake.input_paths(context, CUSTOMER_FEATURES_KEY, for_partitions=[key])[key]
+    features = lake.input_files(context, CUSTOMER_FEATURES_KEY, for_partitions=[key])[key]
     with (
         lake.writing(context, PURCHASE_SCORES_KEY, key) as staged,
         pq.ParquetWriter(staged / part_file_name(), SCORES_SCHEMA) as writer,
     ):
         if version is not None:
-            for features in batches(features_dir):
-                scores = scores_frame(features, champions.predict(version, features), version)
+            for batch in batches(features):
+                scores = scores_frame(batch, champions.predict(version, batch), version)
                 writer.write_table(
                     pa.Table.from_pandas(scores, schema=SCORES_SCHEMA, preserve_index=False)
                 )
@@ -80,12 +80,12 @@ def score_day(
 
 
 def day_metadata(
-    key: str, scores_dir: Path, version: int | None, written: int, registry: ModelRegistry
+    key: str, scores: list[Path], version: int | None, written: int, registry: ModelRegistry
 ) -> dict[str, Any]:
     return {
         "model_version": version or 0,
         "online_rows_written": written,
-        **score_distribution(scores_dir),
+        **score_distribution(scores),
         "champion": dg.MetadataValue.url(asset_url(CHAMPION_MODEL_KEY, key)),
         "features": dg.MetadataValue.url(asset_url(CUSTOMER_FEATURES_KEY, key)),
         **registered_version(version, registry),
@@ -107,20 +107,22 @@ def purchase_scores(
     champions = Champions(model_registry)
     partitions_def = context.assets_def.partitions_def
     problems: list[str] = []
-    days: dict[str, tuple[Path, int | None]] = {}
+    days: dict[str, tuple[list[Path], int | None]] = {}
     for key in context.partition_keys:
+        # the day's CRM snapshot, which its check holds the scores against, read first: the
+        # commit records every input of the day
+        snapshot = lake.input_files(context, CRM_CUSTOMERS_KEY, for_partitions=[key])[key]
         version = score_day(context, lake, champions, key)
-        scores_dir = lake.partition_path(PURCHASE_SCORES_KEY, partitions_def, key)
-        snapshot_dir = lake.input_paths(context, CRM_CUSTOMERS_KEY, for_partitions=[key])[key]
-        problems += score_problems(key, snapshot_dir, scores_dir, version)
-        days[key] = (scores_dir, version)
+        [scores] = lake.partition_files(PURCHASE_SCORES_KEY, partitions_def, [key]).values()
+        problems += score_problems(key, snapshot, scores, version)
+        days[key] = (scores, version)
     # the run's days in one online write: each customer's newest score
     written = feature_store.write_newest_of_days(
-        SCORES_VIEW, {key: scores_dir for key, (scores_dir, _) in days.items()}
+        SCORES_VIEW, {key: scores for key, (scores, _) in days.items()}
     )
     scored = 0
-    for key, (scores_dir, version) in days.items():
-        metadata = day_metadata(key, scores_dir, version, written[key], model_registry)
+    for key, (scores, version) in days.items():
+        metadata = day_metadata(key, scores, version, written[key], model_registry)
         scored += lake.record_partition(context, PURCHASE_SCORES_KEY, key, metadata)
     yield dg.MaterializeResult(
         metadata=lake.summary(context, PURCHASE_SCORES_KEY, scored),

@@ -1,7 +1,8 @@
-"""The JSON records the models zone holds, read and written here only: each model
-partition's record (`metrics.json`: what it was trained on, its metrics, MLflow run and
-registered version) and each day's champion record (`champion.json`: the model in service that
-day, and why)."""
+"""The records the models zone holds, read and written here only, one row per partition
+(Delta tables like the rest of the lake): each model partition's record (`purchase_model`:
+what it was trained on, its metrics, MLflow run and registered version) and each day's
+champion record (`champion_model`: the model in service that day, and why). Nested values
+(metrics, the training partitions) are JSON text."""
 
 from __future__ import annotations
 
@@ -10,12 +11,46 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-MODEL_RECORD = "metrics.json"
-CHAMPION_RECORD = "champion.json"
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from shopsmart_assets.lake import part_file_name
+from shopsmart_assets.lake.metadata import PartitionData, dataset
+
+MODEL_RECORD_SCHEMA = pa.schema(
+    [
+        ("partition", pa.string()),
+        ("trained", pa.bool_()),
+        ("reason", pa.string()),
+        ("metrics", pa.string()),  # JSON
+        ("trained_on", pa.string()),  # JSON: partition → fingerprint of its files
+        ("mlflow_run_id", pa.string()),
+        ("model_version", pa.int64()),
+    ]
+)
+CHAMPION_RECORD_SCHEMA = pa.schema(
+    [
+        ("model_partition", pa.string()),
+        ("auc", pa.float64()),
+        ("model_version", pa.int64()),
+        ("mlflow_run_id", pa.string()),
+        ("promoted", pa.bool_()),
+        ("decision", pa.string()),
+    ]
+)
+JSON_COLUMNS = ("metrics", "trained_on")
 
 
-def _write(path: Path, record: Any) -> None:
-    path.write_text(json.dumps(asdict(record), indent=2, sort_keys=True))
+def _write(directory: Path, row: dict[str, Any], schema: pa.Schema) -> None:
+    flat = {k: json.dumps(v, sort_keys=True) if k in JSON_COLUMNS else v for k, v in row.items()}
+    pq.write_table(pa.Table.from_pylist([flat], schema=schema), directory / part_file_name())
+
+
+def _read(data: PartitionData) -> dict[str, Any] | None:
+    rows = dataset(data).to_table().to_pylist()
+    if not rows:
+        return None
+    return {k: json.loads(v) if k in JSON_COLUMNS else v for k, v in rows[-1].items()}
 
 
 @dataclass(frozen=True)
@@ -36,15 +71,14 @@ class ModelRecord:
         return self.metrics.get("auc")
 
     def write(self, directory: Path) -> None:
-        _write(directory / MODEL_RECORD, self)
+        _write(directory, asdict(self), MODEL_RECORD_SCHEMA)
 
     @classmethod
-    def read(cls, directory: Path) -> ModelRecord:
-        return cls(**json.loads((directory / MODEL_RECORD).read_text()))
-
-    @classmethod
-    def read_if_any(cls, directory: Path) -> ModelRecord | None:
-        return cls.read(directory) if (directory / MODEL_RECORD).is_file() else None
+    def read(cls, data: PartitionData) -> ModelRecord:
+        row = _read(data)
+        if row is None:
+            raise ValueError(f"no model record in {data}")
+        return cls(**row)
 
 
 @dataclass(frozen=True)
@@ -80,11 +114,13 @@ class ChampionRecord:
             "promoted": self.promoted,
             "decision": self.decision,
         }
-        (directory / CHAMPION_RECORD).write_text(json.dumps(flat, indent=2, sort_keys=True))
+        _write(directory, flat, CHAMPION_RECORD_SCHEMA)
 
     @classmethod
-    def read(cls, directory: Path) -> ChampionRecord:
-        flat = json.loads((directory / CHAMPION_RECORD).read_text())
+    def read(cls, data: PartitionData) -> ChampionRecord:
+        flat = _read(data)
+        if flat is None:
+            raise ValueError(f"no champion record in {data}")
         champion = (
             Champion(
                 flat["model_partition"],
@@ -96,7 +132,3 @@ class ChampionRecord:
             else None
         )
         return cls(champion, flat["promoted"], flat["decision"])
-
-    @classmethod
-    def read_if_any(cls, directory: Path) -> ChampionRecord | None:
-        return cls.read(directory) if (directory / CHAMPION_RECORD).is_file() else None

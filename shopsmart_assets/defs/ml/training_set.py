@@ -15,6 +15,7 @@ from shopsmart_assets.defs.links import docs_link
 from shopsmart_assets.defs.worker_pools import SINGLE_RUN, STANDARD_STEP
 from shopsmart_assets.lake import lake_table, part_file_name
 from shopsmart_assets.lake.frames import batches
+from shopsmart_assets.lake.metadata import PartitionData
 from shopsmart_assets.partitions import Partitions
 from shopsmart_assets.resources import LakeResource
 from shopsmart_assets.transforms.features import FEATURE_COLUMNS
@@ -60,12 +61,12 @@ def examples_table(examples: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(frame, schema=EXAMPLES_SCHEMA, preserve_index=False)
 
 
-def buyers_of(purchase_dirs: Iterable[Path]) -> np.ndarray:
+def buyers_of(purchase_partitions: Iterable[PartitionData]) -> np.ndarray:
     """The customers with a purchase that stood in these purchase partitions, read in
     batches: memory holds the distinct buyers of the label window, not its lines."""
     found = [np.empty(0, dtype="int64")]
-    for path in purchase_dirs:
-        found += [stood_buyers(frame) for frame in batches(path, ["customer_id", "status"])]
+    for files in purchase_partitions:
+        found += [stood_buyers(frame) for frame in batches(files, ["customer_id", "status"])]
     return np.unique(np.concatenate(found))
 
 
@@ -75,21 +76,22 @@ def write_examples_of_day(
     """A day's labelled examples written into `staged`, a batch of features at a time:
     (examples, positives, which partitions they came from)."""
     as_of = lake.upstream_keys(context, CUSTOMER_FEATURES_KEY, [key])
+    # the label window is read (and recorded in the commit) whether or not there are features
+    labels = lake.input_files(context, PURCHASES_KEY, [key])
     with pq.ParquetWriter(staged / part_file_name(), EXAMPLES_SCHEMA) as writer:
         if not as_of:  # the file holds the schema and no rows
             return 0, 0, "no features 7 days earlier: the first labelled day is later"
-        features_dir = lake.input_paths(context, CUSTOMER_FEATURES_KEY, [key])[as_of[0]]
-        label_dirs = lake.input_paths(context, PURCHASES_KEY, [key])
-        buyers = buyers_of(label_dirs.values())
+        features = lake.input_files(context, CUSTOMER_FEATURES_KEY, [key])[as_of[0]]
+        buyers = buyers_of(labels.values())
         rows = positives = 0
         as_of_date = pd.Timestamp(as_of[0]).date()
         columns = [c for c in FEATURE_COLUMNS if c != "as_of_date"]
-        for features in batches(features_dir, columns):
-            examples = labelled(features.assign(as_of_date=as_of_date), buyers)
+        for batch in batches(features, columns):
+            examples = labelled(batch.assign(as_of_date=as_of_date), buyers)
             writer.write_table(examples_table(examples))
             rows, positives = rows + len(examples), positives + int(examples["label"].sum())
-    labels = f"{min(label_dirs)}..{max(label_dirs)}"
-    return rows, positives, f"features as of {as_of[0]}, labels from {labels}"
+    window = f"{min(labels)}..{max(labels)}"
+    return rows, positives, f"features as of {as_of[0]}, labels from {window}"
 
 
 def training_set(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:

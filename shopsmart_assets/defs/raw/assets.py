@@ -47,15 +47,17 @@ def extract_partitions(
     lake: LakeResource,
     key: dg.AssetKey,
 ) -> dg.MaterializeResult:
-    """Land every partition of the run's range, one atomic partition write each."""
+    """Land every partition of the run's range, one commit each."""
     extraction: Extraction = EXTRACTIONS[key]
     partitions_def = context.assets_def.partitions_def
     engine = source.get_engine()
     total, unparsed = 0, Counter()
     for partition_key in context.partition_keys:
         window = partitions_def.time_window_for_partition_key(partition_key)
+        # the commit records what the source held: the bottom of every partition's lineage
+        source_info: dict[str, Any] = {"source": f"{source.name}.{extraction.source_table}"}
         try:
-            with lake.writing(context, key, partition_key) as staged:
+            with lake.writing(context, key, partition_key, source_info) as staged:
                 report = extract_to_parquet(
                     engine,
                     extraction,
@@ -63,6 +65,7 @@ def extract_partitions(
                     staged / part_file_name(),
                     partition_key=partition_key,
                 )
+                source_info["source_rows"] = report.rows
         except SourceSchemaError as drift:
             # A drifted source does not heal by waiting: fail now, without retries.
             raise dg.Failure(

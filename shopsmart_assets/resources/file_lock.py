@@ -1,5 +1,5 @@
-"""One exclusive lock between the processes of a machine: writers of a lake table take turns
-publishing, and the steps that apply Feast's file registry take turns rewriting it."""
+"""One exclusive lock between the processes of a machine: the steps that apply Feast's file
+registry take turns rewriting it."""
 
 from __future__ import annotations
 
