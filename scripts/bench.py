@@ -124,6 +124,7 @@ import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
+from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 from shopsmart_assets.resources.spark import configured_spark_config
 from shopsmart_assets.transforms.features import customer_features
@@ -136,7 +137,10 @@ for key, value in configured_spark_config().items():
 spark = builder.getOrCreate()
 
 def read(table):
-    return spark.read.option("basePath", str(raw / table)).parquet(str(raw / table / f"date={day}"))
+    # the raw zone's Delta tables, read as Spark without Delta jars reads them: the current
+    # version's files of the day (docs/lake.md)
+    files = DeltaTable(str(raw / table)).file_uris(partition_filters=[("date", "=", day)])
+    return spark.read.option("basePath", str(raw / table)).parquet(*files)
 
 lines = purchase_lines(read("orders"), read("order_items"), read("crm_customers")).cache()
 valid, quarantined = split_valid(lines)
