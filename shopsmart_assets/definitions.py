@@ -16,6 +16,7 @@ import dagster as dg
 
 from shopsmart_assets.defs.asset_graph import DeclaredAssetGraph
 from shopsmart_assets.defs.automation import build_automation
+from shopsmart_assets.defs.column_catalog import with_documented_columns
 from shopsmart_assets.defs.features.assets import build_feature_assets
 from shopsmart_assets.defs.ml import build_ml_assets
 from shopsmart_assets.defs.ownership import with_owners
@@ -33,18 +34,18 @@ KNOWN_BETA_PARAMETERS = ("backfill_policy", "allow_nonexistent_upstream_partitio
 
 
 def build_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
-    """Every asset of the chain, in layer order, with its owners."""
+    """Every asset of the chain, in layer order, with its owners and its tables' documented
+    columns."""
     with warnings.catch_warnings():
         for parameter in KNOWN_BETA_PARAMETERS:
             warnings.filterwarnings("ignore", message=rf"Parameter `{parameter}`")
-        return with_owners(
-            [
-                *build_raw_assets(partitions),
-                *build_spark_assets(partitions),
-                *build_feature_assets(partitions),
-                *build_ml_assets(partitions),
-            ]
-        )
+        assets = [
+            *build_raw_assets(partitions),
+            *build_spark_assets(partitions),
+            *build_feature_assets(partitions),
+            *build_ml_assets(partitions),
+        ]
+        return with_documented_columns(with_owners(assets))
 
 
 @dataclass(frozen=True)

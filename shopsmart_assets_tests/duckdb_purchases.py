@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
 
-from shopsmart_assets.lake.column_catalog import TABLES
+from shopsmart_assets.defs.column_catalog import TABLES
 from shopsmart_assets.sources.tables import SOURCE_SCHEMAS, UNPARSED
 from shopsmart_assets.transforms.currency import USD_PER_UNIT
 from shopsmart_assets.transforms.purchases import MAX_AMOUNT_USD, MAX_QUANTITY, MAX_UNIT_PRICE

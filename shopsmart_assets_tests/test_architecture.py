@@ -48,6 +48,13 @@ def test_the_libraries_never_import_what_dagster_loads_or_the_commands():
     assert offenders(LIBRARIES, forbidden) == {}
 
 
+def test_the_lake_layer_imports_no_layer_above_it():
+    """The lake stores and reads tables; what their columns mean (computed by transforms/,
+    read from sources/) is described above it, in defs/column_catalog.py."""
+    above = tuple(f"shopsmart_assets.{layer}" for layer in ("transforms", "sources", "resources"))
+    assert offenders(("lake",), above) == {}
+
+
 def test_transforms_are_free_of_dagster():
     assert offenders(("transforms",), ("dagster", "dagster_pyspark")) == {}
 

@@ -1,5 +1,5 @@
 """What the UI's catalog shows without running anything: every lake table's columns
-described in one place (lake/column_catalog.py) and shown on the assets and in docs/lake.md,
+described in one place (defs/column_catalog.py) and shown on the assets and in docs/lake.md,
 owners and a docs link on every asset, links to partitions in the shape the Dagster UI
 uses."""
 
@@ -13,12 +13,12 @@ import pytest
 
 from shopsmart_assets.cli import lake_docs
 from shopsmart_assets.definitions import build_assets
+from shopsmart_assets.defs import column_catalog as columns
 from shopsmart_assets.defs.links import DOCS, anchor, asset_url, docs_link
 from shopsmart_assets.defs.ml.training_set import EXAMPLES_SCHEMA
 from shopsmart_assets.defs.ownership import OWNERS
-from shopsmart_assets.lake import column_catalog as columns
 from shopsmart_assets.lake import lake_tables
-from shopsmart_assets.lake.metadata import column_schema_key
+from shopsmart_assets.lake.metadata import column_schema_key, written_schema
 from shopsmart_assets.partitions import build_partitions
 from shopsmart_assets.sources.tables import RAW_SCHEMAS
 
@@ -104,7 +104,7 @@ def test_a_materialization_reports_the_written_types_with_the_descriptions():
     written = pa.schema(
         [("customer_id", pa.int64()), ("score", pa.float32()), ("extra", pa.int8())]
     )
-    schema = columns.written_schema(written, columns.TABLES["scores/purchase_propensity"])
+    schema = written_schema(written, columns.TABLES["scores/purchase_propensity"])
     assert [(c.name, c.type) for c in schema.columns] == [
         ("customer_id", "int64"),
         ("score", "float"),

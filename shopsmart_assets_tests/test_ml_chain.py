@@ -18,6 +18,7 @@ import pytest
 from deltalake import DeltaTable
 
 from shopsmart_assets.defs.automation.recovery import WatchedAssets, late_data_request
+from shopsmart_assets.defs.column_catalog import PARTITION_COLUMNS, TABLES
 from shopsmart_assets.defs.features.assets import CUSTOMER_FEATURES_KEY
 from shopsmart_assets.defs.links import asset_url
 from shopsmart_assets.defs.ml import (
@@ -28,7 +29,6 @@ from shopsmart_assets.defs.ml import (
     TRAINING_SET_KEY,
 )
 from shopsmart_assets.lake import lake_tables
-from shopsmart_assets.lake.column_catalog import PARTITION_COLUMNS, TABLES
 from shopsmart_assets.lake.delta import DeltaLakeTable, fingerprint
 from shopsmart_assets.lake.maintenance import vacuum_tables
 from shopsmart_assets.lake.metadata import column_schema_key

@@ -21,6 +21,8 @@ import pytest
 from shopsmart_assets.defs.automation.alerts import WILL_RETRY_TAG
 from shopsmart_assets.defs.spark_step import SPARK_STEP_NAME
 from shopsmart_assets.defs.worker_pools import SPARK_POOL
+from shopsmart_assets.lake.delta import DeltaLakeTable
+from shopsmart_assets.lake.maintenance import table_history
 from shopsmart_assets_tests import reconcile, spark_services
 from shopsmart_assets_tests.harness import HOURLY, START, generate_sources, platform_at
 
@@ -153,7 +155,9 @@ def test_a_run_that_failed_for_a_real_reason_is_not_run_again(project_instance, 
 
 def test_two_runs_of_the_same_partition_at_once_leave_it_whole(tmp_path):
     """Two `dagster asset materialize` processes for the same partition, started together:
-    both finish, and the partition is exactly what one clean run writes."""
+    both finish, each run's rows are one commit of the Delta table (the later one on top of
+    the other's), and the partition is exactly what one clean run writes: no file of the
+    loser left in the current version, none outside the log."""
     home = tmp_path / "home"
     home.mkdir()
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
@@ -202,3 +206,13 @@ def test_two_runs_of_the_same_partition_at_once_leave_it_whole(tmp_path):
             "SELECT count(*) FROM crm.customers WHERE signup_at < ?", (f"{DAYS[1]} 00:00:00",)
         ).fetchall()
     assert landed == expected > 100_000
+    table = DeltaLakeTable(tmp_path / "data" / "lake" / "raw" / "crm_customers")
+    history = table_history(table, {})
+    assert [row.partitions for row in history] == [[str(START)], [str(START)]]
+    assert len({row.run_id for row in history}) == 2 and None not in {r.run_id for r in history}
+    assert [row.version for row in history] == [1, 0]
+    current = table.files()[f"date={START}"]
+    first = table.files(0)[f"date={START}"]
+    assert current and not set(current) & set(first)  # the later commit replaced the first
+    on_disk = {str(f.relative_to(table.path)) for f in table.path.rglob("*.parquet")}
+    assert on_disk == set(current) | set(first)

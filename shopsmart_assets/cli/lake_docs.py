@@ -1,5 +1,5 @@
 """`shopsmart-lake-docs`: the lake's column tables in docs/lake.md, generated from the column
-catalog (lake/column_catalog.py) that the UI shows, or checked against it (the test suite
+catalog (defs/column_catalog.py) that the UI shows, or checked against it (the test suite
 fails while the page is out of date)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from shopsmart_assets.lake.column_catalog import TABLES
+from shopsmart_assets.defs.column_catalog import TABLES
 
 _MARKED = re.compile(
     r"(?P<open><!-- columns:(?P<table>[^ ]+) -->\n)(?P<body>.*?)(?P<close><!-- /columns -->)",
@@ -53,7 +53,7 @@ def docs_problems(path: Path) -> list[str]:
     text = path.read_text()
     problems = [f"{path}: no column table for {t}" for t in unmarked_tables(text)]
     if render_docs(text) != text:
-        problems.append(f"{path}: column tables differ from lake/column_catalog.py")
+        problems.append(f"{path}: column tables differ from defs/column_catalog.py")
     return problems
 
 

@@ -1,5 +1,5 @@
-"""What every materialization reports: rows, schema (with the columns' descriptions, from
-columns.py), time range and a preview."""
+"""What every materialization reports: rows, schema (with the columns' descriptions that the
+asset's definition carries, defs/column_catalog.py), time range and a preview."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from shopsmart_assets.lake.column_catalog import column_schema
+# Hive partition columns: in the path (`date=…/hour=…`), not in the files.
+PARTITION_COLUMNS = frozenset({"date", "hour"})
 
 
 def column_schema_key(role: str | None = None) -> str:
@@ -21,11 +22,15 @@ def column_schema_key(role: str | None = None) -> str:
     return "dagster/column_schema" if role is None else f"{role}_column_schema"
 
 
-def documented_schema(location: str, role: str | None = None) -> dict[str, dg.TableSchema]:
-    """Definition metadata: the documented columns of the table at `<zone>/<table>` (nothing
-    for what is no table)."""
-    schema = column_schema(location)
-    return {column_schema_key(role): schema} if schema else {}
+def written_schema(schema: pa.Schema, documented: dg.TableSchema | None) -> dg.TableSchema:
+    """The columns a partition's files really hold (their types as written), each with its
+    documented description, then the documented Hive partition columns."""
+    descriptions = {c.name: c.description for c in documented.columns} if documented else {}
+    in_path = [c for c in (documented.columns if documented else []) if c.name in PARTITION_COLUMNS]
+    return dg.TableSchema(
+        columns=[dg.TableColumn(f.name, str(f.type), descriptions.get(f.name)) for f in schema]
+        + [c for c in in_path if c.name not in schema.names]
+    )
 
 
 # A partition's data: the files a version of a lake table lists for it, or a directory of

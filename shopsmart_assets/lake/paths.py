@@ -19,7 +19,6 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from shopsmart_assets.lake.metadata import documented_schema
 from shopsmart_assets.partitions import DAY_KEY_LENGTH, HOURLY_FORMAT, day_of
 
 ZONES = ("raw", "curated", "features", "quarantine", "models", "scores")
@@ -29,15 +28,13 @@ DAILY_FORMAT = "%Y-%m-%d"
 
 
 def lake_table(zone: str, table: str, **more: str) -> dict[str, Any]:
-    """Definition metadata placing an asset in the lake as `<zone>/<table>`, with the table's
-    documented columns (column_catalog.py, shown in the UI before anything is materialized); an
-    asset that writes more than one table names the others by role, e.g.
-    `quarantine="quarantine/x"`."""
-    location = table_location(zone, table)
-    metadata: dict[str, Any] = {LAKE_TABLE: location, **documented_schema(location)}
+    """Definition metadata placing an asset in the lake as `<zone>/<table>`; an asset that
+    writes more than one table names the others by role, e.g. `quarantine="quarantine/x"`.
+    (Their documented columns are added to every asset in one place,
+    defs/column_catalog.py.)"""
+    metadata: dict[str, Any] = {LAKE_TABLE: table_location(zone, table)}
     for role, other in more.items():
         metadata[f"{LAKE_TABLE}#{role}"] = table_location(*other.split("/", 1))
-        metadata |= documented_schema(metadata[f"{LAKE_TABLE}#{role}"], role)
     return metadata
 
 

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 from pydantic import PrivateAttr
 
-from shopsmart_assets.lake.column_catalog import column_schema, written_schema
 from shopsmart_assets.lake.delta import Commit, DeltaLakeTable, fingerprint
 from shopsmart_assets.lake.frames import write_daily_frames
 from shopsmart_assets.lake.legacy import refuse_legacy
@@ -33,6 +32,7 @@ from shopsmart_assets.lake.metadata import (
     parquet_files,
     partition_metadata,
     summary_metadata,
+    written_schema,
 )
 from shopsmart_assets.lake.paths import (
     partition_columns,
@@ -340,6 +340,24 @@ class LakeResource(dg.ConfigurableResource):
             raise KeyError(f"{table_id(key)}: nothing committed by this step")
         return dg.DataVersion(str(max(version for version, _ in committed.values())))
 
+    def materialize_result(
+        self,
+        context: dg.AssetExecutionContext,
+        key: dg.AssetKey,
+        rows_total: int | None = None,
+        **extra: Any,
+    ) -> dg.MaterializeResult:
+        """The step's materialization of `key`, after its partitions were committed: the data
+        version of its newest commit, and the run-level metadata (`summary`: totals, written
+        schemas, a preview; only `extra` for the models zone's records, `rows_total` None)."""
+        return dg.MaterializeResult(
+            asset_key=key,
+            data_version=self.data_version(context, key),
+            metadata=extra
+            if rows_total is None
+            else self.summary(context, key, rows_total, **extra),
+        )
+
     def summary(
         self, context: dg.AssetExecutionContext, key: dg.AssetKey, rows_total: int, **extra: Any
     ) -> dict[str, Any]:
@@ -352,9 +370,10 @@ class LakeResource(dg.ConfigurableResource):
             role: self.partition_files(key, partitions_def, [newest], role).get(newest, [])
             for role in self.roles(key)
         }
+        documented = context.assets_def.metadata_by_key[key]
         schemas = {
             column_schema_key(role): written_schema(
-                file_schema(listed), column_schema(self.tables[table_id(key, role)])
+                file_schema(listed), documented.get(column_schema_key(role))
             )
             for role, listed in files.items()
             if listed

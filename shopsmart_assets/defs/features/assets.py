@@ -86,15 +86,11 @@ def materialize_customer_features(
     total = sum(
         lake.record_partition(context, CUSTOMER_FEATURES_KEY, key) for key in context.partition_keys
     )
-    return dg.MaterializeResult(
-        asset_key=CUSTOMER_FEATURES_KEY,
-        data_version=lake.data_version(context, CUSTOMER_FEATURES_KEY),
-        metadata=lake.summary(
-            context,
-            CUSTOMER_FEATURES_KEY,
-            total,
-            purchase_partitions_read=len(lake.upstream_keys(context, PURCHASES_KEY)),
-        ),
+    return lake.materialize_result(
+        context,
+        CUSTOMER_FEATURES_KEY,
+        total,
+        purchase_partitions_read=len(lake.upstream_keys(context, PURCHASES_KEY)),
     )
 
 

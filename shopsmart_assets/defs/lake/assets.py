@@ -225,17 +225,13 @@ def _write_reconcile_publish(
     ok = sum(b.valid for b in balance.values())
     bad = sum(b.quarantined for b in balance.values())
     quarantine_table = lake.table_dir(PURCHASES_KEY, QUARANTINE)
-    yield dg.MaterializeResult(
-        asset_key=PURCHASES_KEY,
-        data_version=lake.data_version(context, PURCHASES_KEY),
-        metadata=lake.summary(
-            context,
-            PURCHASES_KEY,
-            ok,
-            source_rows=source,
-            quarantined_rows=bad,
-            quarantine_table=dg.MetadataValue.path(str(quarantine_table)),
-        ),
+    yield lake.materialize_result(
+        context,
+        PURCHASES_KEY,
+        ok,
+        source_rows=source,
+        quarantined_rows=bad,
+        quarantine_table=dg.MetadataValue.path(str(quarantine_table)),
     )
     yield dg.AssetCheckResult(
         asset_key=PURCHASES_KEY,

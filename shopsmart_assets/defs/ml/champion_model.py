@@ -116,9 +116,7 @@ def champion_model(
     newest_day = next(champion_history(lake, partitions_def), (None,))[0]
     if context.partition_keys[-1] == newest_day:
         metadata |= move_alias(champion, model_registry)
-    return dg.MaterializeResult(
-        metadata=metadata, data_version=lake.data_version(context, CHAMPION_MODEL_KEY)
-    )
+    return lake.materialize_result(context, CHAMPION_MODEL_KEY, **metadata)
 
 
 def champion_model_asset(partitions: Partitions) -> dg.AssetsDefinition:

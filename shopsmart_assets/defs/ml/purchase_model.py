@@ -310,10 +310,7 @@ def purchase_model(
         record_partition(context, lake, model_registry, key, windows[key], sample, outcome)
     newest = context.partition_keys[-1]
     champion = latest_champion(lake, context.assets_def.partitions_def, before=newest)
-    yield dg.MaterializeResult(
-        metadata={"newest_partition": newest},
-        data_version=lake.data_version(context, PURCHASE_MODEL_KEY),
-    )
+    yield lake.materialize_result(context, PURCHASE_MODEL_KEY, newest_partition=newest)
     yield promotion_check(outcome, champion.auc if champion else None, promotion_policy)
 
 

@@ -124,10 +124,7 @@ def purchase_scores(
     for key, (scores, version) in days.items():
         metadata = day_metadata(key, scores, version, written[key], model_registry)
         scored += lake.record_partition(context, PURCHASE_SCORES_KEY, key, metadata)
-    yield dg.MaterializeResult(
-        metadata=lake.summary(context, PURCHASE_SCORES_KEY, scored),
-        data_version=lake.data_version(context, PURCHASE_SCORES_KEY),
-    )
+    yield lake.materialize_result(context, PURCHASE_SCORES_KEY, scored)
     yield dg.AssetCheckResult(
         check_name=ONE_SCORE_PER_CUSTOMER,
         passed=not problems,

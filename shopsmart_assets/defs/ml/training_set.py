@@ -109,10 +109,7 @@ def training_set(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ma
             key,
             {"positive_rate": positives / rows if rows else 0.0, "window": window},
         )
-    return dg.MaterializeResult(
-        metadata=lake.summary(context, TRAINING_SET_KEY, total),
-        data_version=lake.data_version(context, TRAINING_SET_KEY),
-    )
+    return lake.materialize_result(context, TRAINING_SET_KEY, total)
 
 
 def training_set_asset(partitions: Partitions) -> dg.AssetsDefinition:

@@ -93,16 +93,12 @@ def extract_partitions(
         f"{key.to_user_string()}: {total:,} rows from {source.name}."
         f"{extraction.source_table} in {len(context.partition_keys)} partitions"
     )
-    return dg.MaterializeResult(
-        asset_key=key,
-        data_version=lake.data_version(context, key),
-        metadata=lake.summary(
-            context,
-            key,
-            total,
-            source=f"{source.name}.{extraction.source_table}",
-            unparsed_values_total=sum(unparsed.values()),
-        ),
+    return lake.materialize_result(
+        context,
+        key,
+        total,
+        source=f"{source.name}.{extraction.source_table}",
+        unparsed_values_total=sum(unparsed.values()),
     )
 
 

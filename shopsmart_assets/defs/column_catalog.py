@@ -21,8 +21,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 import dagster as dg
-import pyarrow as pa
 
+from shopsmart_assets.lake.metadata import PARTITION_COLUMNS, column_schema_key
+from shopsmart_assets.lake.paths import LAKE_TABLE
 from shopsmart_assets.sources.tables import RAW_SCHEMAS, UNPARSED
 from shopsmart_assets.transforms.currency import USD_PER_UNIT
 from shopsmart_assets.transforms.features import EVENT_TIMESTAMP, WINDOWS
@@ -45,7 +46,7 @@ HOUR = (
     "the second 01:00 of a fall-back night in New York): `hour=…` in the path (a Hive "
     "partition column, text, not in the files).",
 )
-PARTITION_COLUMNS = frozenset({DATE[0], HOUR[0]})
+assert {DATE[0], HOUR[0]} == PARTITION_COLUMNS
 
 UNPARSED_VALUES = (
     "The source's values that do not read as their column's type, as JSON text "
@@ -336,12 +337,18 @@ def column_schema(location: str) -> dg.TableSchema | None:
     return TABLES.get(location)
 
 
-def written_schema(schema: pa.Schema, documented: dg.TableSchema | None) -> dg.TableSchema:
-    """The columns a partition's files really hold (their types as written), each with its
-    documented description, then the documented Hive partition columns."""
-    descriptions = {c.name: c.description for c in documented.columns} if documented else {}
-    in_path = [c for c in (documented.columns if documented else []) if c.name in PARTITION_COLUMNS]
-    return dg.TableSchema(
-        columns=[dg.TableColumn(f.name, str(f.type), descriptions.get(f.name)) for f in schema]
-        + [c for c in in_path if c.name not in schema.names]
-    )
+def with_documented_columns(assets: Iterable[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
+    """The assets with the documented columns of every lake table they write, as definition
+    metadata (`dagster/column_schema` for the asset's own table, `<role>_column_schema` for
+    another): the UI shows them before anything is materialized, and each materialization
+    describes the columns it wrote with them."""
+
+    def documented(spec: dg.AssetSpec) -> dg.AssetSpec:
+        schemas = {
+            column_schema_key(name.partition("#")[2] or None): TABLES[location]
+            for name, location in (spec.metadata or {}).items()
+            if (name == LAKE_TABLE or name.startswith(f"{LAKE_TABLE}#")) and location in TABLES
+        }
+        return spec.merge_attributes(metadata=schemas) if schemas else spec
+
+    return [a.map_asset_specs(documented) for a in assets]
