@@ -1,6 +1,6 @@
 """The lake layer: how an asset's partition becomes a path, which upstream partitions it
-reads, atomic publishing, storage failures, materialization metadata, the column catalog, and
-the resource the assets use (docs/lake.md is the contract)."""
+reads, Delta commits and provenance, storage failures, materialization metadata, and the
+resource the assets use (docs/lake.md is the contract)."""
 
 from shopsmart_assets.lake.paths import (
     LAKE_TABLE,
@@ -9,7 +9,6 @@ from shopsmart_assets.lake.paths import (
     lake_tables,
     part_file_name,
     partition_subpath,
-    table_globs,
 )
 from shopsmart_assets.lake.resource import LakeResource
 from shopsmart_assets.lake.upstream import MissingPartitionError
@@ -23,5 +22,4 @@ __all__ = [
     "lake_tables",
     "part_file_name",
     "partition_subpath",
-    "table_globs",
 ]

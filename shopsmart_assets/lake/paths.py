@@ -78,21 +78,6 @@ def table_partition_columns(
     }
 
 
-def table_globs(assets: Iterable[dg.AssetsDefinition | dg.AssetSpec]) -> dict[str, str]:
-    """`<zone>/<table>` → the glob of its Parquet files under the table directory, for every
-    Parquet table the assets declare: `*/*.parquet` for daily tables, `*/*/*.parquet` for
-    hourly ones (what DuckDB, pandas and Spark read)."""
-    globs = {}
-    for spec in _specs(assets):
-        if "parquet" not in spec.kinds:
-            continue
-        hourly = "%H" in getattr(spec.partitions_def, "fmt", "")
-        for name, location in (spec.metadata or {}).items():
-            if name == LAKE_TABLE or name.startswith(f"{LAKE_TABLE}#"):
-                globs[location] = "*/*/*.parquet" if hourly else "*/*.parquet"
-    return globs
-
-
 def partition_subpath(partitions_def: dg.PartitionsDefinition, partition_key: str) -> str:
     """The Hive path of a partition inside its table, from the partition's start instant.
 

@@ -65,7 +65,7 @@ def customer_features_spec(partitions: Partitions) -> dg.AssetSpec:
         ],
         partitions_def=partitions.daily,
         group_name="features",
-        kinds={"spark", "parquet"},
+        kinds={"spark", "deltalake"},
     )
 
 

@@ -74,7 +74,7 @@ def purchases_spec(partitions: Partitions) -> dg.AssetSpec:
         deps=list(RAW_INPUTS),
         partitions_def=partitions.daily,
         group_name="lake",
-        kinds={"spark", "parquet"},
+        kinds={"spark", "deltalake"},
     )
 
 

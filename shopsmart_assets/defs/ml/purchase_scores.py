@@ -145,7 +145,7 @@ def purchase_scores_asset(partitions: Partitions) -> dg.AssetsDefinition:
         partitions_def=partitions.daily,
         backfill_policy=SINGLE_RUN,
         group_name="ml",
-        kinds={"mlflow", "feast", "parquet"},
+        kinds={"mlflow", "feast", "deltalake"},
         check_specs=[ONE_SCORE_CHECK],
         **online_store_step(),
     )(purchase_scores)

@@ -126,6 +126,6 @@ def training_set_asset(partitions: Partitions) -> dg.AssetsDefinition:
         partitions_def=partitions.daily,
         backfill_policy=SINGLE_RUN,
         group_name="ml",
-        kinds={"pandas", "parquet"},
+        kinds={"pandas", "deltalake"},
         **STANDARD_STEP,
     )(training_set)

@@ -102,7 +102,7 @@ def extract_partitions(
     )
 
 
-RAW_KINDS = {"sql", "parquet"}
+RAW_KINDS = {"sql", "deltalake"}
 
 
 def crm_customers(
