@@ -54,6 +54,9 @@ def test_every_asset_is_materialized_for_both_days(two_days):
     for key in HOURLY:
         hours = p.instance.get_materialized_partitions(dg.AssetKey.from_user_string(key))
         assert len(hours) == 48 and f"{DAY2}-23:00" in hours
+    # built in order, nothing was built from inputs rebuilt since
+    watched = WatchedAssets(p.graph, p.partitions)
+    assert stale_partitions_of_days(watched, p.lake, [str(DAY1), str(DAY2)]) == {}
 
 
 def test_without_enough_history_the_gate_warns_and_no_model_is_served(two_days):
@@ -212,7 +215,13 @@ def test_a_partition_built_before_its_inputs_changed_is_found_and_rebuilt(two_da
     p, _ = two_days
     days = [str(DAY1), str(DAY2)]
     watched = WatchedAssets(p.graph, p.partitions)
-    assert stale_partitions_of_days(watched, p.lake, days) == {}
+    # what the module's earlier tests left stale: a re-run of a partition commits new files,
+    # so what read the replaced ones is stale too (test_rerunning_a_partition_changes_nothing
+    # rebuilds day 2's purchases and features: day 2's training set and scores read them)
+    before = {
+        k.to_user_string(): v for k, v in stale_partitions_of_days(watched, p.lake, days).items()
+    }
+    assert set(before) <= {"ml/training_set", "ml/purchase_scores"}, before
     with sources(p) as db:
         [(order_id,)] = db.execute(
             "SELECT order_id FROM orders WHERE status = 'placed' AND ordered_at >= ? "
@@ -227,6 +236,7 @@ def test_a_partition_built_before_its_inputs_changed_is_found_and_rebuilt(two_da
     p.materialize(["lake/purchases"], str(DAY1))
     stale = stale_partitions_of_days(watched, p.lake, days)
     assert {k.to_user_string(): v for k, v in stale.items()} == {
+        **before,
         "features/customer_features": days,
         "ml/training_set": days,
     }
