@@ -68,3 +68,74 @@ def test_score_problems_name_missing_duplicate_and_foreign_customers(tmp_path):
     assert score_problems("2026-01-02", snapshot, scores, None) == [
         "2026-01-02: 3 scores without a champion"
     ]
+
+
+def test_days_scored_in_workers_are_the_days_scored_in_the_step(tmp_path):
+    """A range's days scored in worker processes, from local copies of MLflow models (two
+    versions, a day without a champion between), write exactly what the step's own process
+    writes, in the days' order; a day that cannot be scored fails at that day."""
+    import mlflow.sklearn
+    import pyarrow.parquet as pq
+
+    from shopsmart_assets.transforms.scoring import DayToScore, scored_in_order
+    from shopsmart_assets.transforms.training import train_and_evaluate
+    from shopsmart_assets_tests.test_training import synthetic
+
+    models = {}
+    for version, seed in ((3, 1), (4, 2)):
+        model = train_and_evaluate(synthetic(300, seed), synthetic(150, seed + 10)).model
+        path = tmp_path / f"model-{version}"
+        mlflow.sklearn.save_model(
+            model,
+            str(path),
+            pyfunc_predict_fn="predict_proba",
+            serialization_format="pickle",
+            pip_requirements=["scikit-learn"],  # not inferred: that loads the model again
+        )
+        models[version] = str(path)
+    customers = (
+        synthetic(40, 5)
+        .drop(columns="label")
+        .assign(event_timestamp=pd.Timestamp("2026-01-02", tz="UTC"))
+    )
+    features = written(tmp_path / "features", customers)
+    files = tuple(str(f) for f in sorted(features.glob("*.parquet")))
+    champions = [3, 3, None, 4]
+
+    def days(where: str) -> list[DayToScore]:
+        (tmp_path / where).mkdir()
+        return [
+            DayToScore(
+                f"2026-01-0{i + 1}",
+                models[v] if v else None,
+                v,
+                files,
+                str(tmp_path / where / f"{i}.parquet"),
+            )
+            for i, v in enumerate(champions)
+        ]
+
+    in_workers = list(scored_in_order(days("workers"), cores=2))
+    in_step = list(scored_in_order(days("step"), cores=1))  # one core: no worker
+    assert [p.rsplit("/", 1)[-1] for p in in_workers] == [
+        "0.parquet",
+        "1.parquet",
+        "2.parquet",
+        "3.parquet",
+    ]
+    for a, b, version in zip(in_workers, in_step, champions, strict=True):
+        left, right = pq.read_table(a), pq.read_table(b)
+        assert left.equals(right)
+        assert left.num_rows == (0 if version is None else len(customers))
+        assert set(left.column("model_version").to_pylist()) <= {version}
+    assert not pq.read_table(in_workers[0]).equals(pq.read_table(in_workers[3]))
+    broken = [
+        *days("broken")[:2],
+        DayToScore(
+            "2026-01-09", str(tmp_path / "gone"), 9, files, str(tmp_path / "broken" / "x.parquet")
+        ),
+    ]
+    scored = scored_in_order(broken, cores=1)  # (in workers: test_training.py)
+    assert next(scored).endswith("0.parquet") and next(scored).endswith("1.parquet")
+    with pytest.raises(Exception, match="gone"):
+        next(scored)

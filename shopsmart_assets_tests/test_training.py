@@ -25,7 +25,8 @@ from shopsmart_assets.transforms.training import (
     should_promote,
     train_and_evaluate,
 )
-from shopsmart_assets.transforms.training_workers import fit, fitted_in_order, worker_count
+from shopsmart_assets.transforms.training_workers import fit, fitted_in_order
+from shopsmart_assets.transforms.workers import worker_count
 
 
 def feature_rows(customer_ids, as_of=date(2026, 1, 7), activity=None) -> pd.DataFrame:
@@ -183,6 +184,8 @@ def test_a_range_is_fitted_beside_the_step_on_the_other_cores(days, cores, worke
     assert worker_count(days, cores) == workers
     # a Celery worker's task is a daemonic process, which may not start processes
     assert worker_count(days, cores, daemonic=True) == 0
+    # scoring keeps no core for the step's process, which only waits for the days' files
+    assert worker_count(days, cores, spare=0) == (0 if days < 2 else min(days, cores))
 
 
 def written_days(tmp_path, frames: dict[str, pd.DataFrame]) -> dict[str, object]:

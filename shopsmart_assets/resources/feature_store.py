@@ -313,7 +313,8 @@ class FeatureStoreResource(dg.ConfigurableResource):
         backfill of past days): a nightly run, newer than anything online, writes without
         reading (reading costs as much as writing: Feast converts each row in Python). A
         view without a watermark (a new store, or one written by a release before
-        watermarks) is read back until a batch finds none of its customers online."""
+        watermarks) is read back until a batch's worth of rows finds none of its customers
+        online (a new store), or wholly once one is found (an older release's store)."""
         from shopsmart_assets.feature_repo import ENTITY_KEY, EVENT_TIMESTAMP, VIEW_COLUMNS
 
         written = dict.fromkeys(days, 0)
@@ -323,15 +324,21 @@ class FeatureStoreResource(dg.ConfigurableResource):
         store = self.get_store()
         watermark = self.watermark(view)
         self.raise_watermark(view, watermark, newest_event_time(days))
+        # without a watermark: rows read back and found nowhere online, until a store's
+        # worth of them (a batch) says it is new; one found online says it is not
+        unseen, legacy = 0, False
         for rows in newest_rows(days, columns, ONLINE_WRITE_BATCH):
             older = (
                 rows.index if pd.isna(watermark) else rows.index[rows[EVENT_TIMESTAMP] < watermark]
             )
             online = self.event_times(view, rows.loc[older, ENTITY_KEY]).set_axis(older)
-            if pd.isna(watermark) and online.isna().all():
-                # no watermark, and none of a batch of its customers online: a new store
-                # (an older release's store holds most customers): nothing more to read
-                watermark = pd.Timestamp.min.tz_localize("UTC")
+            if pd.isna(watermark) and not legacy:
+                legacy = bool(online.notna().any())
+                unseen += 0 if legacy else len(rows)
+                if unseen >= ONLINE_WRITE_BATCH:
+                    # a batch of customers and none online: a new store (an older release's
+                    # store holds most customers), nothing more to read
+                    watermark = pd.Timestamp.min.tz_localize("UTC")
             staler = (online > rows.loc[older, EVENT_TIMESTAMP]).to_numpy()
             fresh = rows.drop(online.index[staler])
             if fresh.empty:

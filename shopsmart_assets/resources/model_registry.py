@@ -311,6 +311,18 @@ class ModelRegistry(dg.ConfigurableResource):
         self._activate()
         return mlflow.pyfunc.load_model(self.model_uri(version))
 
+    def download_model(self, version: int, directory: Path) -> Path:
+        """A local copy of a registered version in `directory` (a model directory that
+        `mlflow.pyfunc.load_model` loads without the registry, in any process)."""
+        self._activate()
+        import mlflow.artifacts
+
+        directory.mkdir(parents=True, exist_ok=True)
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=self.model_uri(version), dst_path=str(directory)
+        )
+        return Path(local)
+
     def run_url(self, run_id: str) -> str:
         return f"{self.ui_url}/#/experiments/{self.experiment_id()}/runs/{run_id}"
 

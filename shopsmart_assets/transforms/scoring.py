@@ -3,13 +3,21 @@ time), and the day's figures and checks (DuckDB over the written files)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from shopsmart_assets.lake.frames import bounded_duckdb, partition_files
+from shopsmart_assets.lake.frames import batches, bounded_duckdb, partition_files
 from shopsmart_assets.lake.metadata import PartitionData
 from shopsmart_assets.transforms.features import EVENT_TIMESTAMP
+from shopsmart_assets.transforms.training import model_input
+from shopsmart_assets.transforms.workers import in_order
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 # The scores' files, whether a day has a champion or not.
@@ -51,6 +59,56 @@ def scores_frame(
             .array,
         }
     )
+
+
+@dataclass(frozen=True)
+class DayToScore:
+    """A day to score: its champion (a local copy of the registered MLflow model and its
+    version; None on a day without one), the day's feature files, and the file to write."""
+
+    day: str
+    model: str | None
+    version: int | None
+    features: tuple[str, ...]
+    target: str
+
+
+# The models a process scored with last (a range's days mostly share their champion).
+_LOADED: dict[str, Any] = {}
+_KEEP_LOADED = 2
+
+
+def _model(path: str) -> Any:
+    """The MLflow model at `path` as MLflow's pyfunc (what the scoring server runs)."""
+    if path not in _LOADED:
+        import mlflow.pyfunc
+
+        while len(_LOADED) >= _KEEP_LOADED:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[path] = mlflow.pyfunc.load_model(path)
+    return _LOADED[path]
+
+
+def score_day(day: DayToScore) -> str:
+    """A day's scores written to `day.target`, a batch of customers at a time (no rows on a
+    day without a champion); returns the file."""
+    with pq.ParquetWriter(day.target, SCORES_SCHEMA) as writer:
+        if day.model is not None:
+            model = _model(day.model)
+            for batch in batches([Path(f) for f in day.features]):
+                probabilities = model.predict(model_input(batch))[:, 1]
+                scores = scores_frame(batch, probabilities, day.version)
+                writer.write_table(
+                    pa.Table.from_pandas(scores, schema=SCORES_SCHEMA, preserve_index=False)
+                )
+    return day.target
+
+
+def scored_in_order(days: Sequence[DayToScore], cores: int | None = None) -> Iterator[str]:
+    """Each day's scores file, in the days' order; a range's days are scored in worker
+    processes, one per core (transforms/workers.py), each loading the models it needs."""
+    for _, written in in_order(score_day, days, len(days), cores=cores, spare=0):
+        yield written
 
 
 def score_distribution(scores: PartitionData) -> dict[str, float]:

@@ -6,9 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from shopsmart_assets.defs.features.assets import CUSTOMER_FEATURES_KEY
 from shopsmart_assets.defs.links import asset_url, docs_link
@@ -19,17 +16,15 @@ from shopsmart_assets.defs.raw.assets import CRM_CUSTOMERS_KEY
 from shopsmart_assets.defs.worker_pools import SINGLE_RUN, online_store_step
 from shopsmart_assets.feature_repo import SCORES_VIEW
 from shopsmart_assets.lake import lake_table, part_file_name
-from shopsmart_assets.lake.frames import batches
 from shopsmart_assets.partitions import Partitions
 from shopsmart_assets.resources import FeatureStoreResource, LakeResource, ModelRegistry
 from shopsmart_assets.resources.feature_store import feast_source
 from shopsmart_assets.transforms.scoring import (
-    SCORES_SCHEMA,
+    DayToScore,
     score_distribution,
     score_problems,
-    scores_frame,
+    scored_in_order,
 )
-from shopsmart_assets.transforms.training import model_input
 
 PURCHASE_SCORES_KEY = dg.AssetKey(["ml", "purchase_scores"])
 ONE_SCORE_PER_CUSTOMER = "one_score_per_customer"
@@ -43,40 +38,35 @@ ONE_SCORE_CHECK = dg.AssetCheckSpec(
 )
 
 
-class Champions:
-    """The registered versions the step scores with, each loaded once."""
-
-    def __init__(self, model_registry: ModelRegistry) -> None:
-        self.registry, self.models = model_registry, {}
-
-    def predict(self, version: int | None, features: pd.DataFrame):
-        if version is None:
-            return None
-        if version not in self.models:
-            self.models[version] = self.registry.load_model(version)
-        return self.models[version].predict(model_input(features))[:, 1]
-
-
-def score_day(
-    context: dg.AssetExecutionContext, lake: LakeResource, champions: Champions, key: str
-) -> int | None:
-    """A day's scores written to the lake, a batch of customers at a time; returns the model
-    version that gave them (None: no champion that day, no scores)."""
-    champion_files = lake.input_files(context, CHAMPION_MODEL_KEY, for_partitions=[key])[key]
-    champion = ChampionRecord.read(champion_files).champion
-    version = champion.model_version if champion else None
-    features = lake.input_files(context, CUSTOMER_FEATURES_KEY, for_partitions=[key])[key]
-    with (
-        lake.writing(context, PURCHASE_SCORES_KEY, key) as staged,
-        pq.ParquetWriter(staged / part_file_name(), SCORES_SCHEMA) as writer,
-    ):
-        if version is not None:
-            for batch in batches(features):
-                scores = scores_frame(batch, champions.predict(version, batch), version)
-                writer.write_table(
-                    pa.Table.from_pandas(scores, schema=SCORES_SCHEMA, preserve_index=False)
-                )
-    return version
+def days_to_score(
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    model_registry: ModelRegistry,
+    staging: Path,
+) -> list[DayToScore]:
+    """Each day of the step with the model that was champion that day (each version copied
+    from the registry once, into `staging`), its features, and its file in `staging`."""
+    champions = lake.input_files(context, CHAMPION_MODEL_KEY)
+    features = lake.input_files(context, CUSTOMER_FEATURES_KEY)
+    models: dict[int, str] = {}
+    days = []
+    for key in context.partition_keys:
+        champion = ChampionRecord.read(champions[key]).champion
+        version = champion.model_version if champion else None
+        if version is not None and version not in models:
+            copy = model_registry.download_model(version, staging / "models" / str(version))
+            models[version] = str(copy)
+        (staging / key).mkdir()
+        days.append(
+            DayToScore(
+                key,
+                models.get(version) if version is not None else None,
+                version,
+                tuple(str(f) for f in features[key]),
+                str(staging / key / part_file_name()),
+            )
+        )
+    return days
 
 
 def day_metadata(
@@ -103,27 +93,30 @@ def purchase_scores(
     7 days. Written to the lake (`scores/purchase_propensity`) and to Feast's online store
     (feature view `purchase_propensity`), so one lookup gives a customer's features and
     current score. No scores for days without a champion. Scored, written and checked in
-    bounded batches, whatever the customers."""
-    champions = Champions(model_registry)
+    bounded batches, whatever the customers; a range's days side by side, one per core."""
     partitions_def = context.assets_def.partitions_def
-    problems: list[str] = []
-    days: dict[str, tuple[list[Path], int | None]] = {}
-    for key in context.partition_keys:
-        # the day's CRM snapshot, which its check holds the scores against, read first: the
-        # commit records every input of the day
-        snapshot = lake.input_files(context, CRM_CUSTOMERS_KEY, for_partitions=[key])[key]
-        version = score_day(context, lake, champions, key)
-        [scores] = lake.partition_files(PURCHASE_SCORES_KEY, partitions_def, [key]).values()
-        problems += score_problems(key, snapshot, scores, version)
-        days[key] = (scores, version)
+    # the days' CRM snapshots, which the check holds the scores against, read first: the
+    # commit records every input of the range
+    snapshots = lake.input_files(context, CRM_CUSTOMERS_KEY)
+    with lake.staging(context, PURCHASE_SCORES_KEY) as staging:
+        days = days_to_score(context, lake, model_registry, staging)
+        for _ in scored_in_order(days):
+            pass
+        lake.commit(context, PURCHASE_SCORES_KEY, {day.day: staging / day.day for day in days})
+    scores = lake.partition_files(PURCHASE_SCORES_KEY, partitions_def, context.partition_keys)
+    problems = [
+        problem
+        for day in days
+        for problem in score_problems(day.day, snapshots[day.day], scores[day.day], day.version)
+    ]
     # the run's days in one online write: each customer's newest score
-    written = feature_store.write_newest_of_days(
-        SCORES_VIEW, {key: scores for key, (scores, _) in days.items()}
-    )
+    written = feature_store.write_newest_of_days(SCORES_VIEW, scores)
     scored = 0
-    for key, (scores, version) in days.items():
-        metadata = day_metadata(key, scores, version, written[key], model_registry)
-        scored += lake.record_partition(context, PURCHASE_SCORES_KEY, key, metadata)
+    for day in days:
+        metadata = day_metadata(
+            day.day, scores[day.day], day.version, written[day.day], model_registry
+        )
+        scored += lake.record_partition(context, PURCHASE_SCORES_KEY, day.day, metadata)
     yield lake.materialize_result(context, PURCHASE_SCORES_KEY, scored)
     yield dg.AssetCheckResult(
         check_name=ONE_SCORE_PER_CUSTOMER,
