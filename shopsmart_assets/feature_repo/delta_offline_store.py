@@ -34,9 +34,10 @@ def read_source(data_source: Any, repo_path: str) -> Any:
     if not isinstance(file_format, DeltaFormat):
         return feast_duckdb._read_data_source(data_source, repo_path)
     import ibis
-    from deltalake import DeltaTable
 
-    return ibis.memtable(DeltaTable(data_source.path).to_pyarrow_table())
+    from shopsmart_assets.lake.delta import arrow_dataset
+
+    return ibis.memtable(arrow_dataset(data_source.path).to_table())
 
 
 def _with_reader(arguments: dict[str, Any]) -> dict[str, Any]:

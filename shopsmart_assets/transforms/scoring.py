@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -104,11 +105,18 @@ def score_day(day: DayToScore) -> str:
     return day.target
 
 
+def score_days(days: Sequence[DayToScore]) -> list[str]:
+    """Days that share their champion scored one after the other (its model loaded once)."""
+    return [score_day(day) for day in days]
+
+
 def scored_in_order(days: Sequence[DayToScore], cores: int | None = None) -> Iterator[str]:
-    """Each day's scores file, in the days' order; a range's days are scored in worker
-    processes, one per core (transforms/workers.py), each loading the models it needs."""
-    for _, written in in_order(score_day, days, len(days), cores=cores, spare=0):
-        yield written
+    """Each day's scores file, in the days' order. A range's days are scored in worker
+    processes, one per core (transforms/workers.py), the days of one champion together, so
+    that each model is loaded once (loading a model costs more than scoring a demo's day)."""
+    by_model = [list(group) for _, group in groupby(days, key=lambda day: day.model)]
+    for _, written in in_order(score_days, by_model, len(by_model), cores=cores, spare=0):
+        yield from written
 
 
 def score_distribution(scores: PartitionData) -> dict[str, float]:
