@@ -19,7 +19,6 @@ from shopsmart_assets.transforms.features import FEATURE_COLUMNS
 from shopsmart_assets.transforms.sampling import draws, window_sample
 from shopsmart_assets.transforms.training import (
     MIN_TRAIN_ROWS,
-    frame_fingerprint,
     label_examples,
     model_input,
     should_promote,
@@ -128,16 +127,6 @@ def test_promotion_rule(candidate, champion, expected):
     promote, why = should_promote(candidate, champion, min_auc=0.6, max_regression=0.02)
     assert promote is expected
     assert why
-
-
-def test_fingerprint_tracks_content_not_order():
-    frame = synthetic(50, 3)
-    shuffled = frame.sample(frac=1.0, random_state=0)
-    assert frame_fingerprint(frame) == frame_fingerprint(shuffled)
-    changed = frame.copy()
-    changed.loc[0, "label"] = 1 - changed.loc[0, "label"]
-    assert frame_fingerprint(changed) != frame_fingerprint(frame)
-    assert frame_fingerprint(pd.concat([frame, frame.iloc[:1]])) != frame_fingerprint(frame)
 
 
 def test_the_signature_sample_gives_the_signature_of_the_whole_frame():

@@ -168,11 +168,3 @@ def should_promote(
             f"by more than {max_regression:.4f}"
         )
     return True, f"AUC {candidate_auc:.4f} meets the bar"
-
-
-def frame_fingerprint(frame: pd.DataFrame) -> str:
-    """A content hash of a DataFrame (order-independent), used as its data version."""
-    if frame.empty:
-        return "empty"
-    rows = pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
-    return f"{int(rows.sum(dtype=np.uint64)):016x}-{len(frame)}"
