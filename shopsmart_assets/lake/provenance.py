@@ -65,12 +65,12 @@ def _partition_commit(table: str, partition: str, entry: Mapping) -> PartitionCo
 
 
 def current_fingerprints(
-    table: DeltaLakeTable, subpath_of: Callable[[str], str], keys: Sequence[str]
+    files: Mapping[str, Sequence[str]], subpath_of: Callable[[str], str], keys: Sequence[str]
 ) -> dict[str, str]:
-    """Partition key → the fingerprint of its files in the table's current version (the
-    partitions the table does not hold are left out)."""
-    files = table.files()
-    return {key: fingerprint(files[subpath_of(key)]) for key in keys if subpath_of(key) in files}
+    """Partition key → the fingerprint of its files in a table version's `files` (partition
+    subpath → its files; the partitions the version does not hold are left out)."""
+    subpaths = {key: subpath_of(key) for key in keys}
+    return {key: fingerprint(files[s]) for key, s in subpaths.items() if s in files}
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,11 @@ from shopsmart_assets.defs.automation.partition_status import incomplete, partit
 from shopsmart_assets.defs.automation.switch import sensor_status
 from shopsmart_assets.defs.raw.assets import EXTRACTIONS, ORDERS_KEY
 from shopsmart_assets.lake import partition_subpath
-from shopsmart_assets.lake.delta import fingerprint
-from shopsmart_assets.lake.provenance import partition_commits, stale_partitions
+from shopsmart_assets.lake.provenance import (
+    current_fingerprints,
+    partition_commits,
+    stale_partitions,
+)
 from shopsmart_assets.partitions import AssetPartitions, Partitions, day_of
 from shopsmart_assets.resources import LakeResource, SourceDatabase
 from shopsmart_assets.sources.extract import ORDERS, aggregate_source_rows, window_params
@@ -224,9 +227,9 @@ def stale_partitions_of_days(
         key, partitions_def = tables[location]
         if location not in current:
             current[location] = lake.table(key, partitions_def).files()
-        files = current[location]
-        subpaths = {k: partition_subpath(partitions_def, k) for k in keys}
-        return {k: fingerprint(files[s]) for k, s in subpaths.items() if s in files}
+        return current_fingerprints(
+            current[location], lambda k: partition_subpath(partitions_def, k), keys
+        )
 
     tables = {
         lake.location(key): (key, graph.partitions_def(key))
