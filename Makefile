@@ -17,7 +17,8 @@ PYTEST_ARGS ?=
 HOST ?= 127.0.0.1
 
 .PHONY: install java chromium demo test bench ui live screenshots backfill lint clean \
-	spark-up spark-down serve-features serve-model mlflow-ui cluster cluster-demo
+	spark-up spark-down serve-features serve-model mlflow-ui cluster cluster-demo \
+	image compose-demo compose-up
 
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -76,10 +77,26 @@ live:
 # on them until Ctrl-C; `make cluster-demo` (after make demo): the demo's days run once on the
 # workers, where each step ran, the reconciliation, then everything stopped.
 cluster: install java
-	exec $(BIN)/shopsmart-cluster up --host $(HOST) --port $${PORT:-3000} --spark $(SPARK)
+	exec $(BIN)/python scripts/shopsmart_cluster.py up --host $(HOST) --port $${PORT:-3000} --spark $(SPARK)
 
 cluster-demo: install java
-	$(BIN)/shopsmart-cluster demo --days $${DEMO_DAYS:-14} --end-date $${DEMO_END:-yesterday}
+	$(BIN)/python scripts/shopsmart_cluster.py demo --days $${DEMO_DAYS:-14} --end-date $${DEMO_END:-yesterday}
+
+# The platform as containers (docs/deployment.md): one image for every Dagster service, a compose
+# deployment of it (deploy/compose.yaml) on PostgreSQL, Redis, the two worker pools and Spark
+# Connect. Podman from Debian's packages (installed when missing), or
+# SHOPSMART_CONTAINER_ENGINE=docker. `make compose-demo`: the demo's days run through the
+# deployment's UI API, where each step ran, the reconciliation, then everything removed;
+# `make compose-up`: the deployment with the UI on 127.0.0.1:$${PORT:-3000} until Ctrl-C.
+image: install
+	VENV_PYTHON=$(abspath $(BIN))/python deploy/build-image.sh
+
+compose-demo: image
+	$(BIN)/python deploy/compose_demo.py demo --days $${DEMO_DAYS:-14} \
+	  --orders-per-day $${DEMO_ORDERS_PER_DAY:-500} --end-date $${DEMO_END:-yesterday}
+
+compose-up: image
+	exec $(BIN)/python deploy/compose_demo.py up --port $${PORT:-3000}
 
 # docs/images/*.png from the UI after make demo (headless Chromium).
 screenshots: install chromium

@@ -62,8 +62,8 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import psutil
+from shopsmart_cluster import redis_server
 
-from shopsmart_assets.cli.cluster import redis_server
 from shopsmart_assets.cli.spark_connect import CONNECT, warm_spark
 from shopsmart_assets.defs.spark_step import SPARK_STEP_NAME
 from shopsmart_assets.settings import ONLINE_STORE_URL_VAR

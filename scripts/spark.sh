@@ -37,8 +37,8 @@ export PYSPARK_PYTHON=${PYSPARK_PYTHON:-$VENV_PYTHON}
 unset SPARK_MASTER  # spark-daemon.sh would rsync from it
 
 # The Connect server is a Spark application serving Spark Connect through Spark's plugin
-# (spark_connect_server.py says why not SparkConnectServer); spark-daemon.sh names its pid and
-# log files after this.
+# (shopsmart_assets/cli/spark_connect_server.py says why not SparkConnectServer); its pid and
+# log files are named after it, as spark-daemon.sh names the other services' files.
 CONNECT=org.apache.spark.sql.connect.SparkConnectPlugin
 MASTER=org.apache.spark.deploy.master.Master
 WORKER=org.apache.spark.deploy.worker.Worker
@@ -136,23 +136,12 @@ connect_up() {
   fi
   require_free_port "$port"
   echo "$port" >"$STATE/connect.port"
-  # Sessions share the compiled code of their queries (no per-session class loaders): a
-  # step on a warm server compiles nothing that an earlier step compiled.
-  start "$CONNECT" submit \
-    --name "ShopSmart Spark Connect" \
-    --master "$master" \
-    --driver-memory "${SPARK_CONNECT_DRIVER_MEMORY:-2g}" \
-    --driver-java-options "${SPARK_CONNECT_JAVA_OPTIONS--XX:+UseParallelGC}" \
-    --conf spark.plugins=$CONNECT \
-    --conf spark.sql.artifact.isolation.enabled=false \
-    --conf spark.connect.grpc.binding.address=$HOST \
-    --conf spark.connect.grpc.binding.port="$port" \
-    --conf spark.driver.host=$HOST \
-    --conf spark.driver.bindAddress=$HOST \
-    --conf spark.ui.enabled=false \
-    --conf spark.pyspark.python="$PYSPARK_PYTHON" \
-    "${settings[@]}" \
-    "$ROOT/scripts/spark_connect_server.py"
+  # the package's own launcher (shopsmart-spark-connect: the server's settings live there),
+  # detached, its JVM's pid and log where spark-daemon.sh would keep them
+  nohup "$VENV_PYTHON" -m shopsmart_assets.cli.spark_connect --port "$port" --master "$master" \
+    --driver-memory "${SPARK_CONNECT_DRIVER_MEMORY:-2g}" "${settings[@]}" \
+    >"$SPARK_LOG_DIR/spark-$SPARK_IDENT_STRING-$CONNECT-1-$(hostname).out" 2>&1 </dev/null &
+  echo $! >"$(pid_file "$CONNECT")"
   wait_until "$CONNECT" "Spark Connect on $HOST:$port" listening "$port"
   echo "Spark Connect on sc://$HOST:$port (process $(running_pid "$CONNECT"), logs in $SPARK_LOG_DIR)"
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -123,6 +124,14 @@ def masked(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)[1]
     user = f"{parts.username}:" if parts.username else ":"
     return urlunsplit(parts._replace(netloc=f"{user}***@{netloc}"))
+
+
+_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*:)[^\s@/]+@")
+
+
+def mask_urls(text: str) -> str:
+    """`text` with the password of every URL in it replaced by ***."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
 
 
 def is_set(var: str) -> bool:
@@ -246,6 +255,13 @@ def spark_driver_memory() -> str:
     if not raw[:-1].isdigit() or raw[-1].lower() not in "mg":
         raise ValueError(f"SHOPSMART_SPARK_DRIVER_MEMORY must be like 2g or 1536m, got {raw!r}")
     return raw
+
+
+def spark_connect_java_options() -> str:
+    """SPARK_CONNECT_JAVA_OPTIONS: the Spark Connect server JVM's options, default the
+    throughput collector (an empty value: the JVM's defaults)."""
+    raw = os.environ.get("SPARK_CONNECT_JAVA_OPTIONS")
+    return "-XX:+UseParallelGC" if raw is None else raw
 
 
 def spark_shuffle_partitions() -> int:

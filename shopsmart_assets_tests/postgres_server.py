@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-
-from shopsmart_assets.cli.cluster import key_values
+from shopsmart_cluster import key_values
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "postgres.sh"
 START_TIMEOUT = 600  # seconds; includes apt-get install on a fresh machine

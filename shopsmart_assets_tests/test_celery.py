@@ -1,7 +1,7 @@
 """The chain's steps on Celery worker pools: a real Redis broker (scripts/redis.sh, one per test
 run), Dagster's instance on the run's PostgreSQL server (scripts/postgres.sh), and the two pools
-of `dagster-celery` workers, `spark` and `default`, each its own process group (cli/cluster.py,
-what `make cluster` starts).
+of `dagster-celery` workers, `spark` and `default`, each its own process group
+(scripts/shopsmart_cluster.py, what `make cluster` starts).
 
 What it shows: every Spark step ran on a `spark` worker and every other step on a `default`
 one, read from the event log; the lake equals the local-mode run's row for row and reconciles
@@ -25,16 +25,11 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+from shopsmart_cluster import POSTGRES_INSTANCE_CONFIG, prepare_home, redis_server, worker_pools
 
 from shopsmart_assets import settings
-from shopsmart_assets.cli.cluster import (
-    POSTGRES_INSTANCE_CONFIG,
-    prepare_home,
-    redis_server,
-    step_placements,
-    worker_pools,
-)
 from shopsmart_assets.cli.devserver import dagster_dev, free_port
+from shopsmart_assets.cli.run_report import step_placements
 from shopsmart_assets.defs.automation.alerts import WILL_RETRY_TAG
 from shopsmart_assets.defs.spark_step import SPARK_STEP_NAME
 from shopsmart_assets.defs.worker_pools import (

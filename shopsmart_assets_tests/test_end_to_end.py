@@ -16,7 +16,6 @@ local mode is what every other chain test runs.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -35,10 +34,10 @@ from shopsmart_assets_tests import reconcile
 from shopsmart_assets_tests.harness import DAILY, HOURLY, files_containing, generate_sources
 from shopsmart_assets_tests.net import listening_sockets
 from shopsmart_assets_tests.spark_services import SparkService
+from shopsmart_assets_tests.wheel import PIP, build_wheel
 
 pytestmark = [pytest.mark.spark, pytest.mark.e2e, pytest.mark.spark_services]
 
-ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "xoxb-e2e-secret-9876543210"
 START_SENSOR = """
 mutation Start($selector: SensorSelector!) {
@@ -57,30 +56,12 @@ def listening_addresses(port: int) -> set[str]:
 
 
 def install_wheel(root: Path) -> Path:
-    """Build the project's wheel (from a copy of the project, so that no build directory is
-    left in the source tree) and install it, without its dependencies (this environment has
+    """Build the project's wheel and install it, without its dependencies (this environment has
     them), into a directory of its own; returns that directory."""
-    project = root / "project"
-    project.mkdir()
-    for name in ("pyproject.toml", "setup.py", "README.md"):
-        shutil.copy(ROOT / name, project / name)
-    shutil.copytree(
-        ROOT / "shopsmart_assets",
-        project / "shopsmart_assets",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    built = subprocess.run(
-        [*pip, "wheel", "--no-deps", "-w", str(root / "dist"), str(project)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert built.returncode == 0, built.stdout + built.stderr
-    [wheel] = (root / "dist").glob("shopsmart_assets-*.whl")
+    wheel = build_wheel(root)
     target = root / "installed"
     done = subprocess.run(
-        [*pip, "install", "--no-deps", "--target", str(target), str(wheel)],
+        [*PIP, "install", "--no-deps", "--target", str(target), str(wheel)],
         capture_output=True,
         text=True,
         timeout=600,

@@ -56,7 +56,7 @@ def day_features(day: str, spend: float, customers=(1, 2)) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory) -> str:
     """A real Redis server (Debian's redis-server, scripts/redis.sh) for the module."""
-    from shopsmart_assets.cli.cluster import redis_server
+    from shopsmart_cluster import redis_server
 
     with redis_server(tmp_path_factory.mktemp("redis")) as url:
         yield url

@@ -1,5 +1,7 @@
-"""`shopsmart-cluster` (`make cluster`, `make cluster-demo`): the platform on Celery worker pools
-on this machine, as it runs on several.
+"""`scripts/shopsmart_cluster.py` (`make cluster`, `make cluster-demo`): the platform on Celery
+worker pools on this machine, as it runs on several. A launcher of the project checkout, beside
+the scripts it starts services with; the image and deploy/compose.yaml run the same services
+in containers (docs/deployment.md).
 
 The services: a Redis broker (scripts/redis.sh), Dagster's instance on PostgreSQL
 (scripts/postgres.sh, dagster.postgres.yaml) and two pools of `dagster-celery` workers, `spark`
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -31,26 +32,18 @@ import dagster as dg
 
 from shopsmart_assets import settings
 from shopsmart_assets.cli.devserver import INSTANCE_CONFIG, dagster_dev, stop_group
+from shopsmart_assets.cli.run_report import failure_line, print_placements, step_placements
 from shopsmart_assets.cli.spark_connect import CONNECT, LOCAL, add_spark_argument, warm_spark
-from shopsmart_assets.defs.worker_pools import (
-    SPARK_QUEUE,
-    STANDARD_QUEUE,
-    CeleryUnavailable,
-    check_worker_pools,
+from shopsmart_assets.cli.worker import (
+    WORKER_POOLS,
+    WorkerPool,
+    worker_command,
+    worker_config,
 )
+from shopsmart_assets.defs.worker_pools import CeleryUnavailable, check_worker_pools
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+SCRIPTS = Path(__file__).resolve().parent
 POSTGRES_INSTANCE_CONFIG = INSTANCE_CONFIG.with_name("dagster.postgres.yaml")
-
-
-def worker_config() -> str:
-    """What the workers read their broker from (dagster-celery's worker config, `-y`): the
-    variables the runs read too, not their values."""
-    return (
-        "execution:\n  config:\n"
-        f"    broker:\n      env: {settings.CELERY_BROKER_URL_VAR}\n"
-        f"    backend:\n      env: {settings.celery_backend_var()}\n"
-    )
 
 
 WORKERS_READY_SECONDS = 180
@@ -58,28 +51,10 @@ WORKERS_READY_SECONDS = 180
 LOGS = "cluster-logs"
 
 
-@dataclass(frozen=True)
-class WorkerPool:
-    """A pool of Celery worker processes serving one queue."""
-
-    name: str
-    queue: str
-    concurrency: int
-
-
-WORKER_POOLS = (
-    # One Spark step at a time: a local Spark application takes the machine's cores.
-    WorkerPool("spark", SPARK_QUEUE, concurrency=1),
-    WorkerPool("default", STANDARD_QUEUE, concurrency=2),
-)
-
-
 def _script(name: str, *args: str) -> str:
     script = SCRIPTS / name
     if not script.exists():
-        raise SystemExit(
-            f"shopsmart-cluster: {script} not found (run it from the project checkout)"
-        )
+        raise SystemExit(f"shopsmart-cluster: {script} not found")
     done = subprocess.run([str(script), *args], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{name} {' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
@@ -132,28 +107,7 @@ def start_worker_pool(pool: WorkerPool, env: Mapping[str, str], home: Path) -> s
     DAGSTER_HOME/cluster-logs/worker-NAME.log."""
     logs = home / LOGS
     logs.mkdir(exist_ok=True)
-    command = [
-        str(Path(sys.executable).with_name("dagster-celery")),
-        "worker",
-        "start",
-        "--app",
-        "dagster_celery.app",
-        "--config-yaml",
-        str(home / "celery.yaml"),
-        "--queue",
-        pool.queue,
-        "--name",
-        pool.name,
-        # the code location imported once by the worker, before it forks a process per task
-        "--includes",
-        "shopsmart_assets.definitions",
-        "--",
-        "--concurrency",
-        str(pool.concurrency),
-        # a step's memory (a Spark driver's, pandas frames) goes back to the OS with its task
-        "--max-tasks-per-child",
-        "1",
-    ]
+    command = worker_command(pool, home / "celery.yaml")
     # dagster-celery starts `celery` from PATH: this environment's first
     path = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     with open(logs / f"worker-{pool.name}.log", "ab") as log:
@@ -239,68 +193,6 @@ def local_cluster(state: Path, spark: str = LOCAL) -> Iterator[Cluster]:
         yield Cluster(home, env)
 
 
-# --- where each step ran, from the event log ----------------------------------------------------
-
-SUBMITTED = re.compile(
-    r'Submitting celery task for step "(?P<step>[^"]+)" to queue "(?P<queue>[^"]+)"'
-)
-
-
-@dataclass(frozen=True)
-class StepPlacement:
-    """One step of a run: the queue it was sent to, the worker that ran it, the pid of the
-    process it ran in (its STEP_START event's) and the seconds from its submission to its
-    start (the broker, a free worker, the worker loading the code location)."""
-
-    step: str
-    queue: str
-    worker: str
-    pid: int | None
-    dispatch_seconds: float | None
-
-
-def step_placements(instance: dg.DagsterInstance, run_id: str) -> list[StepPlacement]:
-    """Every step of the run that went through Celery, in the order it was submitted."""
-    queues: dict[str, str] = {}
-    workers: dict[str, str] = {}
-    pids: dict[str, int | None] = {}
-    submitted_at: dict[str, float] = {}
-    started_at: dict[str, float] = {}
-    for record in instance.all_logs(run_id):
-        event = record.dagster_event
-        if event is None or event.step_key is None:
-            continue
-        if event.event_type == dg.DagsterEventType.ENGINE_EVENT:
-            submitted = SUBMITTED.search(event.message or "")
-            if submitted:
-                queues[submitted["step"]] = submitted["queue"]
-                submitted_at[submitted["step"]] = record.timestamp
-            metadata = event.engine_event_data.metadata if event.engine_event_data else {}
-            if "Celery worker" in metadata:
-                workers[event.step_key] = str(metadata["Celery worker"].value)
-        elif event.event_type == dg.DagsterEventType.STEP_START:
-            pids[event.step_key] = event.pid
-            started_at[event.step_key] = record.timestamp
-    return [
-        StepPlacement(
-            step,
-            queue,
-            workers.get(step, "?"),
-            pids.get(step),
-            round(started_at[step] - submitted_at[step], 2) if step in started_at else None,
-        )
-        for step, queue in queues.items()
-    ]
-
-
-def print_placements(placements: Sequence[StepPlacement]) -> None:
-    width = max((len(p.step) for p in placements), default=4)
-    print(f"  {'step':<{width}}  {'queue':<8} {'dispatch':>8}  worker (pid)")
-    for p in placements:
-        dispatch = "" if p.dispatch_seconds is None else f"{p.dispatch_seconds:.2f}s"
-        print(f"  {p.step:<{width}}  {p.queue:<8} {dispatch:>8}  {p.worker} ({p.pid})")
-
-
 # --- the commands ---------------------------------------------------------------------------------
 
 
@@ -326,11 +218,16 @@ def run_demo(cluster: Cluster, first: date, last: date) -> int:
             finally:
                 stop_group(process)
         with dg.DagsterInstance.from_config(str(cluster.home)) as instance:
-            [run] = instance.get_runs(limit=1)
-            print(f"  run {run.run_id}: {run.status.value} in {time.monotonic() - started:.0f}s")
-            print_placements(step_placements(instance, run.run_id))
-        if returncode != 0 or run.status != dg.DagsterRunStatus.SUCCESS:
-            print(f"shopsmart-cluster: the run failed; its log: {log}", file=sys.stderr)
+            run = next(iter(instance.get_runs(limit=1)), None)
+            why = None
+            if run is not None:
+                seconds = time.monotonic() - started
+                print(f"  run {run.run_id}: {run.status.value} in {seconds:.0f}s")
+                print_placements(step_placements(instance, run.run_id))
+                why = failure_line(instance, run.run_id)
+        if returncode != 0 or run is None or run.status != dg.DagsterRunStatus.SUCCESS:
+            # the failing step and its error in one line; the whole story in the log
+            print(f"shopsmart-cluster: {why or 'the run failed'} (log: {log})", file=sys.stderr)
             return 1
     summary = subprocess.run(
         [str(Path(sys.executable).with_name("shopsmart-summary")),
