@@ -134,8 +134,8 @@ mlflow-ui: install
 	$(BIN)/shopsmart-model ui --port $${PORT:-5000}
 
 lint: install
-	$(BIN)/ruff check shopsmart_assets shopsmart_assets_tests
-	$(BIN)/ruff format --check shopsmart_assets shopsmart_assets_tests
+	$(BIN)/ruff check shopsmart_assets shopsmart_assets_tests scripts deploy
+	$(BIN)/ruff format --check shopsmart_assets shopsmart_assets_tests scripts deploy
 
 clean:
 	rm -rf $(SHOPSMART_DATA_DIR) $(DAGSTER_HOME) spark-warehouse metastore_db

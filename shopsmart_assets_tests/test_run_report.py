@@ -1,0 +1,56 @@
+"""What the cluster and compose commands print about a run (cli/run_report.py): a failed run in
+one line, the failing step and its own error, a URL's password masked."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from shopsmart_assets.cli.run_report import failure_line
+from shopsmart_assets.settings import mask_urls
+
+BROKER = "redis://:s3cr3t-pass@10.0.0.7:6379/0"
+
+
+@dg.op
+def extract() -> int:
+    return 1
+
+
+@dg.op
+def send_to_broker(rows: int) -> None:
+    raise ConnectionError(f"Error 111 connecting to {BROKER}. Connection refused.")
+
+
+@dg.job
+def failing_job() -> None:
+    send_to_broker(extract())
+
+
+@dg.job
+def fine_job() -> None:
+    extract()
+
+
+def test_a_failed_run_is_told_in_one_line_naming_the_step_and_its_error():
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = failing_job.execute_in_process(instance=instance, raise_on_error=False)
+        line = failure_line(instance, result.run_id)
+    assert line == (
+        "step send_to_broker failed: ConnectionError: Error 111 connecting to "
+        "redis://:***@10.0.0.7:6379/0. Connection refused."
+    )
+    assert "\n" not in line and "s3cr3t" not in line
+
+
+def test_a_run_that_did_not_fail_has_no_failure_line():
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = fine_job.execute_in_process(instance=instance)
+        assert failure_line(instance, result.run_id) is None
+
+
+def test_every_url_password_in_a_text_is_masked():
+    text = f"broker {BROKER}, backend postgresql+psycopg2://user:pw@db:5432/x, plain http://h/p"
+    assert mask_urls(text) == (
+        "broker redis://:***@10.0.0.7:6379/0, backend postgresql+psycopg2://user:***@db:5432/x, "
+        "plain http://h/p"
+    )
