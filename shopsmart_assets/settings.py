@@ -165,7 +165,7 @@ def child_environment(**changes: str) -> dict[str, str]:
 @contextmanager
 def changed_environment(changes: Mapping[str, str]) -> Iterator[None]:
     """This process's environment with `changes` for the block (a command that is itself one
-    of the processes it configures, such as `shopsmart-cluster` reading the instance)."""
+    of the processes it configures, such as `make cluster` reading the instance)."""
     saved = {key: os.environ.get(key) for key in changes}
     os.environ.update(changes)
     try:
