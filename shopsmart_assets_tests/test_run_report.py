@@ -26,6 +26,19 @@ def failing_job() -> None:
     send_to_broker(extract())
 
 
+@dg.op
+def publish(rows: int) -> None:
+    try:
+        raise ConnectionRefusedError(111, "Connection refused")
+    except ConnectionRefusedError as refused:
+        raise RuntimeError(f"could not reach the broker {BROKER}") from refused
+
+
+@dg.job
+def chained_job() -> None:
+    publish(extract())
+
+
 @dg.job
 def fine_job() -> None:
     extract()
@@ -40,6 +53,17 @@ def test_a_failed_run_is_told_in_one_line_naming_the_step_and_its_error():
         "redis://:***@10.0.0.7:6379/0. Connection refused."
     )
     assert "\n" not in line and "s3cr3t" not in line
+
+
+def test_a_chained_error_gives_its_own_words_and_the_systems():
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = chained_job.execute_in_process(instance=instance, raise_on_error=False)
+        line = failure_line(instance, result.run_id)
+    assert line == (
+        "step publish failed: RuntimeError: could not reach the broker "
+        "redis://:***@10.0.0.7:6379/0 (caused by ConnectionRefusedError: [Errno 111] "
+        "Connection refused)"
+    )
 
 
 def test_a_run_that_did_not_fail_has_no_failure_line():

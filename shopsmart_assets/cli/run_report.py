@@ -72,29 +72,48 @@ def print_placements(placements: Sequence[StepPlacement]) -> None:
         print(f"  {p.step:<{width}}  {p.queue:<8} {dispatch:>8}  {p.worker} ({p.pid})")
 
 
-def _error_line(error: object | None, fallback: str | None) -> str:
-    """The innermost cause's last line (where the exception says what happened)."""
-    while error is not None and getattr(error, "cause", None) is not None:
-        error = error.cause
-    text = getattr(error, "message", None) or fallback or ""
+def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "no error recorded"
+    return lines[-1] if lines else ""
+
+
+def _error_line(error: object | None, fallback: str | None) -> str:
+    """The error in one line: the first error of its chain (causes, then the errors being
+    handled) that is not Dagster's own wrapping, and the innermost one where it differs (the
+    library's words and the system's, e.g. the broker's address and "Connection refused")."""
+    chain = []
+    while error is not None and len(chain) < 20:
+        chain.append(_last_line(getattr(error, "message", "") or ""))
+        error = getattr(error, "cause", None) or getattr(error, "context", None)
+    own = [line for line in chain if line and not line.startswith("dagster.")]
+    if not own:
+        return _last_line(fallback or "") or (chain[0] if chain else "no error recorded")
+    return own[0] if own[-1] == own[0] else f"{own[0]} (caused by {own[-1]})"
 
 
 def failure_line(instance: dg.DagsterInstance, run_id: str) -> str | None:
-    """Why the run failed, in one line: the first failed step and its error (the exception's
-    own last line), or the run's failure message when no step failed (a run that could not
-    start its executor); URLs' passwords masked. None for a run that did not fail."""
-    run_failure = None
+    """Why the run failed, in one line: the first failed step and its error, or, when no step
+    failed (the executor lost its broker, say), the run's error and the steps that were
+    running; URLs' passwords masked. None for a run that did not fail."""
+    running: dict[str, None] = {}
+    run_error = None
     for record in instance.all_logs(run_id):
         event = record.dagster_event
         if event is None:
             continue
-        if event.event_type == dg.DagsterEventType.STEP_FAILURE:
+        kind = event.event_type
+        if kind == dg.DagsterEventType.STEP_FAILURE:
             data = event.step_failure_data
             error = _error_line(data.error if data else None, event.message)
             return mask_urls(f"step {event.step_key} failed: {error}")
-        if event.event_type == dg.DagsterEventType.RUN_FAILURE and run_failure is None:
-            error = _error_line(getattr(event.event_specific_data, "error", None), event.message)
-            run_failure = mask_urls(f"run failed: {error}")
-    return run_failure
+        if kind == dg.DagsterEventType.STEP_START and event.step_key:
+            running[event.step_key] = None
+        elif kind == dg.DagsterEventType.STEP_SUCCESS and event.step_key:
+            running.pop(event.step_key, None)
+        elif kind == dg.DagsterEventType.RUN_FAILURE and run_error is None:
+            error = getattr(event.event_specific_data, "error", None)
+            run_error = _error_line(error, event.message)
+    if run_error is None:
+        return None
+    during = f" while {', '.join(running)} ran" if running else ""
+    return mask_urls(f"run failed{during}: {run_error}")
