@@ -19,7 +19,6 @@ import argparse
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -267,15 +266,10 @@ def generate_sources(first: date, last: date, orders_per_day: int, data: Path) -
     )  # fmt: skip
 
 
-def _interrupt(signum: int, _frame: object) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     from shopsmart_assets import settings
     from shopsmart_assets.cli.demo import plan_days
+    from shopsmart_assets.cli.devserver import stop_on_signals
 
     parser = argparse.ArgumentParser(prog="compose_demo.py", description=__doc__)
     parser.add_argument("command", choices=("demo", "up"))
@@ -288,8 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if engine() == "podman":  # runc and ulimits this host grants (deploy/containers.conf)
         os.environ.setdefault("CONTAINERS_CONF", str(ROOT / "deploy" / "containers.conf"))
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _interrupt)
+    stop_on_signals()
     state = args.state.resolve()
     data = state / "data"
     ui_port = args.port or (3000 if args.command == "up" else free_port())

@@ -18,7 +18,6 @@ import argparse
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -31,7 +30,12 @@ from pathlib import Path
 import dagster as dg
 
 from shopsmart_assets import settings
-from shopsmart_assets.cli.devserver import INSTANCE_CONFIG, dagster_dev, stop_group
+from shopsmart_assets.cli.devserver import (
+    INSTANCE_CONFIG,
+    dagster_dev,
+    stop_group,
+    stop_on_signals,
+)
 from shopsmart_assets.cli.run_report import failure_line, print_placements, step_placements
 from shopsmart_assets.cli.spark_connect import CONNECT, LOCAL, add_spark_argument, warm_spark
 from shopsmart_assets.cli.worker import (
@@ -250,13 +254,6 @@ def serve(cluster: Cluster, host: str, port: int) -> int:
             time.sleep(1)
 
 
-def _interrupt(signum: int, _frame: object) -> None:
-    """The first Ctrl-C or SIGTERM stops everything; later ones do not cut that short."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def main(argv: list[str] | None = None) -> int:
     from shopsmart_assets.cli.demo import plan_days
 
@@ -271,8 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=14, help="demo: the demo's days")
     parser.add_argument("--end-date", default="yesterday", help="demo: the last day (YYYY-MM-DD)")
     args = parser.parse_args(argv)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _interrupt)
+    stop_on_signals()
     state = args.state.resolve()
     state.mkdir(parents=True, exist_ok=True)
     try:

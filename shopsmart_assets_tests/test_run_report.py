@@ -44,10 +44,14 @@ def fine_job() -> None:
     extract()
 
 
-def test_a_failed_run_is_told_in_one_line_naming_the_step_and_its_error():
+def failure_of(job: dg.JobDefinition) -> str | None:
     with dg.DagsterInstance.ephemeral() as instance:
-        result = failing_job.execute_in_process(instance=instance, raise_on_error=False)
-        line = failure_line(instance, result.run_id)
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        return failure_line(instance, result.run_id)
+
+
+def test_a_failed_run_is_told_in_one_line_naming_the_step_and_its_error():
+    line = failure_of(failing_job)
     assert line == (
         "step send_to_broker failed: ConnectionError: Error 111 connecting to "
         "redis://:***@10.0.0.7:6379/0. Connection refused."
@@ -56,10 +60,7 @@ def test_a_failed_run_is_told_in_one_line_naming_the_step_and_its_error():
 
 
 def test_a_chained_error_gives_its_own_words_and_the_systems():
-    with dg.DagsterInstance.ephemeral() as instance:
-        result = chained_job.execute_in_process(instance=instance, raise_on_error=False)
-        line = failure_line(instance, result.run_id)
-    assert line == (
+    assert failure_of(chained_job) == (
         "step publish failed: RuntimeError: could not reach the broker "
         "redis://:***@10.0.0.7:6379/0 (caused by ConnectionRefusedError: [Errno 111] "
         "Connection refused)"
@@ -67,9 +68,7 @@ def test_a_chained_error_gives_its_own_words_and_the_systems():
 
 
 def test_a_run_that_did_not_fail_has_no_failure_line():
-    with dg.DagsterInstance.ephemeral() as instance:
-        result = fine_job.execute_in_process(instance=instance)
-        assert failure_line(instance, result.run_id) is None
+    assert failure_of(fine_job) is None
 
 
 def test_every_url_password_in_a_text_is_masked():

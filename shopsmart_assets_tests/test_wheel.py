@@ -52,16 +52,21 @@ def run(venv: Path, *command: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_the_definitions_load_from_the_wheel_alone(venv: Path):
-    code = (
-        "import shopsmart_assets, pathlib\n"
-        "from shopsmart_assets.definitions import build_definitions\n"
-        "print(shopsmart_assets.__file__)\n"
-        "print(len(build_definitions().resolve_asset_graph().get_all_asset_keys()))\n"
-    )
-    done = run(venv, str(venv / "bin" / "python"), "-c", code)
+def printed(venv: Path, *lines: str) -> list[str]:
+    """What the wheel's Python prints running `lines`, word by word."""
+    done = run(venv, str(venv / "bin" / "python"), "-c", "\n".join(lines))
     assert done.returncode == 0, done.stderr[-3000:]
-    where, assets = done.stdout.split()
+    return done.stdout.split()
+
+
+def test_the_definitions_load_from_the_wheel_alone(venv: Path):
+    where, assets = printed(
+        venv,
+        "import shopsmart_assets",
+        "from shopsmart_assets.definitions import build_definitions",
+        "print(shopsmart_assets.__file__)",
+        "print(len(build_definitions().resolve_asset_graph().get_all_asset_keys()))",
+    )
     assert Path(where).is_relative_to(venv) and not Path(where).is_relative_to(
         ROOT / "shopsmart_assets"
     )
@@ -78,18 +83,19 @@ def test_every_console_script_starts_from_the_wheel(venv: Path, script: str):
 
 
 def test_what_the_launchers_need_ships_in_the_wheel(venv: Path):
-    code = (
-        "from shopsmart_assets.cli.devserver import INSTANCE_CONFIG\n"
-        "from shopsmart_assets.cli.spark_connect import DRIVER_PROGRAM, server_command\n"
-        "command = server_command('0.0.0.0', 15002)\n"
-        "print(INSTANCE_CONFIG)\n"
-        "print(INSTANCE_CONFIG.with_name('dagster.postgres.yaml'))\n"
-        "print(command[0])\n"
-        "print(command[-1])\n"
+    instance, postgres, spark_submit, driver = map(
+        Path,
+        printed(
+            venv,
+            "from shopsmart_assets.cli.devserver import INSTANCE_CONFIG",
+            "from shopsmart_assets.cli.spark_connect import server_command",
+            "command = server_command('0.0.0.0', 15002)",
+            "print(INSTANCE_CONFIG)",
+            "print(INSTANCE_CONFIG.with_name('dagster.postgres.yaml'))",
+            "print(command[0])",
+            "print(command[-1])",
+        ),
     )
-    done = run(venv, str(venv / "bin" / "python"), "-c", code)
-    assert done.returncode == 0, done.stderr[-3000:]
-    instance, postgres, spark_submit, driver = map(Path, done.stdout.split())
     for shipped in (instance, postgres, driver):
         assert shipped.is_file() and shipped.is_relative_to(venv), shipped
     assert spark_submit.is_file()  # pyspark's own, from the dependencies

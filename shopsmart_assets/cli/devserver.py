@@ -141,3 +141,17 @@ def stop_group(process: subprocess.Popen, grace: float = 15) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def _raise_interrupt(signum: int, _frame: object) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM raise KeyboardInterrupt in a long-running command, once: the first
+    one stops everything, and later ones do not cut the stopping short (which would orphan
+    processes)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _raise_interrupt)

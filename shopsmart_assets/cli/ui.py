@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +14,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from shopsmart_assets import settings
-from shopsmart_assets.cli.devserver import INSTANCE_CONFIG, dagster_dev, stop_group
+from shopsmart_assets.cli.devserver import (
+    INSTANCE_CONFIG,
+    dagster_dev,
+    stop_group,
+    stop_on_signals,
+)
 from shopsmart_assets.cli.spark_connect import CONNECT, STATE, add_spark_argument, warm_spark
 
 # What `make ui LIVE=1` changes so that the demo moves on its own at any hour of any day.
@@ -28,14 +32,6 @@ def live_environment() -> dict[str, str]:
     env = {"SHOPSMART_AUTOMATION": "on"}
     env.update({k: v for k, v in LIVE_SETTINGS.items() if not settings.is_set(k)})
     return env
-
-
-def _raise_interrupt(signum: int, _frame: object) -> None:
-    """The first Ctrl-C or SIGTERM stops everything; later ones do not cut the stopping
-    short (which would orphan processes)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,8 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     home.mkdir(parents=True, exist_ok=True)
     shutil.copy(INSTANCE_CONFIG, home / "dagster.yaml")
     env = live_environment() if args.live else {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _raise_interrupt)
+    stop_on_signals()
     try:
         with (
             _slack_for_live(args.live, env),
