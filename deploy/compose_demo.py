@@ -256,6 +256,21 @@ def instance_on_postgres() -> Iterator[object]:
             yield instance
 
 
+def secret_values(folder: Path) -> list[bytes]:
+    return [v for f in sorted(folder.iterdir()) if (v := f.read_bytes().strip())]
+
+
+def files_containing(folders: Sequence[Path], values: Sequence[bytes]) -> list[str]:
+    """The files under `folders` that hold any of `values` (a secret written down)."""
+    found = []
+    for folder in folders:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            content = path.read_bytes()
+            if any(value in content for value in values):
+                found.append(str(path))
+    return found
+
+
 def generate_sources(first: date, last: date, orders_per_day: int, data: Path) -> None:
     demo = str(Path(sys.executable).with_name("shopsmart-demo"))
     env = {**os.environ, "SHOPSMART_DATA_DIR": str(data)}
@@ -305,7 +320,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 while True:
                     time.sleep(1)
             with settings.changed_environment(host_env):
-                return run_days(ui, first, last, host_env, args.timeout)
+                code = run_days(ui, first, last, host_env, args.timeout)
+        leaked = files_containing((state / "logs", data), secret_values(state / "secrets"))
+        if leaked:
+            raise RuntimeError(f"a secret of the deployment is written in {', '.join(leaked)}")
+        say("no secret of the deployment in its logs or its data directory")
+        return code
     except KeyboardInterrupt:
         return 0 if args.command == "up" else 130
     except RuntimeError as error:
