@@ -88,7 +88,7 @@ cluster-demo: install java
 # SHOPSMART_CONTAINER_ENGINE=docker. `make compose-demo`: the demo's days run through the
 # deployment's UI API, where each step ran, the reconciliation, then everything removed;
 # `make compose-up`: the deployment with the UI on 127.0.0.1:$${PORT:-3000} until Ctrl-C.
-image: install
+image: $(VENV)/.installed
 	VENV_PYTHON=$(abspath $(BIN))/python deploy/build-image.sh
 
 compose-demo: image
