@@ -29,7 +29,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "deploy" / "compose.yaml"
-PROJECT = "shopsmart"
+# the compose project: its containers, network and volumes are named after it
+PROJECT = os.environ.get("SHOPSMART_COMPOSE_PROJECT", "shopsmart")
 IMAGE_UID = 1000  # the image's user (deploy/Containerfile)
 HEALTHY_SECONDS = 420
 # the services with a health check, in the order they become ready
