@@ -30,7 +30,7 @@ debian_mirror() {  # the first Debian mirror apt is configured with
   echo "${uri:-http://deb.debian.org/debian}"
 }
 
-if [[ -z ${SHOPSMART_BASE_IMAGE:-} ]] && ! $ENGINE image exists "$BASE" 2>/dev/null; then
+if [[ -z ${SHOPSMART_BASE_IMAGE:-} ]] && ! $ENGINE image inspect "$BASE" >/dev/null 2>&1; then
   [[ $(id -u) == 0 ]] || { say "no base image: set SHOPSMART_BASE_IMAGE (a Debian bookworm image) or run as root"; exit 1; }
   command -v debootstrap >/dev/null || apt-get install -y -q debootstrap >/dev/null
   rootfs=$(mktemp -d)
