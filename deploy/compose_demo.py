@@ -27,22 +27,14 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
+from shopsmart_assets.cli.devserver import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "deploy" / "compose.yaml"
 # the compose project: its containers, network and volumes are named after it
 PROJECT = os.environ.get("SHOPSMART_COMPOSE_PROJECT", "shopsmart")
 IMAGE_UID = 1000  # the image's user (deploy/Containerfile)
 HEALTHY_SECONDS = 420
-# the services with a health check, in the order they become ready
-SERVICES = (
-    "postgres",
-    "redis",
-    "spark-connect",
-    "codelocation",
-    "webserver",
-    "worker-spark",
-    "worker-default",
-)
 
 
 def engine() -> str:
@@ -56,12 +48,6 @@ def compose_command() -> list[str]:
 
 def say(message: str) -> None:
     print(f"compose: {message}", flush=True)
-
-
-def free_port() -> int:
-    from shopsmart_assets.cli.devserver import free_port as free
-
-    return free()
 
 
 def containers(all_states: bool = False) -> list[str]:
@@ -108,9 +94,18 @@ def running(service: str) -> bool:
     return done.stdout.strip() == "true"
 
 
+def compose_services() -> dict[str, dict]:
+    """The deployment's services as compose.yaml declares them, in its order."""
+    import yaml
+
+    return yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+
+
 def wait_until_healthy(logs: Path) -> None:
+    """Until every service with a health check passes it, in compose.yaml's order."""
     started = time.monotonic()
-    for service in SERVICES:
+    checked = [name for name, service in compose_services().items() if "healthcheck" in service]
+    for service in checked:
         while not healthy(service):
             if not running(service) or time.monotonic() - started > HEALTHY_SECONDS:
                 log = logs / f"{service}.log"
@@ -127,7 +122,7 @@ def wait_until_healthy(logs: Path) -> None:
 def save_logs(logs: Path) -> None:
     """Every container's output, one file per service."""
     logs.mkdir(parents=True, exist_ok=True)
-    for service in (*SERVICES, "daemon"):
+    for service in compose_services():
         try:
             name = container_of(service)
         except RuntimeError:

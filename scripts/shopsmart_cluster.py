@@ -15,7 +15,6 @@ reconciliation, and stops everything. docs/deployment.md takes it to several mac
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import shutil
 import subprocess
@@ -43,6 +42,7 @@ from shopsmart_assets.cli.worker import (
     WorkerPool,
     worker_command,
     worker_config,
+    worker_environment,
 )
 from shopsmart_assets.defs.worker_pools import CeleryUnavailable, check_worker_pools
 
@@ -112,13 +112,11 @@ def start_worker_pool(pool: WorkerPool, env: Mapping[str, str], home: Path) -> s
     logs = home / LOGS
     logs.mkdir(exist_ok=True)
     command = worker_command(pool, home / "celery.yaml")
-    # dagster-celery starts `celery` from PATH: this environment's first
-    path = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     with open(logs / f"worker-{pool.name}.log", "ab") as log:
         return subprocess.Popen(
             command,
             cwd=home,
-            env={**env, "PATH": path},
+            env=worker_environment(env),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

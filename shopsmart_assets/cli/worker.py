@@ -15,6 +15,7 @@ import argparse
 import os
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,9 +76,8 @@ def worker_command(pool: WorkerPool, config: Path, concurrency: int | None = Non
     ]
 
 
-def worker_environment() -> dict[str, str]:
-    """dagster-celery starts `celery` from PATH: this environment's first."""
-    env = settings.child_environment()
+def worker_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` for a worker: dagster-celery starts `celery` from PATH, this environment's first."""
     return {**env, "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])}
 
 
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"shopsmart-worker: pool {args.pool} on queue {POOLS[args.pool].queue}", flush=True)
     # the worker takes this process's place, and with it the signals a supervisor sends
     # (SIGTERM: Celery's warm shutdown)
-    os.execve(command[0], command, worker_environment())
+    os.execve(command[0], command, worker_environment(settings.child_environment()))
 
 
 if __name__ == "__main__":
