@@ -24,10 +24,14 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    from deltalake import DeltaTable
 
 # How often a commit is tried against concurrent writers, and the first wait between tries
 # (doubling, with jitter).
@@ -224,8 +228,7 @@ class DeltaLakeTable:
         last_error: Exception | None = None
         for attempt in range(COMMIT_ATTEMPTS):
             try:
-                self._commit_once(adds, schema, properties)
-                return self._version_of(commit_id)
+                return self._version_of(commit_id, self._commit_once(adds, schema, properties))
             except (CommitFailedError, _TableCreatedMeanwhile) as error:
                 last_error = error
                 time.sleep(COMMIT_BACKOFF_SECONDS * 2**attempt * (0.5 + random.random()))
@@ -236,16 +239,22 @@ class DeltaLakeTable:
             "as the other writers left it: run the step again"
         ) from last_error
 
-    def _version_of(self, commit_id: str) -> int:
-        """The version of the commit recorded with `commit_id`."""
+    def _version_of(self, commit_id: str, table: DeltaTable | None = None) -> int:
+        """The version of the commit recorded with `commit_id`, looked up in `table` (the
+        snapshot the commit was made on, brought up to date) or in the current version."""
+        if table is None:
+            table = self.snapshot()
+        else:
+            table.update_incremental()
         for limit in (16, None):
-            for entry in self.snapshot().history(limit):
+            for entry in table.history(limit):
                 if commit_info(entry).get("commit_id") == commit_id:
                     return int(entry["version"])
         raise LakeCommitError(f"{self.label}: commit {commit_id} is not in the table's log")
 
-    def _commit_once(self, adds: list, schema: pa.Schema, properties) -> None:
-        """One try: a new table made of `adds`, or one overwrite of their partitions."""
+    def _commit_once(self, adds: list, schema: pa.Schema, properties) -> DeltaTable | None:
+        """One try: a new table made of `adds`, or one overwrite of their partitions (then
+        the snapshot it was made on is returned)."""
         from deltalake.transaction import create_table_with_add_actions
 
         if not self.exists():
@@ -262,8 +271,9 @@ class DeltaLakeTable:
                 if self.exists():  # another writer made the table first: overwrite in it
                     raise _TableCreatedMeanwhile(str(error)) from error
                 raise
-            return
-        self.snapshot().create_write_transaction(
+            return None
+        snapshot = self.snapshot()
+        snapshot.create_write_transaction(
             adds,
             mode="overwrite",
             schema=schema,
@@ -271,6 +281,7 @@ class DeltaLakeTable:
             partition_filters=self._filter(adds),
             commit_properties=properties,
         )
+        return snapshot
 
     def _groups(self, adds: list) -> list[list]:
         """The commits that replace exactly the partitions of `adds`: one for a table

@@ -2,7 +2,8 @@
 
 Every commit of the lake layer records the run, the partitions written and what the step had
 read: each upstream table's version and the fingerprint (its files) of each upstream
-partition (resource.py). Raw partitions record their source and its row count. From that:
+partition (resource.py). Raw partitions record their source and its row count (a commit of
+several raw partitions: the rows of each, by partition). From that:
 
 - `partition_commits`: each partition's current files and the commit that wrote them;
 - `stale_partitions`: the partitions whose recorded inputs are no longer what the upstream
@@ -60,8 +61,20 @@ def _partition_commit(table: str, partition: str, entry: Mapping) -> PartitionCo
         info.get("run_id"),
         {upstream: dict(read.get("partitions", {})) for upstream, read in reads.items()},
         {upstream: int(read["version"]) for upstream, read in reads.items() if "version" in read},
-        {k: v for k, v in info.items() if k not in ("inputs", "partitions", "commit_id")},
+        {
+            k: _of_partition(v, partition)
+            for k, v in info.items()
+            if k not in ("inputs", "partitions", "commit_id")
+        },
     )
+
+
+def _of_partition(value: object, partition: str) -> object:
+    """A commit of several partitions records what differs between them (a raw partition's
+    source rows) as a map by partition: the value of `partition`."""
+    if isinstance(value, Mapping) and partition in value:
+        return value[partition]
+    return value
 
 
 def current_fingerprints(
