@@ -20,7 +20,8 @@ from shopsmart_assets.defs.automation.recovery import (
     stale_partitions_of_days,
 )
 from shopsmart_assets.defs.ml import MEETS_BAR, PURCHASE_MODEL_KEY
-from shopsmart_assets.lake.provenance import lineage_lines
+from shopsmart_assets.lake.delta import commit_info
+from shopsmart_assets.lake.provenance import lineage_lines, partition_commits
 from shopsmart_assets_tests import reconcile
 from shopsmart_assets_tests.harness import DAILY, HOURLY, START, Platform, requested_partitions
 
@@ -204,6 +205,31 @@ def test_a_partition_tells_what_it_was_built_from_down_to_the_source_rows(two_da
     lines = list(lineage_lines(tree))
     assert lines[0].startswith(f"features/training_set {DAY2}  (v")
     assert any(f"raw/orders {DAY2}-13:00" in line and "orders.orders:" in line for line in lines)
+
+
+def test_a_range_of_hours_is_one_commit_a_day_and_each_hour_knows_its_own(two_days):
+    """The two days of hours were extracted in one run: one commit per day per table, each
+    listing its own day's hours and each hour's source rows; every hour's materialization
+    names the version of its own day's commit."""
+    p, _ = two_days
+    key = dg.AssetKey(["raw", "orders"])
+    table = p.lake.table(key, p.partitions.hourly)
+    commits = partition_commits(table)
+    assert len(commits) == 48
+    for day in (DAY1, DAY2):
+        hours = p.partitions.hours_of_day(str(day))
+        [version] = {commits[h].version for h in hours}
+        [entry] = [e for e in table.history() if int(e["version"]) == version]
+        recorded = commit_info(entry)
+        assert recorded["partitions"] == sorted(hours)
+        assert sorted(recorded["source_rows"]) == sorted(hours)
+        for hour in hours:
+            assert commits[hour].info["source_rows"] == recorded["source_rows"][hour]
+            [record] = p.instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=key, asset_partitions=[hour]), limit=1
+            ).records
+            assert record.asset_materialization.metadata["lake_version"].value == version
+    assert commits[f"{DAY1}-00:00"].version != commits[f"{DAY2}-00:00"].version
 
 
 def test_a_partition_built_before_its_inputs_changed_is_found_and_rebuilt(two_days):

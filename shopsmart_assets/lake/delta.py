@@ -21,7 +21,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -283,16 +283,24 @@ class DeltaLakeTable:
         )
         return snapshot
 
-    def _groups(self, adds: list) -> list[list]:
-        """The commits that replace exactly the partitions of `adds`: one for a table
+    def commit_groups(self, subpaths: Iterable[str]) -> list[list[str]]:
+        """The commits that replace exactly these partitions (subpaths): one for a table
         partitioned by date; for date and hour, one per date (a Delta partition filter is a
         conjunction: hours of one date are exact, hours of several dates are not)."""
-        if len(self.partition_columns) == 1:
-            return [adds]
-        by_date: dict[str, list] = {}
-        for add in adds:
-            by_date.setdefault(add.partition_values[self.partition_columns[0]], []).append(add)
+        by_date: dict[str, list[str]] = {}
+        for subpath in subpaths:
+            first = subpath.split("/", 1)[0] if len(self.partition_columns) > 1 else ""
+            by_date.setdefault(first, []).append(subpath)
         return [by_date[d] for d in sorted(by_date)]
+
+    def _groups(self, adds: list) -> list[list]:
+        """`adds` in the commits of `commit_groups`."""
+        by_subpath: dict[str, list] = {}
+        for add in adds:
+            by_subpath.setdefault(str(Path(add.path).parent), []).append(add)
+        return [
+            [a for s in group for a in by_subpath[s]] for group in self.commit_groups(by_subpath)
+        ]
 
     def _filter(self, adds: list) -> list[tuple]:
         """The partition filter of one group's partitions."""

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 from pydantic import PrivateAttr
 
-from shopsmart_assets.lake.delta import Commit, DeltaLakeTable, fingerprint
+from shopsmart_assets.lake.delta import DeltaLakeTable, fingerprint
 from shopsmart_assets.lake.frames import write_daily_frames
 from shopsmart_assets.lake.legacy import refuse_legacy
 from shopsmart_assets.lake.metadata import (
@@ -270,14 +270,17 @@ class LakeResource(dg.ConfigurableResource):
         staged: Mapping[str, PartitionData],
         role: str | None = None,
         info: Mapping[str, Any] | None = None,
-    ) -> Commit:
-        """Commit staged partitions of `key`'s table (or its table of `role`) in one Delta
-        commit replacing exactly those partitions. The commit records the run, the asset, the
-        partitions, what the step read so far (each table's version and partitions), and
-        `info`."""
+        partition_info: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Commit staged partitions of `key`'s table (or its table of `role`), replacing
+        exactly those partitions: one Delta commit, or one per date for an hourly table (a
+        Delta partition filter is a conjunction). Each commit records the run, the asset, its
+        partitions, what the step read so far (each table's version and partitions), `info`,
+        and its partitions' own `partition_info` (partition → fields), as field → {partition:
+        value}."""
         partitions_def = _own_partitions_def(context, key)
         table = self.table(key, partitions_def, role)
-        files = {}
+        files, by_subpath = {}, {}
         for partition_key, data in staged.items():
             listed = parquet_files(data)
             if not listed:
@@ -285,21 +288,25 @@ class LakeResource(dg.ConfigurableResource):
                     f"{table_id(key, role)} {partition_key}: no Parquet file staged (a "
                     "partition without rows is one file without rows)"
                 )
-            files[partition_subpath(partitions_def, partition_key)] = listed
-        record = {
-            "run_id": context.run.run_id,
-            "asset": table_id(key, role),
-            "partitions": sorted(staged),
-            "inputs": self._reads.get(_step(context), {}),
-            **(info or {}),
-        }
-        what = f"{table_id(key, role)} {_span(sorted(staged))}"
-        with storage_failures(what, table.path, self.root_path):
-            done = table.commit(files, record)
-        by_subpath = {partition_subpath(partitions_def, k): k for k in staged}
+            subpath = partition_subpath(partitions_def, partition_key)
+            files[subpath], by_subpath[subpath] = listed, partition_key
         committed = self._commits.setdefault(_step(context), {}).setdefault(table_id(key, role), {})
-        committed |= {by_subpath[s]: (done.version, rows) for s, rows in done.rows.items()}
-        return done
+        for group in table.commit_groups(files):
+            keys = sorted(by_subpath[s] for s in group)
+            own = {k: (partition_info or {}).get(k, {}) for k in keys}
+            fields = sorted({field for values in own.values() for field in values})
+            record = {
+                "run_id": context.run.run_id,
+                "asset": table_id(key, role),
+                "partitions": keys,
+                "inputs": self._reads.get(_step(context), {}),
+                **(info or {}),
+                **{f: {k: values[f] for k, values in own.items() if f in values} for f in fields},
+            }
+            what = f"{table_id(key, role)} {_span(keys)}"
+            with storage_failures(what, table.path, self.root_path):
+                done = table.commit({s: files[s] for s in group}, record)
+            committed |= {by_subpath[s]: (done.version, rows) for s, rows in done.rows.items()}
 
     # Metadata ------------------------------------------------------------------------------
 

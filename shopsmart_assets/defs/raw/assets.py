@@ -77,11 +77,13 @@ def extract_partitions(
                     description=f"{key.to_user_string()}: {drift}", allow_retries=False
                 ) from drift
         # the commit records what the source held: the bottom of every partition's lineage
-        source_info = {
-            "source": f"{source.name}.{extraction.source_table}",
-            "source_rows": {k: report.rows for k, report in reports.items()},
-        }
-        lake.commit(context, key, staged, info=source_info)
+        lake.commit(
+            context,
+            key,
+            staged,
+            info={"source": f"{source.name}.{extraction.source_table}"},
+            partition_info={k: {"source_rows": report.rows} for k, report in reports.items()},
+        )
     for partition_key, report in reports.items():
         window = partitions_def.time_window_for_partition_key(partition_key)
         unparsed.update(report.unparsed)
