@@ -234,13 +234,11 @@ class LakeResource(dg.ConfigurableResource):
         context: dg.AssetExecutionContext,
         key: dg.AssetKey,
         partition_key: str,
-        info: Mapping[str, Any] | None = None,
     ) -> Iterator[Path]:
-        """An empty directory to write one partition of `key` into; committed on success
-        (`info`, filled in by then, goes into the commit)."""
+        """An empty directory to write one partition of `key` into; committed on success."""
         with self.staging(context, key, [partition_key]) as staged:
             yield staged
-            self.commit(context, key, {partition_key: staged}, info=info)
+            self.commit(context, key, {partition_key: staged})
 
     def write_spark_daily(
         self,
