@@ -97,10 +97,12 @@ def combined_fingerprint(fingerprints: Mapping[str, str]) -> str:
 
 @dataclass(frozen=True)
 class Commit:
-    """What one commit wrote: the table version it made and the rows of each partition."""
+    """What a commit wrote: the table version it made (the newest, when hours of several
+    dates took one commit each), and each partition's rows and version."""
 
     version: int
     rows: dict[str, int]
+    versions: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -174,21 +176,22 @@ class DeltaLakeTable:
         """Commit staged Parquet files as the partitions they belong to (`staged`: partition
         subpath → its files; a partition with no rows has one file without rows), replacing
         those partitions and nothing else. `info` goes into the commit (its history entry).
-        Returns the version made and each partition's rows."""
+        Returns the versions made and each partition's rows."""
         if not staged:
             raise ValueError(f"{self.label}: nothing to commit")
         adds, rows, schema = self._adopt(staged)
         pending = list(adds)
-        version = -1
+        versions: dict[str, int] = {}
         try:
             for group in self._groups(adds):
                 version = self._commit_with_retries(group, schema, dict(info or {}))
+                versions |= {str(Path(a.path).parent): version for a in group}
                 pending = [a for a in pending if a not in group]
         except BaseException:
             for add in pending:  # nothing references them: leave no orphan behind
                 (self.path / add.path).unlink(missing_ok=True)
             raise
-        return Commit(version, rows)
+        return Commit(max(versions.values()), rows, versions)
 
     def _adopt(self, staged: Mapping[str, Sequence[Path]]):
         """Move the staged files into the table directory under new names; their add actions,

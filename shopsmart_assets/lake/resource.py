@@ -304,7 +304,7 @@ class LakeResource(dg.ConfigurableResource):
             what = f"{table_id(key, role)} {_span(keys)}"
             with storage_failures(what, table.path, self.root_path):
                 done = table.commit({s: files[s] for s in group}, record)
-            committed |= {by_subpath[s]: (done.version, rows) for s, rows in done.rows.items()}
+            committed |= {by_subpath[s]: (done.versions[s], n) for s, n in done.rows.items()}
 
     # Metadata ------------------------------------------------------------------------------
 

@@ -57,10 +57,10 @@ def extract_partitions(
     engine = source.get_engine()
     unparsed: Counter = Counter()
     reports: dict[str, ExtractReport] = {}
+    windows = {k: partitions_def.time_window_for_partition_key(k) for k in context.partition_keys}
     with lake.staging(context, key) as staging:
         staged: dict[str, Path] = {}
-        for number, partition_key in enumerate(context.partition_keys):
-            window = partitions_def.time_window_for_partition_key(partition_key)
+        for number, (partition_key, window) in enumerate(windows.items()):
             staged[partition_key] = staging / f"{number:06d}"
             staged[partition_key].mkdir()
             try:
@@ -85,7 +85,7 @@ def extract_partitions(
             partition_info={k: {"source_rows": report.rows} for k, report in reports.items()},
         )
     for partition_key, report in reports.items():
-        window = partitions_def.time_window_for_partition_key(partition_key)
+        window = windows[partition_key]
         unparsed.update(report.unparsed)
         lake.record_partition(
             context,
