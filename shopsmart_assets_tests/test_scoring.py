@@ -3,6 +3,8 @@ day's figures and checks, computed over the files as written."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -111,24 +113,31 @@ def test_days_scored_in_workers_are_the_days_scored_in_the_step(tmp_path):
                 v,
                 files,
                 str(tmp_path / where / f"{i}.parquet"),
+                files,  # the snapshot: the features' customers
             )
             for i, v in enumerate(champions)
         ]
 
     in_workers = list(scored_in_order(days("workers"), cores=2))
     in_step = list(scored_in_order(days("step"), cores=1))  # one core: no worker
-    assert [p.rsplit("/", 1)[-1] for p in in_workers] == [
+    assert [d.file.rsplit("/", 1)[-1] for d in in_workers] == [
         "0.parquet",
         "1.parquet",
         "2.parquet",
         "3.parquet",
     ]
     for a, b, version in zip(in_workers, in_step, champions, strict=True):
-        left, right = pq.read_table(a), pq.read_table(b)
+        left, right = pq.read_table(a.file), pq.read_table(b.file)
         assert left.equals(right)
         assert left.num_rows == (0 if version is None else len(customers))
         assert set(left.column("model_version").to_pylist()) <= {version}
-    assert not pq.read_table(in_workers[0]).equals(pq.read_table(in_workers[3]))
+        # the figures made where the day was scored: over its own file, against its snapshot
+        assert a.distribution == pytest.approx(b.distribution, nan_ok=True)
+        assert a.distribution == pytest.approx(score_distribution([Path(a.file)]), nan_ok=True)
+        assert a.problems == b.problems
+    # the customers' snapshot is the features' customers: the days with a champion reconcile
+    assert [d.problems for d in in_workers] == [[], [], [], []]
+    assert not pq.read_table(in_workers[0].file).equals(pq.read_table(in_workers[3].file))
     broken = [
         *days("broken")[:2],
         DayToScore(
@@ -136,6 +145,6 @@ def test_days_scored_in_workers_are_the_days_scored_in_the_step(tmp_path):
         ),
     ]
     scored = scored_in_order(broken, cores=1)  # (in workers: test_training.py)
-    assert next(scored).endswith("0.parquet") and next(scored).endswith("1.parquet")
+    assert next(scored).file.endswith("0.parquet") and next(scored).file.endswith("1.parquet")
     with pytest.raises(Exception, match="gone"):
         next(scored)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import date
 
 import numpy as np
@@ -25,7 +26,7 @@ from shopsmart_assets.transforms.training import (
     train_and_evaluate,
 )
 from shopsmart_assets.transforms.training_workers import fit, fitted_in_order
-from shopsmart_assets.transforms.workers import worker_count
+from shopsmart_assets.transforms.workers import MAX_HELD_PER_WORKER, in_order, worker_count
 
 
 def feature_rows(customer_ids, as_of=date(2026, 1, 7), activity=None) -> pd.DataFrame:
@@ -167,14 +168,40 @@ def test_a_logged_dataset_has_the_schema_of_the_whole_frame():
 
 @pytest.mark.parametrize(
     ("days", "cores", "workers"),
-    [(1, 8, 0), (2, 1, 1), (2, 2, 1), (30, 2, 1), (30, 8, 7), (3, 8, 3)],
+    [(1, 8, 0), (2, 1, 1), (2, 2, 2), (30, 2, 2), (30, 8, 8), (3, 8, 3)],
 )
-def test_a_range_is_fitted_beside_the_step_on_the_other_cores(days, cores, workers):
+def test_a_range_is_worked_on_by_a_worker_per_core(days, cores, workers):
+    # the step's own process works beside them (logs the models, writes the days' files)
     assert worker_count(days, cores) == workers
     # a Celery worker's task is a daemonic process, which may not start processes
     assert worker_count(days, cores, daemonic=True) == 0
-    # scoring keeps no core for the step's process, which only waits for the days' files
-    assert worker_count(days, cores, spare=0) == (0 if days < 2 else min(days, cores))
+    # a core may be kept for the step's process
+    assert worker_count(days, cores, spare=1) == (0 if days < 2 else max(1, min(days, cores - 1)))
+
+
+def _pid(item: int) -> int:
+    return os.getpid()
+
+
+def test_quick_items_are_handled_in_their_turn_here_and_take_no_workers_turn():
+    """Items that need no work (a day with too little history to fit) are worked on in the
+    caller's process, in order with the workers' items; what is held at once stays bounded
+    whatever the number of items."""
+    drawn: list[int] = []
+
+    def items():
+        for i in range(40):
+            drawn.append(i)
+            yield i
+
+    results = in_order(_pid, items(), 40, cores=2, quick=lambda i: i < 30 or i % 2 == 0)
+    first = next(results)
+    # two workers: at most 3 × (2 + 1) items held before the first is handed back
+    assert len(drawn) == MAX_HELD_PER_WORKER * 3
+    rest = list(results)
+    assert [item for item, _ in [first, *rest]] == list(range(40))
+    here = {item for item, pid in [first, *rest] if pid == os.getpid()}
+    assert here == {i for i in range(40) if i < 30 or i % 2 == 0}
 
 
 def written_days(tmp_path, frames: dict[str, pd.DataFrame]) -> dict[str, object]:

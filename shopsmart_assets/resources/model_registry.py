@@ -127,6 +127,15 @@ class ModelRegistry(dg.ConfigurableResource):
             )
         return self._experiment_id
 
+    def prepare_logging(self) -> None:
+        """Connect to the store and load what logging a scikit-learn model uses (MLflow's
+        client and flavor, and skops, which MLflow saves the model with): seconds of imports
+        that a step does while its first models are fitted rather than after."""
+        import mlflow.sklearn  # noqa: F401
+        import skops.io  # noqa: F401
+
+        self.experiment_id()
+
     # Runs and versions ---------------------------------------------------------------------
 
     def find_run(self, partition: str, data_version: str) -> LoggedRun | None:

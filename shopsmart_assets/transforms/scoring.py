@@ -3,7 +3,7 @@ time), and the day's figures and checks (DuckDB over the written files)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
@@ -72,6 +72,19 @@ class DayToScore:
     version: int | None
     features: tuple[str, ...]
     target: str
+    # the day's CRM snapshot, which its scores are held against (one per customer)
+    snapshot: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ScoredDay:
+    """A day's scores file, their distribution, and how they differ from one score per
+    customer of the day's snapshot (`score_problems`), figured where the day was scored."""
+
+    day: str
+    file: str
+    distribution: dict[str, float]
+    problems: list[str]
 
 
 # The models a process scored with last (a range's days mostly share their champion).
@@ -90,9 +103,9 @@ def _model(path: str) -> Any:
     return _LOADED[path]
 
 
-def score_day(day: DayToScore) -> str:
+def score_day(day: DayToScore) -> ScoredDay:
     """A day's scores written to `day.target`, a batch of customers at a time (no rows on a
-    day without a champion); returns the file."""
+    day without a champion), and their figures over the written file."""
     with pq.ParquetWriter(day.target, SCORES_SCHEMA) as writer:
         if day.model is not None:
             model = _model(day.model)
@@ -102,21 +115,43 @@ def score_day(day: DayToScore) -> str:
                 writer.write_table(
                     pa.Table.from_pandas(scores, schema=SCORES_SCHEMA, preserve_index=False)
                 )
-    return day.target
+    written = [Path(day.target)]
+    snapshot = [Path(f) for f in day.snapshot]
+    return ScoredDay(
+        day.day,
+        day.target,
+        score_distribution(written),
+        score_problems(day.day, snapshot, written, day.version),
+    )
 
 
-def score_days(days: Sequence[DayToScore]) -> list[str]:
+def score_days(days: Sequence[DayToScore]) -> list[ScoredDay]:
     """Days that share their champion scored one after the other (its model loaded once)."""
     return [score_day(day) for day in days]
 
 
-def scored_in_order(days: Sequence[DayToScore], cores: int | None = None) -> Iterator[str]:
-    """Each day's scores file, in the days' order. A range's days are scored in worker
-    processes, one per core (transforms/workers.py), the days of one champion together, so
-    that each model is loaded once (loading a model costs more than scoring a demo's day)."""
+def scored_in_order(
+    days: Sequence[DayToScore],
+    cores: int | None = None,
+    fetch: Callable[[DayToScore], object] | None = None,
+) -> Iterator[ScoredDay]:
+    """Each day scored, in the days' order. A range's days are scored in worker processes,
+    one per core (transforms/workers.py), the days of one champion together, so that each
+    model is loaded once (loading a model costs more than scoring a demo's day). `fetch`
+    puts a day's model at `day.model` (a copy of a registered version), called here for
+    each champion just before its days are handed out: the first copies are made while the
+    workers start."""
+
     by_model = [list(group) for _, group in groupby(days, key=lambda day: day.model)]
-    for _, written in in_order(score_days, by_model, len(by_model), cores=cores, spare=0):
-        yield from written
+
+    def fetched() -> Iterator[list[DayToScore]]:
+        for same_model in by_model:
+            if fetch is not None and same_model[0].model is not None:
+                fetch(same_model[0])
+            yield same_model
+
+    for _, scored in in_order(score_days, fetched(), len(by_model), cores=cores):
+        yield from scored
 
 
 def score_distribution(scores: PartitionData) -> dict[str, float]:

@@ -116,6 +116,17 @@ class TrainingOutcome:
         return self.model is not None
 
 
+def untrainable(train: pd.DataFrame, test: pd.DataFrame) -> str | None:
+    """Why no model can be fitted on `train` and evaluated on `test` (None: one can)."""
+    if len(train) < MIN_TRAIN_ROWS:
+        return f"{len(train)} training examples, at least {MIN_TRAIN_ROWS} needed"
+    if len(test) < MIN_TEST_ROWS:
+        return f"{len(test)} evaluation examples, at least {MIN_TEST_ROWS} needed"
+    if train["label"].nunique() < 2 or test["label"].nunique() < 2:
+        return "the labels hold a single class"
+    return None
+
+
 def train_and_evaluate(
     train: pd.DataFrame, test: pd.DataFrame, weights: np.ndarray | None = None
 ) -> TrainingOutcome:
@@ -127,13 +138,7 @@ def train_and_evaluate(
         "train_positive_rate": float(train["label"].mean()) if len(train) else 0.0,
         "test_positive_rate": float(test["label"].mean()) if len(test) else 0.0,
     }
-    problem = None
-    if len(train) < MIN_TRAIN_ROWS:
-        problem = f"{len(train)} training examples, at least {MIN_TRAIN_ROWS} needed"
-    elif len(test) < MIN_TEST_ROWS:
-        problem = f"{len(test)} evaluation examples, at least {MIN_TEST_ROWS} needed"
-    elif train["label"].nunique() < 2 or test["label"].nunique() < 2:
-        problem = "the labels hold a single class"
+    problem = untrainable(train, test)
     if problem:
         return TrainingOutcome(model=None, metrics=sizes, reason=problem)
 

@@ -3,8 +3,12 @@
 A backfill trains one model per day. Fitting is scikit-learn's CPU work; drawing a day's
 sample (transforms/sampling.py) and logging its model to MLflow are Python work in the step's
 own process. One after the other, each waits for the other. Here worker processes
-(transforms/workers.py) fit the days' samples, one OpenMP thread each, beside the step, which
-draws the next samples meanwhile and gets the outcomes back in the days' order. One day alone
+(transforms/workers.py) fit the days' samples, one OpenMP thread each, one per core, beside
+the step, which draws the next samples and logs the models before meanwhile, and gets the
+outcomes back in the days' order (a worker per core and the step beside them keep every core
+busy whichever of them waits: measured in docs/performance.md). A day with too little history has
+nothing to fit: its outcome is decided in the step, without a worker's turn (the first days of
+a new deployment's backfill), and MLflow is loaded while the first fits start. One day alone
 is fitted in the step's process on all its threads.
 
 A model does not depend on how many threads fitted it: histogram gradient boosting splits
@@ -14,10 +18,14 @@ process and compares their predictions exactly).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from shopsmart_assets.transforms.sampling import WindowSample
-from shopsmart_assets.transforms.training import TrainingOutcome, train_and_evaluate
+from shopsmart_assets.transforms.training import (
+    TrainingOutcome,
+    train_and_evaluate,
+    untrainable,
+)
 from shopsmart_assets.transforms.workers import in_order
 
 
@@ -39,14 +47,30 @@ def _fit_day(day: tuple[str, WindowSample]) -> TrainingOutcome:
     return fit(day[1])
 
 
+def _nothing_to_fit(day: tuple[str, WindowSample]) -> bool:
+    """A day without enough examples to fit on: its outcome is decided at once, in the
+    step's process."""
+    return untrainable(day[1].train, day[1].evaluation) is not None
+
+
 def fitted_in_order(
-    samples: Iterable[tuple[str, WindowSample]], days: int, cores: int | None = None
+    samples: Iterable[tuple[str, WindowSample]],
+    days: int,
+    cores: int | None = None,
+    meanwhile: Callable[[], object] | None = None,
 ) -> Iterator[tuple[str, WindowSample, TrainingOutcome]]:
     """(day, its sample, its model's outcome) for each of the `days` (day, sample) pairs of
     `samples` (drawn lazily, in order), in that order. The models are fitted in worker
-    processes (one per core but the one the step logs on) while the caller handles the ones
-    before; a failed fit raises here, at its day, and cancels the days after."""
+    processes (one per core) while the caller handles the ones
+    before (`meanwhile` runs while the workers start); a failed fit raises here, at its day,
+    and cancels the days after."""
     for (key, sample), outcome in in_order(
-        _fit_day, samples, days, cores=cores, initializer=_one_thread
+        _fit_day,
+        samples,
+        days,
+        cores=cores,
+        initializer=_one_thread,
+        meanwhile=meanwhile,
+        quick=_nothing_to_fit,
     ):
         yield key, sample, outcome

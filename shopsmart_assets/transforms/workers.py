@@ -3,8 +3,9 @@
 A backfill step handles one day after another: fitting a model per day, scoring a day's
 customers. Here spawned worker processes (nothing of the step's process inherited) take the
 days while the step's own process handles the results of the days before, in order. At most
-one day more than there are workers is in flight: memory holds a few days' work, whatever the
-range. One day alone is handled in the step's process: a worker would only add its start. So
+one day more than there are workers is in flight, and a few more held (days with nothing to
+compute, handled here at their turn): memory holds a few days' work, whatever the range.
+One day alone is handled in the step's process: a worker would only add its start. So
 is every day on the Celery worker pools, whose tasks run in daemonic processes (that may not
 start processes); the pools run steps side by side instead.
 """
@@ -18,10 +19,13 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TypeVar
 
 Item = TypeVar("Item")
+# Items held at once (drawn, not yet handed back), per worker and one: quick items do not
+# wait for a worker, but each holds its data until its turn.
+MAX_HELD_PER_WORKER = 3
 Result = TypeVar("Result")
 
 
-def worker_count(days: int, cores: int, daemonic: bool = False, spare: int = 1) -> int:
+def worker_count(days: int, cores: int, daemonic: bool = False, spare: int = 0) -> int:
     """Worker processes for `days` days on `cores` cores: none for one day, and none in a
     daemonic process (a Celery worker's task), which may not start any; otherwise one per
     core but the `spare` ones the step's own process works on, at least one, at most one per
@@ -45,12 +49,20 @@ def in_order(
     days: int,
     *,
     cores: int | None = None,
-    spare: int = 1,
+    spare: int = 0,
     initializer: Callable[[], None] | None = None,
+    meanwhile: Callable[[], object] | None = None,
+    quick: Callable[[Item], bool] | None = None,
 ) -> Iterator[tuple[Item, Result]]:
     """(item, `work(item)`) for each of the `days` items (drawn lazily, in order), in that
-    order, computed in worker processes (`worker_count`) or, with none, here. A failure raises
-    here, at its item, and cancels the items after."""
+    order, computed in worker processes (`worker_count`) or, with none, here.
+
+    - `meanwhile` is called once, here, while the first workers start (a process start is
+      seconds of imports: the caller loads what it needs for the results meanwhile).
+    - Items `quick` says need no real work (a day with too little history to fit a model)
+      are worked on here, at their turn: they take no worker's turn, and the workers go on
+      with the items after them.
+    - A failure raises here, at its item, and cancels the items after."""
     workers = worker_count(
         days,
         available_cores() if cores is None else cores,
@@ -58,22 +70,35 @@ def in_order(
         spare=spare,
     )
     if not workers:
+        if meanwhile is not None:
+            meanwhile()
         for item in items:
             yield item, work(item)
         return
     pool = ProcessPoolExecutor(
         workers, mp_context=multiprocessing.get_context("spawn"), initializer=initializer
     )
-    pending: deque[tuple[Item, Future[Result]]] = deque()
+    # (item, its future; None for a quick item, worked on when its turn comes)
+    pending: deque[tuple[Item, Future[Result] | None]] = deque()
     drawn = iter(items)
+
+    def room() -> bool:
+        """One worker item more than there are workers in flight at most, and a bounded
+        number of items held in all (each holds its data until its turn)."""
+        in_workers = sum(1 for _, future in pending if future is not None)
+        return in_workers <= workers and len(pending) < MAX_HELD_PER_WORKER * (workers + 1)
+
     try:
         while True:
-            # keep the workers busy, with one item more than there are workers at most
-            while len(pending) <= workers and (nxt := next(drawn, None)) is not None:
-                pending.append((nxt, pool.submit(work, nxt)))
+            while room() and (nxt := next(drawn, None)) is not None:
+                here = quick is not None and quick(nxt)
+                pending.append((nxt, None if here else pool.submit(work, nxt)))
+            if meanwhile is not None:
+                meanwhile()
+                meanwhile = None
             if not pending:
                 return
             item, future = pending.popleft()
-            yield item, future.result()
+            yield item, work(item) if future is None else future.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -1,7 +1,7 @@
 """ml/purchase_scores: every customer of the day scored by that day's champion, in the lake
 and in Feast's online store."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +19,7 @@ from shopsmart_assets.lake import lake_table, part_file_name
 from shopsmart_assets.partitions import Partitions
 from shopsmart_assets.resources import FeatureStoreResource, LakeResource, ModelRegistry
 from shopsmart_assets.resources.feature_store import feast_source
-from shopsmart_assets.transforms.scoring import (
-    DayToScore,
-    score_distribution,
-    score_problems,
-    scored_in_order,
-)
+from shopsmart_assets.transforms.scoring import DayToScore, scored_in_order
 
 PURCHASE_SCORES_KEY = dg.AssetKey(["ml", "purchase_scores"])
 ONE_SCORE_PER_CUSTOMER = "one_score_per_customer"
@@ -39,43 +34,56 @@ ONE_SCORE_CHECK = dg.AssetCheckSpec(
 
 
 def days_to_score(
-    context: dg.AssetExecutionContext,
-    lake: LakeResource,
-    model_registry: ModelRegistry,
-    staging: Path,
+    context: dg.AssetExecutionContext, lake: LakeResource, staging: Path
 ) -> list[DayToScore]:
-    """Each day of the step with the model that was champion that day (each version copied
-    from the registry once, into `staging`), its features, and its file in `staging`."""
+    """Each day of the step with the model that was champion that day (where its copy goes
+    in `staging`: `fetch_model` makes it), its features, its CRM snapshot, and its file in
+    `staging`."""
     champions = lake.input_files(context, CHAMPION_MODEL_KEY)
     features = lake.input_files(context, CUSTOMER_FEATURES_KEY)
-    models: dict[int, str] = {}
+    snapshots = lake.input_files(context, CRM_CUSTOMERS_KEY)
     days = []
     for key in context.partition_keys:
         champion = ChampionRecord.read(champions[key]).champion
         version = champion.model_version if champion else None
-        if version is not None and version not in models:
-            copy = model_registry.download_model(version, staging / "models" / str(version))
-            models[version] = str(copy)
         (staging / key).mkdir()
         days.append(
             DayToScore(
                 key,
-                models.get(version) if version is not None else None,
+                str(staging / "models" / str(version)) if version is not None else None,
                 version,
                 tuple(str(f) for f in features[key]),
                 str(staging / key / part_file_name()),
+                tuple(str(f) for f in snapshots[key]),
             )
         )
     return days
 
 
+def fetch_model(model_registry: ModelRegistry) -> Callable[[DayToScore], object]:
+    """A copy of a day's champion version from the registry, where the day expects it."""
+
+    def fetch(day: DayToScore) -> None:
+        if day.model is None or day.version is None:
+            return
+        copy = model_registry.download_model(day.version, Path(day.model))
+        if copy != Path(day.model):
+            raise RuntimeError(f"model version {day.version} was copied to {copy}, not {day.model}")
+
+    return fetch
+
+
 def day_metadata(
-    key: str, scores: list[Path], version: int | None, written: int, registry: ModelRegistry
+    key: str,
+    distribution: dict[str, float],
+    version: int | None,
+    written: int,
+    registry: ModelRegistry,
 ) -> dict[str, Any]:
     return {
         "model_version": version or 0,
         "online_rows_written": written,
-        **score_distribution(scores),
+        **distribution,
         "champion": dg.MetadataValue.url(asset_url(CHAMPION_MODEL_KEY, key)),
         "features": dg.MetadataValue.url(asset_url(CUSTOMER_FEATURES_KEY, key)),
         **registered_version(version, registry),
@@ -95,29 +103,23 @@ def purchase_scores(
     current score. No scores for days without a champion. Scored, written and checked in
     bounded batches, whatever the customers; a range's days side by side, one per core."""
     partitions_def = context.assets_def.partitions_def
-    # the days' CRM snapshots, which the check holds the scores against, read first: the
-    # commit records every input of the range
-    snapshots = lake.input_files(context, CRM_CUSTOMERS_KEY)
     with lake.staging(context, PURCHASE_SCORES_KEY) as staging:
-        days = days_to_score(context, lake, model_registry, staging)
-        for _ in scored_in_order(days):
-            pass
+        # every input read (features, champions, the CRM snapshots the check holds the scores
+        # against) before the commit, which records them
+        days = days_to_score(context, lake, staging)
+        scored = list(scored_in_order(days, fetch=fetch_model(model_registry)))
         lake.commit(context, PURCHASE_SCORES_KEY, {day.day: staging / day.day for day in days})
     scores = lake.partition_files(PURCHASE_SCORES_KEY, partitions_def, context.partition_keys)
-    problems = [
-        problem
-        for day in days
-        for problem in score_problems(day.day, snapshots[day.day], scores[day.day], day.version)
-    ]
+    problems = [problem for day in scored for problem in day.problems]
     # the run's days in one online write: each customer's newest score
     written = feature_store.write_newest_of_days(SCORES_VIEW, scores)
-    scored = 0
-    for day in days:
+    rows = 0
+    for day, scored_day in zip(days, scored, strict=True):
         metadata = day_metadata(
-            day.day, scores[day.day], day.version, written[day.day], model_registry
+            day.day, scored_day.distribution, day.version, written[day.day], model_registry
         )
-        scored += lake.record_partition(context, PURCHASE_SCORES_KEY, day.day, metadata)
-    yield lake.materialize_result(context, PURCHASE_SCORES_KEY, scored)
+        rows += lake.record_partition(context, PURCHASE_SCORES_KEY, day.day, metadata)
+    yield lake.materialize_result(context, PURCHASE_SCORES_KEY, rows)
     yield dg.AssetCheckResult(
         check_name=ONE_SCORE_PER_CUSTOMER,
         passed=not problems,
