@@ -99,18 +99,21 @@ def champion_model(
     partitions_def = context.assets_def.partitions_def
     candidates = lake.input_files(context, PURCHASE_MODEL_KEY)
     champion = latest_champion(lake, partitions_def, before=context.partition_keys[0])
-    promoted_days = 0
-    for key in context.partition_keys:
-        record = decide(ModelRecord.read(candidates[key]), champion, promotion_policy)
-        champion, promoted_days = record.champion, promoted_days + record.promoted
-        with lake.writing(context, CHAMPION_MODEL_KEY, key) as staged:
-            record.write(staged)
+    records: dict[str, ChampionRecord] = {}
+    with lake.staging(context, CHAMPION_MODEL_KEY) as staging:
+        for key in context.partition_keys:
+            record = decide(ModelRecord.read(candidates[key]), champion, promotion_policy)
+            champion, records[key] = record.champion, record
+            (staging / key).mkdir()
+            record.write(staging / key)
+        lake.commit(context, CHAMPION_MODEL_KEY, {key: staging / key for key in records})
+    for key, record in records.items():
         version, _ = lake.committed(context, CHAMPION_MODEL_KEY, key)
         context.add_asset_metadata(
             {**day_metadata(key, record, model_registry), "lake_version": version},
             partition_key=key,
         )
-    metadata: dict[str, Any] = {"promotions": promoted_days}
+    metadata: dict[str, Any] = {"promotions": sum(r.promoted for r in records.values())}
     # Only the newest day in the lake speaks for today: a backfill of older days leaves the
     # registry's champion where it is.
     newest_day = next(champion_history(lake, partitions_def), (None,))[0]
