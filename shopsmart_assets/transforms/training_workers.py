@@ -4,12 +4,12 @@ A backfill trains one model per day. Fitting is scikit-learn's CPU work; drawing
 sample (transforms/sampling.py) and logging its model to MLflow are Python work in the step's
 own process. One after the other, each waits for the other. Here worker processes
 (transforms/workers.py) fit the days' samples, one OpenMP thread each, one per core, beside
-the step, which draws the next samples and logs the models before meanwhile, and gets the
-outcomes back in the days' order (a worker per core and the step beside them keep every core
-busy whichever of them waits: measured in docs/performance.md). A day with too little history has
-nothing to fit: its outcome is decided in the step, without a worker's turn (the first days of
-a new deployment's backfill), and MLflow is loaded while the first fits start. One day alone
-is fitted in the step's process on all its threads.
+the step, which draws the next samples, logs the models before them and gets the outcomes
+back in the days' order: a worker per core and the step beside them keep every core busy
+whichever of them waits (docs/performance.md). A day with too little history has nothing to
+fit: its outcome is decided in the step, without a worker's turn (the first days of a new
+deployment's backfill). MLflow is loaded while the first fits start. One day alone is fitted
+in the step's process on all its threads.
 
 A model does not depend on how many threads fitted it: histogram gradient boosting splits
 its work by feature, not by row (`test_ml_chain.py` rebuilds registered versions in one
@@ -61,9 +61,8 @@ def fitted_in_order(
 ) -> Iterator[tuple[str, WindowSample, TrainingOutcome]]:
     """(day, its sample, its model's outcome) for each of the `days` (day, sample) pairs of
     `samples` (drawn lazily, in order), in that order. The models are fitted in worker
-    processes (one per core) while the caller handles the ones
-    before (`meanwhile` runs while the workers start); a failed fit raises here, at its day,
-    and cancels the days after."""
+    processes (one per core) while the caller handles the ones before (`meanwhile` runs while
+    the workers start); a failed fit raises here, at its day, and cancels the days after."""
     for (key, sample), outcome in in_order(
         _fit_day,
         samples,

@@ -49,7 +49,6 @@ def in_order(
     days: int,
     *,
     cores: int | None = None,
-    spare: int = 0,
     initializer: Callable[[], None] | None = None,
     meanwhile: Callable[[], object] | None = None,
     quick: Callable[[Item], bool] | None = None,
@@ -67,7 +66,6 @@ def in_order(
         days,
         available_cores() if cores is None else cores,
         daemonic=multiprocessing.current_process().daemon,
-        spare=spare,
     )
     if not workers:
         if meanwhile is not None:

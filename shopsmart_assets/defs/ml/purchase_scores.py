@@ -61,10 +61,11 @@ def days_to_score(
 
 
 def fetch_model(model_registry: ModelRegistry) -> Callable[[DayToScore], object]:
-    """A copy of a day's champion version from the registry, where the day expects it."""
+    """A copy of a day's champion version from the registry, where the day expects it (once
+    a version)."""
 
     def fetch(day: DayToScore) -> None:
-        if day.model is None or day.version is None:
+        if day.model is None or day.version is None or Path(day.model).exists():
             return
         copy = model_registry.download_model(day.version, Path(day.model))
         if copy != Path(day.model):
