@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from shopsmart_assets.resources import SourceDatabase
-from shopsmart_assets_tests.harness import START, Platform
+from shopsmart_assets_tests.harness import START, Platform, platform_at
 
 STEP = "raw__crm_customers"
 
@@ -32,35 +34,63 @@ def step_events(instance: dg.DagsterInstance, run_id: str, kind: dg.DagsterEvent
     ]
 
 
-def bring_back_after(p: Platform, retries: int, real: Path, offline: Path) -> threading.Thread:
-    """Restore the source once the step has asked for `retries` retries."""
+@pytest.fixture
+def sqlite_platform(tmp_path: Path) -> Iterator[Platform]:
+    """A platform on a SQLite-backed instance, as `dagster dev` keeps one: the test reads the
+    run's events from another thread while the run writes them, which the in-memory instance's
+    shared-cache tables refuse ("database table is locked"), on the reading side or the
+    run's."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        yield platform_at(tmp_path, instance)
 
-    def watch() -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+
+def bring_back_after(
+    p: Platform, retries: int, real: Path, offline: Path
+) -> tuple[threading.Thread, list[Exception]]:
+    """Restore the source once the step has asked for `retries` retries. The run's events are
+    read while the run writes them; a read that fails is tried again at the next poll, so a
+    busy storage can delay the source's return but never leave it down."""
+    errors: list[Exception] = []
+
+    def asked_for_retries() -> bool:
+        try:
             runs = p.instance.get_runs(limit=1)
-            if (
-                runs
+            return (
+                bool(runs)
                 and len(
                     step_events(p.instance, runs[0].run_id, dg.DagsterEventType.STEP_UP_FOR_RETRY)
                 )
                 >= retries
-            ):
+            )
+        except Exception as error:  # noqa: BLE001 - read again at the next poll
+            errors.append(error)
+            return False
+
+    def watch() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if asked_for_retries():
                 os.rename(offline, real)
                 return
             time.sleep(0.05)
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
-    return thread
+    return thread, errors
 
 
-def test_source_failing_twice_then_recovering_succeeds_on_the_third_attempt(platform):
+def test_source_failing_twice_then_recovering_succeeds_on_the_third_attempt(sqlite_platform):
+    platform = sqlite_platform
     platform.generate(START, days=1, orders_per_day=30)
     crm, real, offline = unreachable_crm(platform)
-    watcher = bring_back_after(platform, 2, real, offline)
-    result = platform.materialize(["raw/crm_customers"], str(START), crm_db=crm)
+    watcher, read_errors = bring_back_after(platform, 2, real, offline)
+    result = platform.materialize(
+        ["raw/crm_customers"], str(START), crm_db=crm, raise_on_error=False
+    )
     watcher.join(timeout=5)
+    assert real.exists(), f"the source never came back; failed reads: {read_errors}"
     assert result.success
     run_id = result.run_id
     assert len(step_events(platform.instance, run_id, dg.DagsterEventType.STEP_UP_FOR_RETRY)) == 2
