@@ -45,9 +45,10 @@ chromium:
 demo: install java
 	BIN=$(BIN) scripts/demo.sh
 
-# Three workers (pytest-xdist), one test module per worker at a time, the longest modules first
-# (conftest.py): TEST_WORKERS=0 runs the suite in one process.
-TEST_WORKERS ?= 3
+# Four workers (pytest-xdist), one test module per worker at a time, the longest modules first
+# (ordering.py): the fourth fills the cores while the others wait on Dagster's daemons and
+# services (docs/performance.md). TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 4
 test: install java chromium
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
