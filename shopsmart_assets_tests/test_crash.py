@@ -14,8 +14,9 @@ What it shows:
 (d) after recovery the tables hold exactly the rows of the uninterrupted run, no duplicates.
 
 How the kill lands mid-write: the test waits for the run's Spark step (`spark_transforms`)
-STEP_START in the event log, then polls the filesystem every 0.05 s for the first new Parquet
-file of the purchases output anywhere in the output's trees (`lake/_staging/…` where the
+STEP_START in the event log, then polls the filesystem every 0.05 s (while a thread of its
+own reads the tables as a user would, so that a slow read never delays the kill) for the first
+new Parquet file of the purchases output anywhere in the output's trees (`lake/_staging/…` where the
 platform stages, or the tables themselves, so an in-place writer would be caught the same way).
 Spark opens a partition's Parquet file when it starts writing it, so that moment is inside the
 Spark write, seconds before anything can be published (two Spark writes, then a reconciliation,
@@ -29,6 +30,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -147,6 +149,36 @@ def read_table(lake: Path, table: str) -> tuple[Counter, frozenset[str]]:
 def snapshot(lake: Path) -> Snapshot:
     """Rows and files of the purchases tables, as a reader sees them now."""
     return {table: read_table(lake, table) for table in TABLES}
+
+
+class TableReader:
+    """Reads the purchases tables every half second in a thread, as a user would, until the
+    block ends; `reads` holds what each read saw (an exception is raised at the end)."""
+
+    def __init__(self, lake: Path) -> None:
+        self.lake = lake
+        self.reads: list[Snapshot] = []
+        self._stop = threading.Event()
+        self._failed: list[BaseException] = []
+        self._thread = threading.Thread(target=self._read, daemon=True)
+
+    def _read(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self.reads.append(snapshot(self.lake))
+                self._stop.wait(0.5)
+        except BaseException as error:  # noqa: BLE001 - raised again by the test's thread
+            self._failed.append(error)
+
+    def __enter__(self) -> TableReader:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+        if self._failed:
+            raise self._failed[0]
 
 
 def on_days(snap: Snapshot, days: list[date]) -> Snapshot:
@@ -366,23 +398,23 @@ def test_kill_9_mid_spark_write_is_invisible_failed_alerted_and_recovered(tmp_pa
             assert alive(started)
             group = proc_stat(started)[2]
 
-            # Wait for Spark to open the first Parquet file of the output, reading the tables
-            # as a user would every half second meanwhile: always the previous version.
-            deadline, next_read, reads = time.monotonic() + 120, 0.0, 0
-            while not (written := output_files(lake) - existing):
-                assert time.monotonic() < deadline, "the purchases write never began"
-                if time.monotonic() >= next_read:
-                    assert not instance.get_run_by_id(run_id).is_finished, "missed the write"
-                    assert snapshot(lake) == before
-                    reads, next_read = reads + 1, time.monotonic() + 0.5
-                time.sleep(0.05)
-            killed = kill_tree(started)
-            killed_at, killed_wall = time.monotonic(), time.time()
+            # Wait for Spark to open the first Parquet file of the output, while a user reads
+            # the tables every half second (in a thread of their own, so that a slow read on
+            # a busy machine never delays the kill past the write): always the previous version.
+            with TableReader(lake) as reader:
+                deadline = time.monotonic() + 120
+                while not (written := output_files(lake) - existing):
+                    assert time.monotonic() < deadline, "the purchases write never began"
+                    time.sleep(0.05)
+                killed = kill_tree(started)
+                killed_at, killed_wall = time.monotonic(), time.time()
+            reads = reader.reads
+            assert reads and all(read == before for read in reads), "a read saw a change"
             staged = sorted(str(p.relative_to(lake)) for p in written if p.suffix == ".parquet")
             print(
                 f"killed {len(killed)} processes {killed_wall - step_start.timestamp:.1f}s after "
                 f"STEP_START, as {len(staged)} Parquet files were being written, e.g. "
-                f"{staged[0]}; the tables read back unchanged {reads} times until then"
+                f"{staged[0]}; the tables read back unchanged {len(reads)} times until then"
             )
             assert any(c.split(" ", 1)[0].endswith("java") for c in killed.values()), killed
 
