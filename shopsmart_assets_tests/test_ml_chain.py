@@ -33,6 +33,7 @@ from shopsmart_assets.lake.delta import DeltaLakeTable, fingerprint
 from shopsmart_assets.lake.maintenance import vacuum_tables
 from shopsmart_assets.lake.metadata import column_schema_key
 from shopsmart_assets.resources import PromotionPolicy, SourceDatabase
+from shopsmart_assets.resources.model_registry import AliasMove
 from shopsmart_assets_tests import reconcile
 from shopsmart_assets_tests.harness import START, Platform, requested_partitions
 from shopsmart_assets_tests.http_service import post_json, running
@@ -129,6 +130,13 @@ def test_champion_alias_points_at_the_newest_promoted_model(ten_days):
     record = {"model_version": champion.model_version}
     assert registry.alias_version("champion") == record["model_version"]
     assert p.instance.get_materialized_partitions(CHAMPION_MODEL_KEY) >= {str(LAST)}
+    # the chain's run set the alias for the first time: its newest day says it moved, from none
+    [first] = [
+        m for m in materializations(p, "ml/champion_model")[::-1] if m.partition_key == str(LAST)
+    ][:1]
+    metadata = first.asset_materialization.metadata
+    assert metadata["alias_moved"].value is True
+    assert "previous_champion_version" not in metadata
     # a backfill of an older day leaves the registry's champion where it is
     p.materialize(["ml/champion_model"], str(LAST - DAY))
     assert registry.alias_version("champion") == record["model_version"]
@@ -138,7 +146,8 @@ def test_champion_alias_points_at_the_newest_promoted_model(ten_days):
         for v in registry.get_client().search_model_versions(f"name = '{registry.model_name}'")
         if int(v.version) != record["model_version"]
     )
-    assert registry.promote(other) == record["model_version"]
+    assert registry.promote(other) == AliasMove(moved=True, previous=record["model_version"])
+    assert registry.promote(other) == AliasMove(moved=False, previous=other)  # nothing to do
     assert registry.alias_version("previous-champion") == record["model_version"]
     assert registry.rollback() == (record["model_version"], other)
     assert registry.alias_version("champion") == record["model_version"]

@@ -86,6 +86,15 @@ class LoggedRun:
     reused: bool = False
 
 
+@dataclass(frozen=True)
+class AliasMove:
+    """What promoting a version did to the `champion` alias: whether it now points elsewhere,
+    and the version it pointed at before (None on the first promotion)."""
+
+    moved: bool
+    previous: int | None
+
+
 class ModelRegistry(dg.ConfigurableResource):
     """MLflow tracking + model registry for the purchase-propensity model."""
 
@@ -285,17 +294,16 @@ class ModelRegistry(dg.ConfigurableResource):
         except MlflowException:
             return None
 
-    def promote(self, version: int) -> int | None:
-        """Point `champion` at `version`; the champion it replaces keeps `previous-champion`.
-        Returns the previous champion's version (None when there was none or no change)."""
+    def promote(self, version: int) -> AliasMove:
+        """Point `champion` at `version`; the champion it replaces keeps `previous-champion`."""
         client = self.get_client()
         current = self.alias_version(CHAMPION)
         if current == version:
-            return None
+            return AliasMove(moved=False, previous=current)
         if current is not None:
             client.set_registered_model_alias(self.model_name, PREVIOUS_CHAMPION, str(current))
         client.set_registered_model_alias(self.model_name, CHAMPION, str(version))
-        return current
+        return AliasMove(moved=True, previous=current)
 
     def rollback(self) -> tuple[int, int]:
         """Swap `champion` and `previous-champion` (run it again to undo). Returns the

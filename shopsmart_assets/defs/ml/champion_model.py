@@ -76,11 +76,12 @@ def move_alias(champion: Champion | None, model_registry: ModelRegistry) -> dict
     if champion is None or not champion.model_version:
         return {}
     version = int(champion.model_version)
-    replaced = model_registry.promote(version)
+    move = model_registry.promote(version)
+    replaced = move.previous if move.moved else None
     return {
         "champion_version": version,
         **registered_version(version, model_registry),
-        "alias_moved": replaced is not None,
+        "alias_moved": move.moved,
         **({"previous_champion_version": replaced} if replaced is not None else {}),
     }
 
