@@ -236,9 +236,25 @@ class LakeResource(dg.ConfigurableResource):
         partition_key: str,
     ) -> Iterator[Path]:
         """An empty directory to write one partition of `key` into; committed on success."""
-        with self.staging(context, key, [partition_key]) as staged:
+        with self.writing_partitions(context, key, [partition_key]) as staged:
+            yield staged[partition_key]
+
+    @contextmanager
+    def writing_partitions(
+        self,
+        context: dg.AssetExecutionContext,
+        key: dg.AssetKey,
+        partition_keys: Sequence[str] | None = None,
+    ) -> Iterator[Mapping[str, Path]]:
+        """An empty directory for each partition of `key` the step writes (or each of
+        `partition_keys`), committed together on success: one Delta commit for the range."""
+        keys = list(partition_keys or context.partition_keys)
+        with self.staging(context, key, keys) as staging:
+            staged = {partition_key: staging / f"{n:06d}" for n, partition_key in enumerate(keys)}
+            for directory in staged.values():
+                directory.mkdir()
             yield staged
-            self.commit(context, key, {partition_key: staged})
+            self.commit(context, key, staged)
 
     def write_spark_daily(
         self,

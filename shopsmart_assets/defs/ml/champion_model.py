@@ -101,13 +101,11 @@ def champion_model(
     candidates = lake.input_files(context, PURCHASE_MODEL_KEY)
     champion = latest_champion(lake, partitions_def, before=context.partition_keys[0])
     records: dict[str, ChampionRecord] = {}
-    with lake.staging(context, CHAMPION_MODEL_KEY) as staging:
-        for key in context.partition_keys:
+    with lake.writing_partitions(context, CHAMPION_MODEL_KEY) as staged:
+        for key, directory in staged.items():
             record = decide(ModelRecord.read(candidates[key]), champion, promotion_policy)
             champion, records[key] = record.champion, record
-            (staging / key).mkdir()
-            record.write(staging / key)
-        lake.commit(context, CHAMPION_MODEL_KEY, {key: staging / key for key in records})
+            record.write(directory)
     for key, record in records.items():
         version, _ = lake.committed(context, CHAMPION_MODEL_KEY, key)
         context.add_asset_metadata(
