@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from datetime import date
 
@@ -26,7 +27,11 @@ from shopsmart_assets.transforms.training import (
     train_and_evaluate,
 )
 from shopsmart_assets.transforms.training_workers import fit, fitted_in_order
-from shopsmart_assets.transforms.workers import MAX_HELD_PER_WORKER, in_order, worker_count
+from shopsmart_assets.transforms.workers import (
+    MAX_HELD_PER_WORKER,
+    in_order,
+    worker_count,
+)
 
 
 def feature_rows(customer_ids, as_of=date(2026, 1, 7), activity=None) -> pd.DataFrame:
@@ -227,7 +232,8 @@ def test_models_fitted_in_workers_are_the_models_fitted_in_the_step(tmp_path):
     days = [f"2026-01-0{d}" for d in range(1, 5)]
     paths = written_days(tmp_path, {day: synthetic(150, i) for i, day in enumerate(days)})
     samples = [(day, window_sample(window, day)) for day, window in windows_of(paths).items()]
-    fitted = list(fitted_in_order(iter(samples), len(samples), cores=2))
+    with fitted_in_order(iter(samples), len(samples), cores=2) as days_fitted:
+        fitted = list(days_fitted)
     assert [day for day, *_ in fitted] == days
     assert not fitted[0][2].trained  # nothing before the first day to learn from
     for _, sample, outcome in fitted[1:]:
@@ -246,10 +252,31 @@ def test_a_day_that_fails_to_fit_fails_at_that_day(tmp_path):
     paths = written_days(tmp_path, frames)
     windows = windows_of(paths)
     samples = ((day, window_sample(windows[day], day)) for day in days[1:])
-    fitted = fitted_in_order(samples, 2, cores=2)
-    assert next(fitted)[2].trained
-    with pytest.raises(ValueError, match="could not convert"):
-        next(fitted)
+    with fitted_in_order(samples, 2, cores=2) as fitted:
+        assert next(fitted)[2].trained
+        with pytest.raises(ValueError, match="could not convert"):
+            next(fitted)
+
+
+def test_leaving_the_block_stops_the_workers_whatever_still_holds_the_days(tmp_path):
+    """A failure of the caller's own while it handles a day (its model's logging) ends the
+    fits: no worker is left once the block is left, though the days' iterator is still held
+    (as a traceback holds it), since a step's process waits for its workers at its exit."""
+    days = [f"2026-01-0{d}" for d in range(1, 7)]
+    paths = written_days(tmp_path, {day: synthetic(150, i) for i, day in enumerate(days)})
+    samples = [(day, window_sample(window, day)) for day, window in windows_of(paths).items()]
+    before = set(multiprocessing.active_children())
+    held = []
+    with (
+        pytest.raises(RuntimeError, match="tracking store unreachable"),
+        fitted_in_order(iter(samples), len(samples), cores=2) as fitted,
+    ):
+        held.append(fitted)
+        for _, _, outcome in fitted:
+            if outcome.trained:
+                assert set(multiprocessing.active_children()) - before  # the workers
+                raise RuntimeError("tracking store unreachable")
+    assert held and set(multiprocessing.active_children()) <= before
 
 
 def test_a_window_that_fits_is_learned_whole_and_unweighted(tmp_path):

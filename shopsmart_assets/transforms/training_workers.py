@@ -19,6 +19,7 @@ process and compares their predictions exactly).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 from shopsmart_assets.transforms.sampling import WindowSample
 from shopsmart_assets.transforms.training import (
@@ -53,17 +54,22 @@ def _nothing_to_fit(day: tuple[str, WindowSample]) -> bool:
     return untrainable(day[1].train, day[1].evaluation) is not None
 
 
+@contextmanager
 def fitted_in_order(
     samples: Iterable[tuple[str, WindowSample]],
     days: int,
     cores: int | None = None,
     meanwhile: Callable[[], object] | None = None,
-) -> Iterator[tuple[str, WindowSample, TrainingOutcome]]:
+) -> Iterator[Iterator[tuple[str, WindowSample, TrainingOutcome]]]:
     """(day, its sample, its model's outcome) for each of the `days` (day, sample) pairs of
     `samples` (drawn lazily, in order), in that order. The models are fitted in worker
     processes (one per core) while the caller handles the ones before (`meanwhile` runs while
-    the workers start); a failed fit raises here, at its day, and cancels the days after."""
-    for (key, sample), outcome in in_order(
+    the workers start); a failed fit raises here, at its day, and cancels the days after.
+
+    Leaving the block stops the workers, whatever still holds the days (a failure of the
+    caller's own, logging a model): a step's process waits for its worker processes when it
+    exits, and would wait forever for workers left waiting for days."""
+    fitted = in_order(
         _fit_day,
         samples,
         days,
@@ -71,5 +77,8 @@ def fitted_in_order(
         initializer=_one_thread,
         meanwhile=meanwhile,
         quick=_nothing_to_fit,
-    ):
-        yield key, sample, outcome
+    )
+    try:
+        yield ((key, sample, outcome) for (key, sample), outcome in fitted)
+    finally:
+        fitted.close()

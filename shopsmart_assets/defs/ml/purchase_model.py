@@ -306,9 +306,9 @@ def purchase_model(
     samples = ((key, window_sample(window, key, counts)) for key, window in windows.items())
     outcome = None
     # the days' samples drawn here, their models fitted beside this process, logged in order
-    fitted = fitted_in_order(samples, len(windows), meanwhile=model_registry.prepare_logging)
-    for key, sample, outcome in fitted:
-        record_partition(context, lake, model_registry, key, windows[key], sample, outcome)
+    with fitted_in_order(samples, len(windows), meanwhile=model_registry.prepare_logging) as fitted:
+        for key, sample, outcome in fitted:
+            record_partition(context, lake, model_registry, key, windows[key], sample, outcome)
     newest = context.partition_keys[-1]
     champion = latest_champion(lake, context.assets_def.partitions_def, before=newest)
     yield lake.materialize_result(context, PURCHASE_MODEL_KEY, newest_partition=newest)
