@@ -138,7 +138,7 @@ def test_promotion_rule(candidate, champion, expected):
 def test_the_signature_sample_gives_the_signature_of_the_whole_frame():
     from mlflow.models import infer_signature
 
-    from shopsmart_assets.resources.model_registry import signature_sample
+    from shopsmart_assets.transforms.model_files import signature_sample
 
     activity = [1] * 40 + [0] + [1] * 20  # one customer without purchases, far down
     frame = model_input(feature_rows(range(61), activity=activity))
@@ -227,22 +227,27 @@ def windows_of(paths: dict[str, object]) -> dict[str, dict[str, object]]:
 
 
 def test_models_fitted_in_workers_are_the_models_fitted_in_the_step(tmp_path):
-    """Fitted in worker processes (one thread each), each day's model predicts exactly what
-    the same fit in the step's own process predicts, and the days come back in order."""
+    """Fitted and saved in worker processes (one thread each), each day's model, as MLflow
+    loads its saved files, predicts exactly what the same fit in the step's own process
+    predicts, and the days come back in order; no files for a day without a model."""
+    import mlflow.pyfunc
+
     days = [f"2026-01-0{d}" for d in range(1, 5)]
     paths = written_days(tmp_path, {day: synthetic(150, i) for i, day in enumerate(days)})
     samples = [(day, window_sample(window, day)) for day, window in windows_of(paths).items()]
-    with fitted_in_order(iter(samples), len(samples), cores=2) as days_fitted:
+    saved = tmp_path / "models"
+    with fitted_in_order(iter(samples), len(samples), cores=2, save_to=saved) as days_fitted:
         fitted = list(days_fitted)
     assert [day for day, *_ in fitted] == days
-    assert not fitted[0][2].trained  # nothing before the first day to learn from
-    for _, sample, outcome in fitted[1:]:
+    assert not fitted[0][2].trained and fitted[0][3] is None  # nothing to learn from
+    assert sorted(p.name for p in saved.iterdir()) == days[1:]
+    for day, sample, outcome, files in fitted[1:]:
         expected = fit(sample)
         assert outcome.metrics == expected.metrics
+        assert files == saved / day
         evaluation = model_input(sample.evaluation)
-        assert np.array_equal(
-            outcome.model.predict_proba(evaluation), expected.model.predict_proba(evaluation)
-        )
+        served = mlflow.pyfunc.load_model(str(files)).predict(evaluation)
+        assert np.array_equal(np.asarray(served), expected.model.predict_proba(evaluation))
 
 
 def test_a_day_that_fails_to_fit_fails_at_that_day(tmp_path):
@@ -272,7 +277,7 @@ def test_leaving_the_block_stops_the_workers_whatever_still_holds_the_days(tmp_p
         fitted_in_order(iter(samples), len(samples), cores=2) as fitted,
     ):
         held.append(fitted)
-        for _, _, outcome in fitted:
+        for _, _, outcome, _ in fitted:
             if outcome.trained:
                 assert set(multiprocessing.active_children()) - before  # the workers
                 raise RuntimeError("tracking store unreachable")

@@ -19,7 +19,8 @@ import dagster as dg
 import pandas as pd
 from pydantic import PrivateAttr
 
-from shopsmart_assets.resources.process import use_mlflow
+from shopsmart_assets.resources.process import mlflow_telemetry_off, use_mlflow
+from shopsmart_assets.transforms.model_files import signature_sample
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -36,6 +37,8 @@ TRAINED_ON_TAG = "shopsmart.trained_on"
 # outlive the Delta log entries that list them, kept by vacuum for every pinned version).
 TRAINED_ON_ARTIFACT = "trained_on.json"
 CODE_VERSION_TAG = "shopsmart.model_code_version"
+# Where a run keeps its model's files (`runs:/<run>/model`), registered from there.
+MODEL_ARTIFACT = "model"
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,11 @@ class ModelRegistry(dg.ConfigurableResource):
     _client: MlflowClient | None = PrivateAttr(default=None)
     _experiment_id: str | None = PrivateAttr(default=None)
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """A step that uses the registry has MLflow's telemetry off from its start, and so
+        do the worker processes it starts (a backfill's fitting and scoring workers)."""
+        mlflow_telemetry_off()
+
     def get_client(self) -> MlflowClient:
         if self._client is None:
             if self.tracking_uri.startswith("sqlite:///"):
@@ -137,11 +145,11 @@ class ModelRegistry(dg.ConfigurableResource):
         return self._experiment_id
 
     def prepare_logging(self) -> None:
-        """Connect to the store and load what logging a scikit-learn model uses (MLflow's
-        client and flavor, and skops, which MLflow saves the model with): seconds of imports
-        that a step does while its first models are fitted rather than after."""
-        import mlflow.sklearn  # noqa: F401
-        import skops.io  # noqa: F401
+        """Connect to the store and load what logging a run uses (MLflow's client, its
+        datasets and signatures): seconds of imports that a step does while its first models
+        are fitted rather than after."""
+        import mlflow.data  # noqa: F401
+        import mlflow.models  # noqa: F401
 
         self.experiment_id()
 
@@ -173,22 +181,18 @@ class ModelRegistry(dg.ConfigurableResource):
         params: Mapping[str, Any],
         metrics: Mapping[str, float],
         tags: Mapping[str, str],
-        model: Any = None,
-        input_example: pd.DataFrame | None = None,
-        skops_trusted_types: Sequence[str] = (),
+        model_files: Path | None = None,
         artifacts: Mapping[str, Any] | None = None,
         inputs: Sequence[TrainingInput] = (),
     ) -> LoggedRun:
         """One MLflow run of a model partition: its parameters, metrics and tags, and, when a
-        model was trained, the model (signature + input example) registered as a new version.
-        A partition already trained on the same data is not logged twice."""
+        model was trained, the model (`model_files`: saved by `save_model_files`, with its
+        signature and input example) as the run's `model` and a new registered version. A
+        partition already trained on the same data is not logged twice."""
         existing = self.find_run(partition, data_version)
         if existing is not None:
             return existing
         import mlflow
-        import mlflow.sklearn
-        from mlflow.models import infer_signature
-        from threadpoolctl import threadpool_limits
 
         self._activate()
         all_tags = {**tags, PARTITION_TAG: partition, DATA_VERSION_TAG: data_version}
@@ -203,25 +207,13 @@ class ModelRegistry(dg.ConfigurableResource):
                 mlflow.log_dict(value, name)
             for item in inputs:
                 mlflow.log_input(dataset(item), context=item.context)
-            if model is None:
+            if model_files is None:
                 return LoggedRun(run_id=run.info.run_id, version=None)
-            example = input_example.head(5)
-            sample = signature_sample(input_example)
-            # a handful of rows predicted (the signature, and MLflow's check that the input
-            # example serves) on one thread: more only spin against the fits beside the step
-            # (a tenth of a second a prediction, measured, where one thread takes 1 ms)
-            with threadpool_limits(1):
-                info = mlflow.sklearn.log_model(
-                    model,
-                    name="model",
-                    signature=infer_signature(sample, model.predict_proba(sample)),
-                    input_example=example,
-                    pyfunc_predict_fn="predict_proba",
-                    pip_requirements=_requirements(),
-                    skops_trusted_types=list(skops_trusted_types),
-                )
+            mlflow.log_artifacts(str(model_files), MODEL_ARTIFACT)
             # registered with the run's tags in one call (not one call per tag)
-            registered = mlflow.register_model(info.model_uri, self.model_name, tags=all_tags)
+            registered = mlflow.register_model(
+                f"runs:/{run.info.run_id}/{MODEL_ARTIFACT}", self.model_name, tags=all_tags
+            )
         return LoggedRun(run_id=run.info.run_id, version=int(registered.version))
 
     # What the registered versions learned from ------------------------------------------------
@@ -373,24 +365,3 @@ def dataset(item: TrainingInput) -> Any:
     # sample of `signature_sample` gives the same schema (types and optional columns).
     found.__dict__["schema"] = infer_signature(signature_sample(item.frame)).inputs
     return found
-
-
-def signature_sample(frame: pd.DataFrame, rows: int = 5) -> pd.DataFrame:
-    """The rows MLflow infers a model's signature from: the first few, plus the first row
-    missing each column that has missing values, so that those columns come out optional
-    exactly as from the whole frame (MLflow's inference checks every value in Python, which
-    is slow for a month of training examples)."""
-    missing = frame.isna()
-    first_missing = {missing[c].idxmax() for c in frame.columns if missing[c].any()}
-    keep = list(frame.index[:rows]) + sorted(first_missing - set(frame.index[:rows]))
-    return frame.loc[keep]
-
-
-def _requirements() -> list[str]:
-    """The model's own requirements, pinned to this environment (MLflow would otherwise
-    infer them in a subprocess, for every model)."""
-    from importlib.metadata import version
-
-    return [
-        f"{package}=={version(package)}" for package in ("scikit-learn", "skops", "pandas", "numpy")
-    ]

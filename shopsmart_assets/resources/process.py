@@ -2,8 +2,9 @@
 where it is made:
 
 - Feast is imported with typeguard's `@typechecked` a no-op (`import_feast_unchecked`);
-- MLflow's telemetry is off, and its fluent API (process-wide) points at the registry the
-  step uses (`use_mlflow`).
+- MLflow's telemetry is off, from the start of every step that uses the registry and in the
+  worker processes it starts (`mlflow_telemetry_off`), and MLflow's fluent API
+  (process-wide) points at the registry the step uses (`use_mlflow`).
 
 (Dagster's warnings about the beta features the assets use on purpose are silenced while the
 definitions are built, in definitions.py, not for the process.)
@@ -43,10 +44,16 @@ def import_feast_unchecked() -> None:
     import feast  # noqa: F401
 
 
+def mlflow_telemetry_off() -> None:
+    """MLflow's telemetry off in this process and the processes it starts from now on (the
+    worker processes that save and load models)."""
+    os.environ.update(MLFLOW_TELEMETRY_OFF)
+
+
 def use_mlflow(tracking_uri: str) -> Any:
     """The `mlflow` module, its telemetry off and its fluent API (`mlflow.start_run`,
     `log_model`: process-wide state) pointed at `tracking_uri` for tracking and registry."""
-    os.environ.update(MLFLOW_TELEMETRY_OFF)
+    mlflow_telemetry_off()
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)

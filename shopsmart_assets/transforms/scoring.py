@@ -134,13 +134,15 @@ def scored_in_order(
     days: Sequence[DayToScore],
     cores: int | None = None,
     fetch: Callable[[DayToScore], object] | None = None,
+    meanwhile: Callable[[], object] | None = None,
 ) -> Iterator[ScoredDay]:
     """Each day scored, in the days' order. A range's days are scored in worker processes,
     one per core (transforms/workers.py), the days of one champion together, so that each
     model is loaded once (loading a model costs more than scoring a demo's day). `fetch`
     puts a day's model at `day.model` (a copy of a registered version), called here for
     each champion just before its days are handed out: the first copies are made while the
-    workers start."""
+    workers start. `meanwhile` is called once, here, while the workers score the first days
+    (what the caller needs next: its online store)."""
 
     by_model = [list(group) for _, group in groupby(days, key=lambda day: day.model)]
 
@@ -150,7 +152,9 @@ def scored_in_order(
                 fetch(same_model[0])
             yield same_model
 
-    for _, scored in in_order(score_days, fetched(), len(by_model), cores=cores):
+    for _, scored in in_order(
+        score_days, fetched(), len(by_model), cores=cores, meanwhile=meanwhile
+    ):
         yield from scored
 
 

@@ -4,8 +4,10 @@ evaluated out of time on the day; an MLflow run and a registered version each.""
 import dataclasses
 import hashlib
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any
 
 import dagster as dg
@@ -39,10 +41,8 @@ from shopsmart_assets.transforms.sampling import (
 )
 from shopsmart_assets.transforms.training import (
     HYPERPARAMETERS,
-    SKOPS_TRUSTED_TYPES,
     TRAINING_WINDOW_DAYS,
     TrainingOutcome,
-    model_input,
     should_promote,
 )
 from shopsmart_assets.transforms.training_workers import fitted_in_order
@@ -123,6 +123,7 @@ def log_model_run(
     files: dict[str, list[str]],
     sample: WindowSample,
     outcome: TrainingOutcome,
+    model_files: Path | None,
     inputs: list[TrainingInput],
 ) -> LoggedRun:
     """The partition's MLflow run (reused when the same data trained it before), with the
@@ -150,9 +151,7 @@ def log_model_run(
             "trained": str(outcome.trained).lower(),
             **({"not_trained_because": outcome.reason} if outcome.reason else {}),
         },
-        model=outcome.model,
-        input_example=model_input(sample.train) if outcome.model is not None else None,
-        skops_trusted_types=SKOPS_TRUSTED_TYPES,
+        model_files=model_files,
         artifacts={
             TRAINED_ON_ARTIFACT: {
                 "table": trained_on.table,
@@ -208,9 +207,11 @@ def record_partition(
     window: dict[str, list[Path]],
     sample: WindowSample,
     outcome: TrainingOutcome,
+    model_files: Path | None,
 ) -> None:
     """One model partition, trained on (a sample of) the days before `key` and evaluated on
-    `key`: log the MLflow run, write the model record and attach the partition's metadata."""
+    `key`: log the MLflow run (with the model's saved files), write the model record and
+    attach the partition's metadata."""
     # the exact training-set version read, and its partitions' files: what a reproduction
     # reads again (by time travel, or by the files should the log be cleaned up)
     read = lake.read_of(context, TRAINING_SET_KEY)
@@ -219,7 +220,9 @@ def record_partition(
     files = {k: [str(f) for f in listed] for k, listed in window.items()}
     outcome = with_sample_metrics(outcome, sample)
     inputs = training_inputs(lake, key, trained_on, sample.train, sample.evaluation)
-    logged = log_model_run(context, model_registry, key, trained_on, files, sample, outcome, inputs)
+    logged = log_model_run(
+        context, model_registry, key, trained_on, files, sample, outcome, model_files, inputs
+    )
     record = ModelRecord(
         partition=key,
         trained=outcome.trained,
@@ -305,10 +308,20 @@ def purchase_model(
     counts: dict[str, tuple[int, int]] = {}  # each partition's labels, counted once
     samples = ((key, window_sample(window, key, counts)) for key, window in windows.items())
     outcome = None
-    # the days' samples drawn here, their models fitted beside this process, logged in order
-    with fitted_in_order(samples, len(windows), meanwhile=model_registry.prepare_logging) as fitted:
-        for key, sample, outcome in fitted:
-            record_partition(context, lake, model_registry, key, windows[key], sample, outcome)
+    # the days' samples drawn here, their models fitted and saved beside this process, their
+    # runs logged here in order (the saved files copied into each run, then removed)
+    with (
+        TemporaryDirectory(prefix="shopsmart-models-") as saved,
+        fitted_in_order(
+            samples, len(windows), meanwhile=model_registry.prepare_logging, save_to=Path(saved)
+        ) as fitted,
+    ):
+        for key, sample, outcome, model_files in fitted:
+            record_partition(
+                context, lake, model_registry, key, windows[key], sample, outcome, model_files
+            )
+            if model_files is not None:
+                shutil.rmtree(model_files)
     newest = context.partition_keys[-1]
     champion = latest_champion(lake, context.assets_def.partitions_def, before=newest)
     yield lake.materialize_result(context, PURCHASE_MODEL_KEY, newest_partition=newest)

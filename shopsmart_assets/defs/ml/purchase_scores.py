@@ -108,7 +108,12 @@ def purchase_scores(
         # every input read (features, champions, the CRM snapshots the check holds the scores
         # against) before the commit, which records them
         days = days_to_score(context, lake, staging)
-        scored = list(scored_in_order(days, fetch=fetch_model(model_registry)))
+        # Feast's store opened (its import, the repository applied) while the days score
+        scored = list(
+            scored_in_order(
+                days, fetch=fetch_model(model_registry), meanwhile=feature_store.get_store
+            )
+        )
         lake.commit(context, PURCHASE_SCORES_KEY, {day.day: staging / day.day for day in days})
     scores = lake.partition_files(PURCHASE_SCORES_KEY, partitions_def, context.partition_keys)
     problems = [problem for day in scored for problem in day.problems]
