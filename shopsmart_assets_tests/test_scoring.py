@@ -118,8 +118,10 @@ def test_days_scored_in_workers_are_the_days_scored_in_the_step(tmp_path):
             for i, v in enumerate(champions)
         ]
 
-    in_workers = list(scored_in_order(days("workers"), cores=2))
-    in_step = list(scored_in_order(days("step"), cores=1))  # one core: no worker
+    with scored_in_order(days("workers"), cores=2) as scored_days:
+        in_workers = list(scored_days)
+    with scored_in_order(days("step"), cores=1) as scored_days:  # one core: no worker
+        in_step = list(scored_days)
     assert [d.file.rsplit("/", 1)[-1] for d in in_workers] == [
         "0.parquet",
         "1.parquet",
@@ -144,7 +146,7 @@ def test_days_scored_in_workers_are_the_days_scored_in_the_step(tmp_path):
             "2026-01-09", str(tmp_path / "gone"), 9, files, str(tmp_path / "broken" / "x.parquet")
         ),
     ]
-    scored = scored_in_order(broken, cores=1)  # (in workers: test_training.py)
-    assert next(scored).file.endswith("0.parquet") and next(scored).file.endswith("1.parquet")
-    with pytest.raises(Exception, match="gone"):
-        next(scored)
+    with scored_in_order(broken, cores=1) as scored:  # (in workers: test_training.py)
+        assert next(scored).file.endswith("0.parquet") and next(scored).file.endswith("1.parquet")
+        with pytest.raises(Exception, match="gone"):
+            next(scored)

@@ -199,11 +199,11 @@ def test_quick_items_are_handled_in_their_turn_here_and_take_no_workers_turn():
             drawn.append(i)
             yield i
 
-    results = in_order(_pid, items(), 40, cores=2, quick=lambda i: i < 30 or i % 2 == 0)
-    first = next(results)
-    # two workers: at most 3 × (2 + 1) items held before the first is handed back
-    assert len(drawn) == MAX_HELD_PER_WORKER * 3
-    rest = list(results)
+    with in_order(_pid, items(), 40, cores=2, quick=lambda i: i < 30 or i % 2 == 0) as results:
+        first = next(results)
+        # two workers: at most 3 × (2 + 1) items held before the first is handed back
+        assert len(drawn) == MAX_HELD_PER_WORKER * 3
+        rest = list(results)
     assert [item for item, _ in [first, *rest]] == list(range(40))
     here = {item for item, pid in [first, *rest] if pid == os.getpid()}
     assert here == {i for i in range(40) if i < 30 or i % 2 == 0}

@@ -4,6 +4,7 @@ time), and the day's figures and checks (DuckDB over the written files)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
@@ -130,19 +131,21 @@ def score_days(days: Sequence[DayToScore]) -> list[ScoredDay]:
     return [score_day(day) for day in days]
 
 
+@contextmanager
 def scored_in_order(
     days: Sequence[DayToScore],
     cores: int | None = None,
     fetch: Callable[[DayToScore], object] | None = None,
     meanwhile: Callable[[], object] | None = None,
-) -> Iterator[ScoredDay]:
-    """Each day scored, in the days' order. A range's days are scored in worker processes,
-    one per core (transforms/workers.py), the days of one champion together, so that each
-    model is loaded once (loading a model costs more than scoring a demo's day). `fetch`
-    puts a day's model at `day.model` (a copy of a registered version), called here for
-    each champion just before its days are handed out: the first copies are made while the
-    workers start. `meanwhile` is called once, here, while the workers score the first days
-    (what the caller needs next: its online store)."""
+) -> Iterator[Iterator[ScoredDay]]:
+    """A block whose value is each day scored, in the days' order. A range's days are
+    scored in worker processes, one per core (transforms/workers.py), the days of one
+    champion together, so that each model is loaded once (loading a model costs more than
+    scoring a demo's day). `fetch` puts a day's model at `day.model` (a copy of a registered
+    version), called here for each champion just before its days are handed out: the first
+    copies are made while the workers start. `meanwhile` is called once, here, while the
+    workers score the first days (what the caller needs next: its online store). Leaving the
+    block stops the workers (`in_order`)."""
 
     by_model = [list(group) for _, group in groupby(days, key=lambda day: day.model)]
 
@@ -152,10 +155,8 @@ def scored_in_order(
                 fetch(same_model[0])
             yield same_model
 
-    for _, scored in in_order(
-        score_days, fetched(), len(by_model), cores=cores, meanwhile=meanwhile
-    ):
-        yield from scored
+    with in_order(score_days, fetched(), len(by_model), cores=cores, meanwhile=meanwhile) as scored:
+        yield (day for _, same_model in scored for day in same_model)
 
 
 def score_distribution(scores: PartitionData) -> dict[str, float]:

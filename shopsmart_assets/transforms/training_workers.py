@@ -83,10 +83,8 @@ def fitted_in_order(
     ones before (`meanwhile` runs while the workers start); a failed fit raises here, at its
     day, and cancels the days after.
 
-    Leaving the block stops the workers, whatever still holds the days (a failure of the
-    caller's own, logging a model): a step's process waits for its worker processes when it
-    exits, and would wait forever for workers left waiting for days."""
-    fitted = in_order(
+    Leaving the block stops the workers (`in_order`)."""
+    with in_order(
         partial(_fit_day, save_to=save_to),
         samples,
         days,
@@ -94,8 +92,5 @@ def fitted_in_order(
         initializer=_one_thread,
         meanwhile=meanwhile,
         quick=_nothing_to_fit,
-    )
-    try:
+    ) as fitted:
         yield ((key, sample, *done) for (key, sample), done in fitted)
-    finally:
-        fitted.close()

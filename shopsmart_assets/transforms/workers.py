@@ -16,6 +16,7 @@ import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
 Item = TypeVar("Item")
@@ -43,6 +44,7 @@ def available_cores() -> int:
     return joblib.cpu_count()
 
 
+@contextmanager
 def in_order(
     work: Callable[[Item], Result],
     items: Iterable[Item],
@@ -52,16 +54,46 @@ def in_order(
     initializer: Callable[[], None] | None = None,
     meanwhile: Callable[[], object] | None = None,
     quick: Callable[[Item], bool] | None = None,
-) -> Iterator[tuple[Item, Result]]:
-    """(item, `work(item)`) for each of the `days` items (drawn lazily, in order), in that
-    order, computed in worker processes (`worker_count`) or, with none, here.
+) -> Iterator[Iterator[tuple[Item, Result]]]:
+    """A block whose value is (item, `work(item)`) for each of the `days` items (drawn
+    lazily, in order), in that order, computed in worker processes (`worker_count`) or, with
+    none, here.
 
     - `meanwhile` is called once, here, while the first workers start (a process start is
       seconds of imports: the caller loads what it needs for the results meanwhile).
     - Items `quick` says need no real work (a day with too little history to fit a model)
       are worked on here, at their turn: they take no worker's turn, and the workers go on
       with the items after them.
-    - A failure raises here, at its item, and cancels the items after."""
+    - A failure raises here, at its item, and cancels the items after.
+    - Leaving the block stops the workers, whatever still holds the results (a failure of
+      the caller's own, a traceback holding the iterator): a step's process waits for its
+      worker processes when it exits, and would wait for ever for workers left waiting."""
+    results = _results_in_order(
+        work,
+        items,
+        days,
+        cores=cores,
+        initializer=initializer,
+        meanwhile=meanwhile,
+        quick=quick,
+    )
+    try:
+        yield results
+    finally:
+        results.close()
+
+
+def _results_in_order(
+    work: Callable[[Item], Result],
+    items: Iterable[Item],
+    days: int,
+    *,
+    cores: int | None = None,
+    initializer: Callable[[], None] | None = None,
+    meanwhile: Callable[[], object] | None = None,
+    quick: Callable[[Item], bool] | None = None,
+) -> Iterator[tuple[Item, Result]]:
+    """`in_order`'s results, its pool shut down when the generator ends or is closed."""
     workers = worker_count(
         days,
         available_cores() if cores is None else cores,

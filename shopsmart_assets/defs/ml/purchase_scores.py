@@ -109,11 +109,10 @@ def purchase_scores(
         # against) before the commit, which records them
         days = days_to_score(context, lake, staging)
         # Feast's store opened (its import, the repository applied) while the days score
-        scored = list(
-            scored_in_order(
-                days, fetch=fetch_model(model_registry), meanwhile=feature_store.get_store
-            )
-        )
+        with scored_in_order(
+            days, fetch=fetch_model(model_registry), meanwhile=feature_store.get_store
+        ) as scored_days:
+            scored = list(scored_days)
         lake.commit(context, PURCHASE_SCORES_KEY, {day.day: staging / day.day for day in days})
     scores = lake.partition_files(PURCHASE_SCORES_KEY, partitions_def, context.partition_keys)
     problems = [problem for day in scored for problem in day.problems]
