@@ -16,8 +16,9 @@ import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
-from typing import TypeVar
+from contextlib import closing
+from functools import wraps
+from typing import Any, TypeVar
 
 Item = TypeVar("Item")
 # Items held at once (drawn, not yet handed back), per worker and one: quick items do not
@@ -44,7 +45,20 @@ def available_cores() -> int:
     return joblib.cpu_count()
 
 
-@contextmanager
+def _closed_on_leaving(
+    function: Callable[..., Iterator[Any]],
+) -> Callable[..., closing[Iterator[Any]]]:
+    """A generator function made a block: leaving the block closes the generator, which
+    runs its `finally` (the generator's pool shut down) whatever still holds it."""
+
+    @wraps(function)
+    def block(*args: Any, **kwargs: Any) -> closing[Iterator[Any]]:
+        return closing(function(*args, **kwargs))
+
+    return block
+
+
+@_closed_on_leaving
 def in_order(
     work: Callable[[Item], Result],
     items: Iterable[Item],
@@ -54,7 +68,7 @@ def in_order(
     initializer: Callable[[], None] | None = None,
     meanwhile: Callable[[], object] | None = None,
     quick: Callable[[Item], bool] | None = None,
-) -> Iterator[Iterator[tuple[Item, Result]]]:
+) -> Iterator[tuple[Item, Result]]:
     """A block whose value is (item, `work(item)`) for each of the `days` items (drawn
     lazily, in order), in that order, computed in worker processes (`worker_count`) or, with
     none, here.
@@ -68,32 +82,6 @@ def in_order(
     - Leaving the block stops the workers, whatever still holds the results (a failure of
       the caller's own, a traceback holding the iterator): a step's process waits for its
       worker processes when it exits, and would wait for ever for workers left waiting."""
-    results = _results_in_order(
-        work,
-        items,
-        days,
-        cores=cores,
-        initializer=initializer,
-        meanwhile=meanwhile,
-        quick=quick,
-    )
-    try:
-        yield results
-    finally:
-        results.close()
-
-
-def _results_in_order(
-    work: Callable[[Item], Result],
-    items: Iterable[Item],
-    days: int,
-    *,
-    cores: int | None = None,
-    initializer: Callable[[], None] | None = None,
-    meanwhile: Callable[[], object] | None = None,
-    quick: Callable[[Item], bool] | None = None,
-) -> Iterator[tuple[Item, Result]]:
-    """`in_order`'s results, its pool shut down when the generator ends or is closed."""
     workers = worker_count(
         days,
         available_cores() if cores is None else cores,
